@@ -1,0 +1,39 @@
+# spotswap: every command a developer or CI needs. `make test` is what CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+MOTO_VERSION := 5.2.5
+VENV := .venv
+
+.PHONY: all build test lint fmt data clean
+
+all: build
+
+build:
+	$(CARGO) build --locked
+
+## Every test: unit tests, golden scenarios, setting behaviour tests, CLI tests.
+test:
+	$(CARGO) test --locked
+
+## Formatting and clippy with warnings as errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## The project's Python tools (moto, for its instance-type dump), in a local virtualenv.
+$(VENV)/.moto-$(MOTO_VERSION):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+## Regenerate data/ from its sources (see data/README.md).
+data: $(VENV)/.moto-$(MOTO_VERSION)
+	python3 tools/gen_data.py \
+	  --moto-resources "$$($(VENV)/bin/python -c 'import moto,os;print(os.path.dirname(moto.__file__))')/ec2/resources" \
+	  --prices-tsv data/source/ec2-prices-us-east-1-2023-08.tsv --out data
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,634 @@
+//! The `spotswap` command line: argument parsing, and turning results into tables or JSON.
+//!
+//! The binary is one line that calls [`main`]; everything a command does is library code, so
+//! tests drive the same paths users do. Parsing settings happens here (flags with environment
+//! fallbacks), their meaning lives in [`crate::settings`]. Nothing here decides anything about
+//! groups or instances, and nothing prints user data.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::catalog::Catalog;
+use crate::like::{AmiOverrides, LikeAnswer, LikeQuery, like};
+use crate::model::{Architecture, BootMode, Snapshot, Virtualization};
+use crate::plan::{Action, Plan, Verdict, plan};
+use crate::price_table::BundledPrices;
+use crate::settings::{SETTINGS, Scope, Settings};
+
+/// Swap the on-demand instances of opted-in Auto Scaling groups for compatible, cheaper spot
+/// instances.
+#[derive(Debug, Parser)]
+#[command(name = "spotswap", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the instance types that could replace an instance of a given type.
+    Types(TypesArgs),
+    /// Plan a pass over a saved region snapshot (JSON) and print every decision.
+    Plan(PlanArgs),
+    /// Print every setting with its flag, environment variable, tag and default.
+    Settings {
+        #[arg(long, value_enum, default_value = "table")]
+        output: SettingsOutput,
+    },
+}
+
+/// Formats of the settings reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SettingsOutput {
+    Table,
+    Markdown,
+}
+
+/// `spotswap types --like TYPE`.
+#[derive(Debug, Args)]
+pub struct TypesArgs {
+    /// The instance type to match.
+    #[arg(long)]
+    pub like: String,
+    /// Region whose on-demand prices to show (the bundled table covers us-east-1).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// AMI architecture (default: what the type implies).
+    #[arg(long, value_parser = parse_arch)]
+    pub ami_arch: Option<Architecture>,
+    /// AMI virtualization type: hvm or paravirtual.
+    #[arg(long, value_parser = parse_virtualization)]
+    pub ami_virtualization: Option<Virtualization>,
+    /// AMI boot mode: legacy-bios, uefi or uefi-preferred.
+    #[arg(long, value_parser = parse_boot_mode)]
+    pub ami_boot_mode: Option<BootMode>,
+    /// Whether the AMI has the ENA driver.
+    #[arg(long)]
+    pub ami_ena: Option<bool>,
+    /// Instance-store volumes the launch spec maps (ephemeralN).
+    #[arg(long, default_value_t = 0)]
+    pub ephemeral_mappings: u32,
+    // --allowed-instance-types, --disallowed-instance-types and --allow-burstable are the
+    // global settings flags: one flag, one meaning, wherever it is given.
+    /// Also list every rejected type with the first check it failed.
+    #[arg(long)]
+    pub explain: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// `spotswap plan --snapshot FILE`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// A region snapshot saved as JSON, or a scenario file holding one (`tests/golden/`).
+    #[arg(long)]
+    pub snapshot: PathBuf,
+    /// The moment to plan for (RFC 3339); default the scenario's, or now.
+    #[arg(long)]
+    pub now: Option<DateTime<Utc>>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// Every setting as a flag with an environment fallback. One field per row of
+/// [`SETTINGS`]; a test keeps the two in step.
+#[derive(Debug, Default, Args)]
+pub struct SettingsArgs {
+    #[arg(long, env = "REGIONS", global = true)]
+    pub regions: Option<String>,
+    #[arg(long, env = "TAG_FILTERS", global = true)]
+    pub tag_filters: Option<String>,
+    #[arg(long, env = "TAG_FILTERING_MODE", global = true)]
+    pub tag_filtering_mode: Option<String>,
+    #[arg(long, env = "DRY_RUN", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dry_run: Option<String>,
+    #[arg(long, env = "MIN_ON_DEMAND_NUMBER", global = true)]
+    pub min_on_demand_number: Option<String>,
+    #[arg(long, env = "MIN_ON_DEMAND_PERCENTAGE", global = true)]
+    pub min_on_demand_percentage: Option<String>,
+    #[arg(long, env = "ALLOWED_INSTANCE_TYPES", global = true)]
+    pub allowed_instance_types: Option<String>,
+    #[arg(long, env = "DISALLOWED_INSTANCE_TYPES", global = true)]
+    pub disallowed_instance_types: Option<String>,
+    #[arg(long, env = "ON_DEMAND_PRICE_MULTIPLIER", global = true)]
+    pub on_demand_price_multiplier: Option<String>,
+    #[arg(long, env = "SPOT_PRODUCT_DESCRIPTION", global = true)]
+    pub spot_product_description: Option<String>,
+    #[arg(long, env = "REPLACEMENTS_PER_PASS", global = true)]
+    pub replacements_per_pass: Option<String>,
+    #[arg(long, env = "SPOT_PRICE_WINDOW_MINUTES", global = true)]
+    pub spot_price_window_minutes: Option<String>,
+    #[arg(long, env = "CRON_SCHEDULE", global = true)]
+    pub cron_schedule: Option<String>,
+    #[arg(long, env = "CRON_TIMEZONE", global = true)]
+    pub cron_timezone: Option<String>,
+    #[arg(long, env = "CRON_SCHEDULE_STATE", global = true)]
+    pub cron_schedule_state: Option<String>,
+    #[arg(long, env = "ORPHAN_TIMEOUT_MINUTES", global = true)]
+    pub orphan_timeout_minutes: Option<String>,
+    #[arg(long, env = "INTERRUPTION_COOLDOWN_MINUTES", global = true)]
+    pub interruption_cooldown_minutes: Option<String>,
+    #[arg(long, env = "ALLOW_BURSTABLE", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_burstable: Option<String>,
+}
+
+impl SettingsArgs {
+    /// The values given, as `(stem, value)` pairs.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let fields: [(&'static str, &Option<String>); 18] = [
+            ("regions", &self.regions),
+            ("tag-filters", &self.tag_filters),
+            ("tag-filtering-mode", &self.tag_filtering_mode),
+            ("dry-run", &self.dry_run),
+            ("min-on-demand-number", &self.min_on_demand_number),
+            ("min-on-demand-percentage", &self.min_on_demand_percentage),
+            ("allowed-instance-types", &self.allowed_instance_types),
+            ("disallowed-instance-types", &self.disallowed_instance_types),
+            (
+                "on-demand-price-multiplier",
+                &self.on_demand_price_multiplier,
+            ),
+            ("spot-product-description", &self.spot_product_description),
+            ("replacements-per-pass", &self.replacements_per_pass),
+            ("spot-price-window-minutes", &self.spot_price_window_minutes),
+            ("cron-schedule", &self.cron_schedule),
+            ("cron-timezone", &self.cron_timezone),
+            ("cron-schedule-state", &self.cron_schedule_state),
+            ("orphan-timeout-minutes", &self.orphan_timeout_minutes),
+            (
+                "interruption-cooldown-minutes",
+                &self.interruption_cooldown_minutes,
+            ),
+            ("allow-burstable", &self.allow_burstable),
+        ];
+        fields
+            .into_iter()
+            .filter_map(|(stem, v)| v.clone().map(|v| (stem, v)))
+            .collect()
+    }
+
+    /// Resolves and validates the settings, reporting every bad value at once.
+    pub fn resolve(&self) -> Result<Settings, String> {
+        Settings::from_pairs(self.pairs()).map_err(|errs| {
+            errs.iter()
+                .map(|e| format!("invalid setting: {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+}
+
+fn parse_arch(s: &str) -> Result<Architecture, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| "expected x86_64, arm64, i386, x86_64_mac or arm64_mac".into())
+}
+
+fn parse_virtualization(s: &str) -> Result<Virtualization, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| "expected hvm or paravirtual".into())
+}
+
+fn parse_boot_mode(s: &str) -> Result<BootMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| "expected legacy-bios, uefi or uefi-preferred".into())
+}
+
+/// Runs the command line; the binary's whole `main`. Exit codes: 0 done, 2 could not run.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(text) => {
+            use std::io::Write as _;
+            // A closed pipe (`spotswap types ... | head`) is the reader's choice, not an error.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("spotswap: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a parsed command and returns what to print.
+pub fn run(cli: Cli) -> Result<String, String> {
+    let settings = cli.settings.resolve()?;
+    match cli.command {
+        Command::Types(args) => types(&args, &settings),
+        Command::Plan(args) => {
+            let text = std::fs::read_to_string(&args.snapshot)
+                .map_err(|e| format!("reading {}: {e}", args.snapshot.display()))?;
+            let input = PlanInput::parse(&text).map_err(|e| {
+                format!("{} is not a region snapshot: {e}", args.snapshot.display())
+            })?;
+            // A scenario's own settings apply beneath flags and environment variables.
+            let pairs = input.settings.into_iter().chain(
+                cli.settings
+                    .pairs()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v)),
+            );
+            let settings = Settings::from_pairs(pairs).map_err(|errs| {
+                errs.iter()
+                    .map(|e| format!("invalid setting: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+            let mut snapshot = input.snapshot;
+            Catalog::bundled().fill_missing(&mut snapshot.instance_types);
+            let now = args.now.or(input.now).unwrap_or_else(Utc::now);
+            let p = plan(&snapshot, &settings, now);
+            Ok(match args.output {
+                Output::Json => json(&p),
+                Output::Table => plan_table(&p),
+            })
+        }
+        Command::Settings { output } => Ok(settings_reference(output)),
+    }
+}
+
+/// What `plan --snapshot` reads: a bare snapshot, or a scenario file (as in `tests/golden/`)
+/// holding a snapshot with the moment and settings to plan it with.
+struct PlanInput {
+    snapshot: Snapshot,
+    now: Option<DateTime<Utc>>,
+    settings: Vec<(String, String)>,
+}
+
+impl PlanInput {
+    fn parse(text: &str) -> Result<PlanInput, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Scenario {
+            snapshot: Snapshot,
+            #[serde(default)]
+            now: Option<DateTime<Utc>>,
+            #[serde(default)]
+            settings: std::collections::BTreeMap<String, String>,
+        }
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        if value.get("snapshot").is_some() {
+            let s: Scenario = serde_json::from_value(value)?;
+            Ok(PlanInput {
+                snapshot: s.snapshot,
+                now: s.now,
+                settings: s.settings.into_iter().collect(),
+            })
+        } else {
+            Ok(PlanInput {
+                snapshot: serde_json::from_value(value)?,
+                now: None,
+                settings: Vec::new(),
+            })
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("plain data serialises") + "\n"
+}
+
+fn types(args: &TypesArgs, settings: &Settings) -> Result<String, String> {
+    let prices = BundledPrices::bundled().on_demand(&args.region);
+    let query = LikeQuery {
+        base: args.like.clone(),
+        ami: AmiOverrides {
+            architecture: args.ami_arch,
+            virtualization: args.ami_virtualization,
+            boot_mode: args.ami_boot_mode,
+            ena: args.ami_ena,
+        },
+        ephemeral_mappings: args.ephemeral_mappings,
+        allowed: settings.group.allowed_instance_types.clone(),
+        disallowed: settings.group.disallowed_instance_types.clone(),
+        allow_burstable: settings.group.allow_burstable,
+    };
+    let answer = like(Catalog::bundled(), prices.as_ref(), &query, args.explain)
+        .map_err(|e| e.to_string())?;
+    Ok(match args.output {
+        Output::Json => json(&answer),
+        Output::Table => types_table(&answer, prices.is_some(), &args.region),
+    })
+}
+
+fn types_table(a: &LikeAnswer, priced: bool, region: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Types compatible with {} ({}):",
+        a.base,
+        a.compatible.len()
+    );
+    let _ = writeln!(
+        s,
+        "{:<20} {:>6} {:>10} {:>12}",
+        "TYPE", "VCPUS", "MEMORY", "ON-DEMAND"
+    );
+    for c in &a.compatible {
+        let price = c
+            .on_demand_price
+            .map_or("-".to_string(), |p| format!("${p:.4}/h"));
+        let _ = writeln!(
+            s,
+            "{:<20} {:>6} {:>7} GiB {:>12}",
+            c.instance_type,
+            c.vcpus,
+            format_gib(c.memory_mib),
+            price
+        );
+    }
+    if !priced {
+        let _ = writeln!(
+            s,
+            "(no bundled on-demand prices for {region}: the bundled table covers {})",
+            BundledPrices::bundled().region()
+        );
+    }
+    if let Some(rejected) = &a.rejected {
+        let _ = writeln!(s, "\nRejected ({}):", rejected.len());
+        for r in rejected {
+            let _ = writeln!(s, "{:<20} {}", r.instance_type, r.reason);
+        }
+    }
+    s
+}
+
+fn format_gib(mib: u64) -> String {
+    let gib = mib as f64 / 1024.0;
+    if gib.fract() == 0.0 {
+        format!("{gib:.0}")
+    } else {
+        format!("{gib:.2}")
+    }
+}
+
+fn money(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("${v:.4}"))
+}
+
+/// The plan as a table: one row per decision.
+pub fn plan_table(p: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Plan for {} (on-demand prices: {})",
+        p.region, p.on_demand_source
+    );
+    let _ = writeln!(
+        s,
+        "{:<24} {:<20} {:<18} {:>10} {:>10}  DECISION",
+        "GROUP", "INSTANCE", "TYPE/AZ", "$/H NOW", "$/H AFTER"
+    );
+    for d in &p.decisions {
+        let what = match &d.verdict {
+            Verdict::Act(a) => describe_action(a),
+            Verdict::Skip(skip) => describe_skip(skip),
+        };
+        let type_az = match &d.verdict {
+            Verdict::Act(Action::LaunchClone {
+                replaced_type,
+                availability_zone,
+                ..
+            }) => format!("{replaced_type}/{availability_zone}"),
+            _ => d
+                .prices
+                .first()
+                .map(|p| {
+                    format!(
+                        "{}{}",
+                        p.instance_type,
+                        p.availability_zone
+                            .as_ref()
+                            .map(|a| format!("/{a}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<24} {:<20} {:<18} {:>10} {:>10}  {}",
+            d.group,
+            d.instance.as_deref().unwrap_or("-"),
+            type_az,
+            money(d.hourly_cost_before),
+            money(d.hourly_cost_after),
+            what
+        );
+    }
+    s
+}
+
+/// `skip batch-limit (limit 2)`: the stable reason word, then its details.
+fn describe_skip(skip: &crate::plan::Skip) -> String {
+    let value = serde_json::to_value(skip).unwrap_or_default();
+    let details: Vec<String> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "reason")
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k} {s:?}"),
+            other => format!("{k} {other}"),
+        })
+        .collect();
+    if details.is_empty() {
+        format!("skip {}", skip.name())
+    } else {
+        format!("skip {} ({})", skip.name(), details.join(", "))
+    }
+}
+
+fn describe_action(a: &Action) -> String {
+    match a {
+        Action::LaunchClone {
+            candidates,
+            max_price,
+            ..
+        } => {
+            let names: Vec<String> = candidates
+                .iter()
+                .map(|c| format!("{} ${:.4}", c.instance_type, c.spot_price))
+                .collect();
+            format!(
+                "launch spot clone (max ${max_price:.4}): {}",
+                names.join(", ")
+            )
+        }
+        Action::Swap {
+            clone, max_size, ..
+        } => match max_size {
+            Some(m) => format!(
+                "swap in {clone} (MaxSize {} -> {} -> {})",
+                m.original, m.raised, m.original
+            ),
+            None => format!("swap in {clone}"),
+        },
+        Action::CompleteSwap { clone, .. } => format!("complete swap of {clone}"),
+        Action::TerminateOrphan { clone, reason } => {
+            format!(
+                "terminate orphan {clone} ({})",
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            )
+        }
+        Action::RestoreMaxSize { current, restored } => {
+            format!("restore MaxSize {current} -> {restored}")
+        }
+    }
+}
+
+/// The settings reference, from the [`SETTINGS`] table.
+pub fn settings_reference(output: SettingsOutput) -> String {
+    let mut s = String::new();
+    match output {
+        SettingsOutput::Markdown => {
+            let _ = writeln!(
+                s,
+                "| Setting (flag) | Environment | CloudFormation | Group tag | Default | Meaning |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|");
+            for d in SETTINGS {
+                let tag = match d.scope {
+                    Scope::Group => match d.alias {
+                        Some(a) => format!("`{}` (alias `{a}`)", d.tag()),
+                        None => format!("`{}`", d.tag()),
+                    },
+                    Scope::Global => "global only".into(),
+                };
+                let default = if d.default.is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    format!("`{}`", d.default)
+                };
+                let _ = writeln!(
+                    s,
+                    "| `--{}` | `{}` | `{}` | {} | {} | {} |",
+                    d.stem,
+                    d.env(),
+                    d.cfn_parameter(),
+                    tag,
+                    default,
+                    d.help
+                );
+            }
+        }
+        SettingsOutput::Table => {
+            for d in SETTINGS {
+                let _ = writeln!(s, "--{}  (env {}", d.stem, d.env());
+                s.pop();
+                match d.scope {
+                    Scope::Group => {
+                        let _ = write!(s, ", tag {}", d.tag());
+                        if let Some(a) = d.alias {
+                            let _ = write!(s, " or {a}");
+                        }
+                    }
+                    Scope::Global => s.push_str(", global only"),
+                }
+                let _ = writeln!(s, ", default {:?})", d.default);
+                let _ = writeln!(s, "    {}", d.help);
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_has_a_flag_and_an_environment_variable() {
+        let cmd = Cli::command();
+        for d in SETTINGS {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(d.stem))
+                .unwrap_or_else(|| panic!("no --{} flag", d.stem));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(d.env().as_str()),
+                "--{} env",
+                d.stem
+            );
+        }
+        let stems: Vec<&str> = SettingsArgs::default()
+            .pairs()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert!(stems.is_empty());
+    }
+
+    #[test]
+    fn settings_pairs_cover_every_setting() {
+        let all = SettingsArgs {
+            regions: Some("x".into()),
+            tag_filters: Some("x".into()),
+            tag_filtering_mode: Some("x".into()),
+            dry_run: Some("x".into()),
+            min_on_demand_number: Some("x".into()),
+            min_on_demand_percentage: Some("x".into()),
+            allowed_instance_types: Some("x".into()),
+            disallowed_instance_types: Some("x".into()),
+            on_demand_price_multiplier: Some("x".into()),
+            spot_product_description: Some("x".into()),
+            replacements_per_pass: Some("x".into()),
+            spot_price_window_minutes: Some("x".into()),
+            cron_schedule: Some("x".into()),
+            cron_timezone: Some("x".into()),
+            cron_schedule_state: Some("x".into()),
+            orphan_timeout_minutes: Some("x".into()),
+            interruption_cooldown_minutes: Some("x".into()),
+            allow_burstable: Some("x".into()),
+        };
+        let stems: Vec<&str> = all.pairs().iter().map(|(s, _)| *s).collect();
+        let want: Vec<&str> = SETTINGS.iter().map(|d| d.stem).collect();
+        assert_eq!(stems, want);
+    }
+
+    #[test]
+    fn flags_reach_the_settings() {
+        let cli = Cli::try_parse_from([
+            "spotswap",
+            "--min-on-demand-number",
+            "2",
+            "--dry-run",
+            "types",
+            "--like",
+            "m5.large",
+        ])
+        .unwrap();
+        let s = cli.settings.resolve().unwrap();
+        assert_eq!(s.group.min_on_demand_number, 2);
+        assert!(s.dry_run);
+    }
+
+    #[test]
+    fn a_bad_flag_value_names_the_flag_and_the_variable() {
+        let cli =
+            Cli::try_parse_from(["spotswap", "--min-on-demand-percentage", "140", "settings"])
+                .unwrap();
+        let err = run(cli).unwrap_err();
+        assert!(err.contains("--min-on-demand-percentage"), "{err}");
+        assert!(err.contains("MIN_ON_DEMAND_PERCENTAGE"), "{err}");
+        assert!(err.contains("140"), "{err}");
+    }
+}

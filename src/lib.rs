@@ -1,0 +1,18 @@
+//! spotswap: swap the on-demand instances of opted-in EC2 Auto Scaling groups for compatible,
+//! cheaper spot instances, without rebuilding the groups.
+//!
+//! A pass is observe -> plan -> execute -> report (DESIGN.md section 2). This library holds all
+//! of it; the binaries only wire configuration, logging and the AWS adapter. The decision core
+//! ([`compat`], [`settings`], [`plan`]) is pure: it never touches the network, the clock or a
+//! logger, so every rule is tested by tables and the dry run is exactly what a real pass would do.
+
+pub mod catalog;
+pub mod cli;
+pub mod compat;
+pub mod glob;
+pub mod like;
+pub mod model;
+pub mod plan;
+pub mod price_table;
+pub mod schedule;
+pub mod settings;

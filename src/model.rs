@@ -1,0 +1,711 @@
+//! The domain model: what spotswap knows about an account, in its own plain types.
+//!
+//! These types describe Auto Scaling groups, instances, launch specs, AMIs, instance types and
+//! prices as data that serialises to and from JSON, so a region's snapshot can be saved, loaded
+//! and fed to the planner in tests. This module must not use AWS SDK types, do I/O or hold
+//! behaviour beyond small derived facts; converting from the SDK is the cloud adapter's job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Tags spotswap writes. Their names are a public contract (DESIGN.md section 3): the swap
+/// protocol keeps all of its state in them, so a crashed pass can be finished by the next one.
+pub mod tags {
+    /// On a clone: the name of the group it was launched for.
+    pub const GROUP: &str = "spotswap:group";
+    /// On a clone: the id of the on-demand instance it replaces.
+    pub const REPLACES: &str = "spotswap:replaces";
+    /// On a group: its MaxSize before spotswap raised it by one around a swap.
+    pub const MAX_SIZE: &str = "spotswap:max-size";
+    /// On a group: the spot pools (type and AZ) that recently interrupted its instances,
+    /// as space-separated `TYPE@AZ@RFC3339` entries.
+    pub const INTERRUPTED: &str = "spotswap:interrupted";
+    /// The prefix of every per-group setting tag (`spotswap:min-on-demand-number`, ...).
+    pub const SETTING_PREFIX: &str = "spotswap:";
+    /// Tag keys with this prefix are reserved by AWS and can never be copied to a clone.
+    pub const AWS_RESERVED_PREFIX: &str = "aws:";
+}
+
+/// A CPU architecture as EC2 names it (`DescribeInstanceTypes` and `DescribeImages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Architecture {
+    #[serde(rename = "i386")]
+    I386,
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "arm64")]
+    Arm64,
+    #[serde(rename = "x86_64_mac")]
+    X86_64Mac,
+    #[serde(rename = "arm64_mac")]
+    Arm64Mac,
+}
+
+/// The virtualization type of an AMI or supported by an instance type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Virtualization {
+    Hvm,
+    Paravirtual,
+}
+
+/// A boot mode. `UefiPreferred` exists only on AMIs: it boots UEFI where the type supports it
+/// and legacy BIOS otherwise (EC2 User Guide, "Boot modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMode {
+    LegacyBios,
+    Uefi,
+    UefiPreferred,
+}
+
+/// How an instance type relates to the Elastic Network Adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnaSupport {
+    Unsupported,
+    Supported,
+    Required,
+}
+
+/// Instance-store disk media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskType {
+    Ssd,
+    Hdd,
+}
+
+/// One kind of GPU on an instance type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuSpec {
+    pub manufacturer: String,
+    pub name: String,
+    pub count: u32,
+    /// Memory of one GPU.
+    pub memory_mib: u64,
+}
+
+/// Which family of non-GPU accelerator a device belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceleratorKind {
+    /// `InferenceAcceleratorInfo` (Inferentia, Qualcomm AI 100).
+    Inference,
+    /// `NeuronInfo` (Inferentia2, Trainium).
+    Neuron,
+    /// `FpgaInfo`.
+    Fpga,
+    /// `MediaAcceleratorInfo`.
+    Media,
+}
+
+/// One kind of non-GPU accelerator on an instance type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceleratorSpec {
+    pub kind: AcceleratorKind,
+    pub manufacturer: String,
+    pub name: String,
+    pub count: u32,
+    /// Memory of one device, where EC2 states it.
+    #[serde(default)]
+    pub memory_mib: u64,
+}
+
+/// A group of identical instance-store disks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    pub count: u32,
+    pub size_gb: u64,
+    #[serde(rename = "type")]
+    pub disk_type: DiskType,
+}
+
+/// The instance store of an instance type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStorage {
+    pub disks: Vec<DiskSpec>,
+    /// NVMe instance store is attached automatically, with no block device mapping
+    /// (EC2 User Guide, "SSD instance store volumes").
+    pub nvme: bool,
+    pub total_gb: u64,
+}
+
+impl InstanceStorage {
+    /// Number of disks of every kind.
+    pub fn disk_count(&self) -> u32 {
+        self.disks.iter().map(|d| d.count).sum()
+    }
+
+    /// Size of the smallest disk, in GB.
+    pub fn smallest_disk_gb(&self) -> u64 {
+        self.disks.iter().map(|d| d.size_gb).min().unwrap_or(0)
+    }
+
+    /// Whether every disk is an SSD.
+    pub fn all_ssd(&self) -> bool {
+        self.disks.iter().all(|d| d.disk_type == DiskType::Ssd)
+    }
+}
+
+/// What spotswap needs to know of an instance type, from `DescribeInstanceTypes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceTypeSpec {
+    pub instance_type: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub architectures: Vec<Architecture>,
+    pub virtualization_types: Vec<Virtualization>,
+    pub boot_modes: Vec<BootMode>,
+    pub ena: EnaSupport,
+    pub burstable: bool,
+    pub bare_metal: bool,
+    #[serde(default)]
+    pub current_generation: bool,
+    /// Whether `SupportedUsageClasses` includes `spot`.
+    pub spot_supported: bool,
+    #[serde(default)]
+    pub gpus: Vec<GpuSpec>,
+    #[serde(default)]
+    pub accelerators: Vec<AcceleratorSpec>,
+    #[serde(default)]
+    pub instance_storage: Option<InstanceStorage>,
+    #[serde(default)]
+    pub ebs_baseline_mbps: Option<u64>,
+    #[serde(default)]
+    pub network_baseline_gbps: Option<f64>,
+}
+
+impl InstanceTypeSpec {
+    /// Total GPUs of every kind.
+    pub fn gpu_count(&self) -> u32 {
+        self.gpus.iter().map(|g| g.count).sum()
+    }
+}
+
+/// Whether an instance runs on-demand or on spot (`InstanceLifecycle` in `DescribeInstances`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Market {
+    OnDemand,
+    Spot,
+}
+
+/// The EC2 state of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+}
+
+impl InstanceState {
+    /// Whether the instance is gone or going: it can be neither swapped in nor cleaned up.
+    pub fn is_gone(self) -> bool {
+        matches!(
+            self,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        )
+    }
+}
+
+/// A string that may hold secrets (user data). It serialises as is, so a snapshot round-trips,
+/// but its `Debug` never shows the content, so it cannot leak into a log line.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes, redacted)", self.0.len())
+    }
+}
+
+/// Where a group or instance gets its launch parameters from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LaunchRef {
+    LaunchConfiguration {
+        name: String,
+    },
+    LaunchTemplate {
+        id: String,
+        #[serde(default)]
+        name: Option<String>,
+        /// As the group states it: a number, `$Latest` or `$Default`.
+        version: String,
+    },
+}
+
+impl LaunchRef {
+    /// The key of this reference in [`Snapshot::launch_specs`].
+    pub fn key(&self) -> String {
+        match self {
+            LaunchRef::LaunchConfiguration { name } => format!("lc:{name}"),
+            LaunchRef::LaunchTemplate { id, version, .. } => format!("lt:{id}:{version}"),
+        }
+    }
+}
+
+impl fmt::Display for LaunchRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchRef::LaunchConfiguration { name } => write!(f, "launch configuration {name}"),
+            LaunchRef::LaunchTemplate { id, name, version } => match name {
+                Some(n) => write!(f, "launch template {n} ({id}) version {version}"),
+                None => write!(f, "launch template {id} version {version}"),
+            },
+        }
+    }
+}
+
+/// An EBS volume in a block device mapping.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EbsVolume {
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    #[serde(default)]
+    pub volume_size_gib: Option<i32>,
+    #[serde(default)]
+    pub volume_type: Option<String>,
+    #[serde(default)]
+    pub iops: Option<i32>,
+    #[serde(default)]
+    pub throughput: Option<i32>,
+    #[serde(default)]
+    pub delete_on_termination: Option<bool>,
+    #[serde(default)]
+    pub encrypted: Option<bool>,
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+}
+
+/// One block device mapping of a launch spec or AMI.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BlockDeviceMapping {
+    pub device_name: String,
+    /// `ephemeralN` for an instance-store volume.
+    #[serde(default)]
+    pub virtual_name: Option<String>,
+    #[serde(default)]
+    pub ebs: Option<EbsVolume>,
+    #[serde(default)]
+    pub no_device: bool,
+}
+
+impl BlockDeviceMapping {
+    /// Whether this mapping asks for an instance-store volume.
+    pub fn is_ephemeral(&self) -> bool {
+        !self.no_device
+            && self
+                .virtual_name
+                .as_deref()
+                .is_some_and(|v| v.starts_with("ephemeral"))
+    }
+}
+
+/// Instance metadata service options, kept so a clone keeps the IMDSv2 settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetadataOptions {
+    /// `required` (IMDSv2 only) or `optional`.
+    #[serde(default)]
+    pub http_tokens: Option<String>,
+    #[serde(default)]
+    pub http_put_response_hop_limit: Option<i32>,
+    /// `enabled` or `disabled`.
+    #[serde(default)]
+    pub http_endpoint: Option<String>,
+    #[serde(default)]
+    pub http_protocol_ipv6: Option<String>,
+    #[serde(default)]
+    pub instance_metadata_tags: Option<String>,
+}
+
+/// Everything needed to launch an instance like the group would: the resolved content of a
+/// launch configuration or of one launch template version.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    /// For launch templates, the version number `$Latest` or `$Default` resolved to.
+    #[serde(default)]
+    pub resolved_version: Option<i64>,
+    pub image_id: String,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
+    /// Instance profile name or ARN.
+    #[serde(default)]
+    pub iam_instance_profile: Option<String>,
+    /// Base64 user data, byte for byte as the launch spec holds it. Never logged.
+    #[serde(default)]
+    pub user_data: Option<Secret>,
+    #[serde(default)]
+    pub block_device_mappings: Vec<BlockDeviceMapping>,
+    #[serde(default)]
+    pub ebs_optimized: Option<bool>,
+    #[serde(default)]
+    pub monitoring: Option<bool>,
+    #[serde(default)]
+    pub metadata_options: Option<MetadataOptions>,
+    #[serde(default)]
+    pub associate_public_ip_address: Option<bool>,
+}
+
+impl LaunchSpec {
+    /// Instance-store volumes this spec maps explicitly.
+    pub fn ephemeral_mappings(&self) -> u32 {
+        count_ephemeral(&self.block_device_mappings)
+    }
+}
+
+fn count_ephemeral(mappings: &[BlockDeviceMapping]) -> u32 {
+    mappings.iter().filter(|m| m.is_ephemeral()).count() as u32
+}
+
+/// An AMI as `DescribeImages` describes it. Every property is optional: emulators and old AMIs
+/// leave some unset, and compatibility corrects them with what the running type proves.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Ami {
+    pub image_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub architecture: Option<Architecture>,
+    #[serde(default)]
+    pub virtualization: Option<Virtualization>,
+    #[serde(default)]
+    pub boot_mode: Option<BootMode>,
+    #[serde(default)]
+    pub ena_support: Option<bool>,
+    /// `PlatformDetails`, for example `Linux/UNIX`, `Windows`, `Red Hat Enterprise Linux`.
+    #[serde(default)]
+    pub platform_details: Option<String>,
+    /// `Platform`: `windows` for Windows AMIs, absent otherwise.
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub block_device_mappings: Vec<BlockDeviceMapping>,
+}
+
+impl Ami {
+    /// Instance-store volumes the AMI itself maps.
+    pub fn ephemeral_mappings(&self) -> u32 {
+        count_ephemeral(&self.block_device_mappings)
+    }
+}
+
+/// The operating system a group runs, which decides which spot and on-demand prices apply
+/// (DESIGN.md section 6: Windows and RHEL groups are priced as what they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    Linux,
+    Windows,
+    Rhel,
+    Suse,
+}
+
+impl Os {
+    /// The OS an AMI runs, from `PlatformDetails` and `Platform`; Linux/UNIX when neither says.
+    pub fn of_ami(ami: &Ami) -> Os {
+        let details = ami
+            .platform_details
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if ami.platform.as_deref() == Some("windows") || details.starts_with("windows") {
+            Os::Windows
+        } else if details.starts_with("red hat") {
+            Os::Rhel
+        } else if details.starts_with("suse") {
+            Os::Suse
+        } else {
+            Os::Linux
+        }
+    }
+
+    /// The `DescribeSpotPriceHistory` product description for this OS in a VPC.
+    pub fn spot_product_description(self) -> &'static str {
+        match self {
+            Os::Linux => "Linux/UNIX (Amazon VPC)",
+            Os::Windows => "Windows (Amazon VPC)",
+            Os::Rhel => "Red Hat Enterprise Linux (Amazon VPC)",
+            Os::Suse => "SUSE Linux (Amazon VPC)",
+        }
+    }
+
+    /// The OS a spot product description prices; `None` for a description EC2 does not use.
+    pub fn from_product_description(text: &str) -> Option<Os> {
+        let base = text.trim().trim_end_matches("(Amazon VPC)").trim();
+        match base {
+            "Linux/UNIX" => Some(Os::Linux),
+            "Windows" => Some(Os::Windows),
+            "Red Hat Enterprise Linux" => Some(Os::Rhel),
+            "SUSE Linux" => Some(Os::Suse),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Os {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Os::Linux => "linux",
+            Os::Windows => "windows",
+            Os::Rhel => "rhel",
+            Os::Suse => "suse",
+        })
+    }
+}
+
+/// An Auto Scaling group's view of one of its instances (`DescribeAutoScalingGroups`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub instance_id: String,
+    /// `InService`, `Pending`, `Terminating`, `Standby`, ... as Auto Scaling names them.
+    pub lifecycle_state: String,
+    /// `Healthy` or `Unhealthy`.
+    pub health_status: String,
+    #[serde(default)]
+    pub protected_from_scale_in: bool,
+}
+
+impl Member {
+    /// In service and healthy: the only state in which an instance counts as capacity.
+    pub fn is_in_service(&self) -> bool {
+        self.lifecycle_state == "InService"
+    }
+
+    /// Whether Auto Scaling considers the instance healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.health_status == "Healthy"
+    }
+}
+
+/// An Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub desired_capacity: u32,
+    pub health_check_grace_period_secs: u32,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Tag keys whose `PropagateAtLaunch` is true.
+    #[serde(default)]
+    pub propagated_tag_keys: BTreeSet<String>,
+    #[serde(default)]
+    pub launch: Option<LaunchRef>,
+    #[serde(default)]
+    pub mixed_instances_policy: bool,
+    #[serde(default)]
+    pub warm_pool: bool,
+    #[serde(default)]
+    pub instance_refresh_in_progress: bool,
+    #[serde(default)]
+    pub suspended_processes: Vec<String>,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+impl Group {
+    /// The member record of an instance, if it belongs to this group.
+    pub fn member(&self, instance_id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.instance_id == instance_id)
+    }
+}
+
+/// An EC2 instance (`DescribeInstances`): a group member or a spotswap clone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub availability_zone: String,
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    pub market: Market,
+    pub state: InstanceState,
+    pub launch_time: DateTime<Utc>,
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// The group the instance belongs to, as EC2 sees it (the `aws:autoscaling:groupName` tag
+    /// Auto Scaling sets on its members): tells an attached clone from an unattached one even
+    /// when its group is not in the snapshot.
+    #[serde(default)]
+    pub auto_scaling_group: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Instance {
+    /// For a spotswap clone: the group and the instance it was launched to replace.
+    pub fn clone_of(&self) -> Option<(&str, &str)> {
+        let group = self.tags.get(tags::GROUP)?;
+        let replaces = self.tags.get(tags::REPLACES)?;
+        Some((group.as_str(), replaces.as_str()))
+    }
+}
+
+/// One spot price observation (`DescribeSpotPriceHistory`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpotPricePoint {
+    pub instance_type: String,
+    pub availability_zone: String,
+    pub product_description: String,
+    pub price: f64,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// On-demand prices of one instance type, per OS, in USD per hour.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct OsPrices {
+    #[serde(default)]
+    pub linux: Option<f64>,
+    #[serde(default)]
+    pub windows: Option<f64>,
+    #[serde(default)]
+    pub rhel: Option<f64>,
+    #[serde(default)]
+    pub suse: Option<f64>,
+}
+
+impl OsPrices {
+    /// The price for one OS, if known.
+    pub fn get(&self, os: Os) -> Option<f64> {
+        match os {
+            Os::Linux => self.linux,
+            Os::Windows => self.windows,
+            Os::Rhel => self.rhel,
+            Os::Suse => self.suse,
+        }
+    }
+}
+
+/// Where on-demand prices came from, so every report can say how fresh they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PriceSource {
+    /// The AWS Pricing API, during this pass.
+    Live,
+    /// The table bundled in the binary, published on `date`.
+    Bundled { region: String, date: String },
+}
+
+impl fmt::Display for PriceSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PriceSource::Live => f.write_str("pricing API"),
+            PriceSource::Bundled { region, date } => write!(f, "bundled {region} table of {date}"),
+        }
+    }
+}
+
+/// On-demand prices for a region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnDemandPrices {
+    pub source: PriceSource,
+    pub prices: BTreeMap<String, OsPrices>,
+}
+
+impl OnDemandPrices {
+    /// The hourly on-demand price of a type for an OS; `None` when unknown (never zero).
+    pub fn price(&self, instance_type: &str, os: Os) -> Option<f64> {
+        self.prices
+            .get(instance_type)
+            .and_then(|p| p.get(os))
+            .filter(|p| *p > 0.0)
+    }
+}
+
+/// Everything the planner knows about one region at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub region: String,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// Members of the groups and every spotswap clone, by id.
+    #[serde(default)]
+    pub instances: BTreeMap<String, Instance>,
+    /// Launch specs by [`LaunchRef::key`].
+    #[serde(default)]
+    pub launch_specs: BTreeMap<String, LaunchSpec>,
+    /// AMIs in use, by id.
+    #[serde(default)]
+    pub amis: BTreeMap<String, Ami>,
+    /// Instance types by name: live data, or the bundled catalog as fallback.
+    #[serde(default)]
+    pub instance_types: BTreeMap<String, InstanceTypeSpec>,
+    /// Instance types offered per availability zone. An AZ absent here is unknown: the spot
+    /// price of a type in that AZ then stands for its offering.
+    #[serde(default)]
+    pub offerings: BTreeMap<String, BTreeSet<String>>,
+    #[serde(default)]
+    pub spot_prices: Vec<SpotPricePoint>,
+    pub on_demand: OnDemandPrices,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_round_trips_through_json() {
+        let scenario: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/golden/swap_at_max_size.json")).unwrap();
+        let snapshot: Snapshot = serde_json::from_value(scenario["snapshot"].clone()).unwrap();
+        assert!(!snapshot.groups.is_empty() && !snapshot.instances.is_empty());
+        let text = serde_json::to_string(&snapshot).unwrap();
+        let back: Snapshot = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, snapshot);
+    }
+
+    #[test]
+    fn user_data_never_shows_in_debug_output() {
+        let spec = LaunchSpec {
+            image_id: "ami-1".into(),
+            user_data: Some(Secret("c2VjcmV0LXBhc3N3b3Jk".into())),
+            ..LaunchSpec::default()
+        };
+        let debug = format!("{spec:?}");
+        assert!(!debug.contains("c2VjcmV0LXBhc3N3b3Jk"), "{debug}");
+        assert!(debug.contains("redacted"));
+        // It still serialises in full, so a snapshot keeps it byte for byte.
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains("c2VjcmV0LXBhc3N3b3Jk"));
+    }
+
+    #[test]
+    fn the_os_comes_from_the_ami_platform() {
+        let ami = |details: &str, platform: Option<&str>| Ami {
+            image_id: "ami-1".into(),
+            platform_details: Some(details.into()),
+            platform: platform.map(str::to_string),
+            ..Ami::default()
+        };
+        assert_eq!(Os::of_ami(&ami("Linux/UNIX", None)), Os::Linux);
+        assert_eq!(Os::of_ami(&ami("Windows", Some("windows"))), Os::Windows);
+        assert_eq!(
+            Os::of_ami(&ami("Windows with SQL Server Standard", None)),
+            Os::Windows
+        );
+        assert_eq!(Os::of_ami(&ami("Red Hat Enterprise Linux", None)), Os::Rhel);
+        assert_eq!(Os::of_ami(&ami("SUSE Linux", None)), Os::Suse);
+        assert_eq!(Os::of_ami(&Ami::default()), Os::Linux);
+        for os in [Os::Linux, Os::Windows, Os::Rhel, Os::Suse] {
+            assert_eq!(
+                Os::from_product_description(os.spot_product_description()),
+                Some(os)
+            );
+        }
+    }
+}

@@ -1,0 +1,881 @@
+//! Settings: global values from flags and environment variables, and per-group overrides from
+//! group tags, with precedence tag > global > built-in default (DESIGN.md section 7).
+//!
+//! Every setting has one name stem used on every surface: flag `--min-on-demand-number`, env
+//! `MIN_ON_DEMAND_NUMBER`, CloudFormation parameter `MinOnDemandNumber`, group tag
+//! `spotswap:min-on-demand-number`. AutoSpotting's tag names are accepted as aliases. A bad value
+//! is an error naming the setting, where it came from and the value: it never falls back
+//! silently, because a typo in a minimum must not let spotswap replace instances the user wanted
+//! kept. Pure: parsing and resolution only, no I/O and no logging.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::glob;
+use crate::model::tags;
+use crate::schedule::{Schedule, ScheduleState};
+
+/// Whether a setting is global only or may be overridden per group by a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Group,
+}
+
+/// One setting: its stem, default, scope, AutoSpotting alias and one line of help.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingDef {
+    pub stem: &'static str,
+    pub default: &'static str,
+    pub scope: Scope,
+    /// AutoSpotting's tag name for the same setting, accepted on groups.
+    pub alias: Option<&'static str>,
+    pub help: &'static str,
+}
+
+impl SettingDef {
+    /// The environment variable: `MIN_ON_DEMAND_NUMBER`.
+    pub fn env(&self) -> String {
+        self.stem.replace('-', "_").to_ascii_uppercase()
+    }
+
+    /// The group tag: `spotswap:min-on-demand-number` (only for group-scoped settings).
+    pub fn tag(&self) -> String {
+        format!("{}{}", tags::SETTING_PREFIX, self.stem)
+    }
+
+    /// The CloudFormation parameter: `MinOnDemandNumber`.
+    pub fn cfn_parameter(&self) -> String {
+        self.stem
+            .split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+const fn def(
+    stem: &'static str,
+    default: &'static str,
+    scope: Scope,
+    alias: Option<&'static str>,
+    help: &'static str,
+) -> SettingDef {
+    SettingDef {
+        stem,
+        default,
+        scope,
+        alias,
+        help,
+    }
+}
+
+/// Every setting spotswap reads. The README's settings reference is written from this table.
+pub const SETTINGS: &[SettingDef] = &[
+    def(
+        "regions",
+        "",
+        Scope::Global,
+        None,
+        "Regions to process, as globs separated by commas or spaces (us-*, eu-west-1); empty means every enabled region",
+    ),
+    def(
+        "tag-filters",
+        "",
+        Scope::Global,
+        None,
+        "Group tags that select groups, as key=value pairs (values are globs); empty means spot-enabled=true in opt-in mode and spot-enabled=false in opt-out mode",
+    ),
+    def(
+        "tag-filtering-mode",
+        "opt-in",
+        Scope::Global,
+        None,
+        "opt-in: process groups carrying every filter tag; opt-out: process every group except those carrying every filter tag",
+    ),
+    def(
+        "dry-run",
+        "false",
+        Scope::Global,
+        None,
+        "Plan and report, but change nothing",
+    ),
+    def(
+        "min-on-demand-number",
+        "0",
+        Scope::Group,
+        Some("autospotting_min_on_demand_number"),
+        "On-demand instances to keep in each group; the larger of this and the percentage wins",
+    ),
+    def(
+        "min-on-demand-percentage",
+        "0",
+        Scope::Group,
+        Some("autospotting_min_on_demand_percentage"),
+        "Percentage of in-service instances to keep on-demand (0-100, rounded up)",
+    ),
+    def(
+        "allowed-instance-types",
+        "",
+        Scope::Group,
+        Some("autospotting_allowed_instance_types"),
+        "Spot types that may be used, as globs; 'current' means the replaced instance's own type; empty allows all",
+    ),
+    def(
+        "disallowed-instance-types",
+        "",
+        Scope::Group,
+        Some("autospotting_disallowed_instance_types"),
+        "Spot types that must not be used, as globs; applies together with the allowed list",
+    ),
+    def(
+        "on-demand-price-multiplier",
+        "1.0",
+        Scope::Group,
+        Some("autospotting_on_demand_price_multiplier"),
+        "Multiplies on-demand list prices before comparing with spot, above 0 and at most 1 (below 1 models Savings Plans or reservations)",
+    ),
+    def(
+        "spot-product-description",
+        "",
+        Scope::Group,
+        Some("autospotting_spot_product_description"),
+        "Spot product to price the group as (Linux/UNIX (Amazon VPC), Windows (Amazon VPC), ...); empty means from the AMI's platform",
+    ),
+    def(
+        "replacements-per-pass",
+        "25%",
+        Scope::Group,
+        None,
+        "Clones launched per group per pass: a number, or a percentage of the replaceable instances (at least one)",
+    ),
+    def(
+        "spot-price-window-minutes",
+        "60",
+        Scope::Group,
+        None,
+        "Spot prices are judged by their highest value over this many minutes, not only the latest",
+    ),
+    def(
+        "cron-schedule",
+        "* *",
+        Scope::Group,
+        Some("autospotting_cron_schedule"),
+        "When to act, as two cron fields, hours and weekdays (\"9-17 1-5\" is 09:00-17:59, Monday to Friday)",
+    ),
+    def(
+        "cron-timezone",
+        "UTC",
+        Scope::Group,
+        Some("autospotting_cron_timezone"),
+        "IANA timezone of the schedule (Europe/London)",
+    ),
+    def(
+        "cron-schedule-state",
+        "on",
+        Scope::Group,
+        Some("autospotting_cron_schedule_state"),
+        "on: act inside the schedule; off: act outside it",
+    ),
+    def(
+        "orphan-timeout-minutes",
+        "60",
+        Scope::Group,
+        None,
+        "A clone still unattached this long after the group's grace period is terminated",
+    ),
+    def(
+        "interruption-cooldown-minutes",
+        "60",
+        Scope::Group,
+        None,
+        "A spot pool (type and AZ) that interrupted a group's instance is avoided for this long",
+    ),
+    def(
+        "allow-burstable",
+        "false",
+        Scope::Group,
+        None,
+        "Allow burstable (t2, t3, t4g ...) spot types for groups that do not run burstable types",
+    ),
+];
+
+/// Looks a setting up by stem.
+pub fn setting(stem: &str) -> Option<&'static SettingDef> {
+    SETTINGS.iter().find(|d| d.stem == stem)
+}
+
+/// A setting whose value could not be used, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidSetting {
+    /// The setting's stem.
+    pub setting: String,
+    /// Where the value came from: a tag key, or a flag / environment variable.
+    pub source: String,
+    pub value: String,
+    pub problem: String,
+}
+
+impl fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} has value {:?}: {}",
+            self.source, self.value, self.problem
+        )
+    }
+}
+
+impl std::error::Error for InvalidSetting {}
+
+/// Global or per-group: opt-in or opt-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterMode {
+    OptIn,
+    OptOut,
+}
+
+/// One `key=value-glob` tag filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagFilter {
+    pub key: String,
+    pub value: String,
+}
+
+/// A list of instance-type globs; `current` stands for the replaced instance's type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TypeList(pub Vec<String>);
+
+impl TypeList {
+    /// Whether the list names nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `candidate` matches an item of the list, for an instance of type `current`.
+    pub fn matches(&self, candidate: &str, current: &str) -> bool {
+        self.0.iter().any(|p| {
+            if p == "current" {
+                candidate == current
+            } else {
+                glob::matches(p, candidate)
+            }
+        })
+    }
+}
+
+/// How many clones a group may launch in one pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    Count(u32),
+    /// A percentage of the replaceable instances, at least one when it is above zero.
+    Percent(f64),
+}
+
+impl Budget {
+    /// The number of launches allowed when `replaceable` instances could be replaced.
+    pub fn allowance(self, replaceable: u32) -> u32 {
+        match self {
+            Budget::Count(n) => n.min(replaceable),
+            Budget::Percent(p) if p <= 0.0 || replaceable == 0 => 0,
+            Budget::Percent(p) => ((replaceable as f64 * p / 100.0).floor() as u32)
+                .max(1)
+                .min(replaceable),
+        }
+    }
+}
+
+/// The settings that apply to one group: globals overlaid with its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSettings {
+    pub min_on_demand_number: u32,
+    pub min_on_demand_percentage: f64,
+    pub allowed_instance_types: TypeList,
+    pub disallowed_instance_types: TypeList,
+    pub on_demand_price_multiplier: f64,
+    /// `None`: price the group as the OS its AMI runs.
+    pub spot_product_description: Option<String>,
+    pub replacements_per_pass: Budget,
+    pub spot_price_window_minutes: u32,
+    pub cron_schedule: Schedule,
+    pub cron_timezone: Tz,
+    pub cron_schedule_state: ScheduleState,
+    pub orphan_timeout_minutes: u32,
+    pub interruption_cooldown_minutes: u32,
+    pub allow_burstable: bool,
+}
+
+impl GroupSettings {
+    /// The on-demand instances to keep when `in_service` instances serve: the larger of the
+    /// number and the percentage, rounded up.
+    pub fn min_on_demand(&self, in_service: u32) -> u32 {
+        let by_pct = (in_service as f64 * self.min_on_demand_percentage / 100.0 - 1e-9).ceil();
+        self.min_on_demand_number.max(by_pct.max(0.0) as u32)
+    }
+}
+
+/// Global settings, resolved and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub regions: Vec<String>,
+    pub tag_filters: Vec<TagFilter>,
+    pub tag_filtering_mode: FilterMode,
+    pub dry_run: bool,
+    /// Defaults for every group, before its tags.
+    pub group: GroupSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_pairs(std::iter::empty::<(&str, &str)>())
+            .expect("built-in defaults are valid")
+    }
+}
+
+impl Settings {
+    /// Builds settings from `(stem, value)` pairs (flags and environment), over the built-in
+    /// defaults. Every invalid value is reported, not only the first.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Settings, Vec<InvalidSetting>> {
+        let mut values: BTreeMap<&'static str, String> = SETTINGS
+            .iter()
+            .map(|d| (d.stem, d.default.to_string()))
+            .collect();
+        let mut errors = Vec::new();
+        for (k, v) in pairs {
+            match setting(k.as_ref()) {
+                Some(d) => {
+                    values.insert(d.stem, v.as_ref().to_string());
+                }
+                None => errors.push(InvalidSetting {
+                    setting: k.as_ref().to_string(),
+                    source: k.as_ref().to_string(),
+                    value: v.as_ref().to_string(),
+                    problem: "no such setting".into(),
+                }),
+            }
+        }
+        let source = |stem: &str| {
+            let d = setting(stem).expect("stem from SETTINGS");
+            format!("--{} / {}", d.stem, d.env())
+        };
+        let mut group = builtin_group_settings();
+        for d in SETTINGS.iter().filter(|d| d.scope == Scope::Group) {
+            if let Err(problem) = apply_group_setting(&mut group, d.stem, &values[d.stem]) {
+                errors.push(InvalidSetting {
+                    setting: d.stem.into(),
+                    source: source(d.stem),
+                    value: values[d.stem].clone(),
+                    problem,
+                });
+            }
+        }
+        let mut global = |stem: &'static str, r: Result<(), String>| {
+            if let Err(problem) = r {
+                errors.push(InvalidSetting {
+                    setting: stem.into(),
+                    source: source(stem),
+                    value: values[stem].clone(),
+                    problem,
+                });
+            }
+        };
+        let mode = parse_mode(&values["tag-filtering-mode"]);
+        global(
+            "tag-filtering-mode",
+            mode.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let mode = mode.unwrap_or(FilterMode::OptIn);
+        let filters = parse_tag_filters(&values["tag-filters"], mode);
+        global(
+            "tag-filters",
+            filters.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let dry_run = parse_bool(&values["dry-run"]);
+        global(
+            "dry-run",
+            dry_run.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Settings {
+            regions: glob::split_list(&values["regions"]),
+            tag_filters: filters.expect("checked above"),
+            tag_filtering_mode: mode,
+            dry_run: dry_run.expect("checked above"),
+            group,
+        })
+    }
+
+    /// Whether a region is selected by the `regions` setting.
+    pub fn region_enabled(&self, region: &str) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|p| glob::matches(p, region))
+    }
+
+    /// Whether a group with these tags is opted in. In opt-in mode a group needs every filter
+    /// tag; in opt-out mode a group is excluded only when it carries every filter tag
+    /// (AutoSpotting's semantics, kept so its users' tags mean the same thing).
+    pub fn opts_in(&self, group_tags: &BTreeMap<String, String>) -> bool {
+        let all = self.tag_filters.iter().all(|f| {
+            group_tags
+                .get(&f.key)
+                .is_some_and(|v| glob::matches(&f.value, v))
+        });
+        match self.tag_filtering_mode {
+            FilterMode::OptIn => all,
+            FilterMode::OptOut => !all,
+        }
+    }
+
+    /// The settings for a group: the global values overlaid with the group's tags. The first
+    /// bad tag value is returned as an error, and the group must then be left alone.
+    pub fn for_group(
+        &self,
+        group_tags: &BTreeMap<String, String>,
+    ) -> Result<GroupSettings, InvalidSetting> {
+        let mut out = self.group.clone();
+        // Aliases first, so that a spotswap tag wins over an AutoSpotting tag for one setting.
+        for use_alias in [true, false] {
+            for d in SETTINGS.iter().filter(|d| d.scope == Scope::Group) {
+                let key = if use_alias {
+                    match d.alias {
+                        Some(a) => a.to_string(),
+                        None => continue,
+                    }
+                } else {
+                    d.tag()
+                };
+                if let Some(value) = group_tags.get(&key) {
+                    apply_group_setting(&mut out, d.stem, value).map_err(|problem| {
+                        InvalidSetting {
+                            setting: d.stem.into(),
+                            source: format!("tag {key}"),
+                            value: value.clone(),
+                            problem,
+                        }
+                    })?;
+                }
+            }
+        }
+        // A spotswap-prefixed tag that names no setting is most likely a typo: say so rather
+        // than ignore it. The protocol's own tags are not settings.
+        let protocol = [
+            tags::GROUP,
+            tags::REPLACES,
+            tags::MAX_SIZE,
+            tags::INTERRUPTED,
+        ];
+        for (key, value) in group_tags {
+            if let Some(stem) = key.strip_prefix(tags::SETTING_PREFIX)
+                && !protocol.contains(&key.as_str())
+                && !self.tag_filters.iter().any(|f| &f.key == key)
+                && !SETTINGS
+                    .iter()
+                    .any(|d| d.scope == Scope::Group && d.stem == stem)
+            {
+                return Err(InvalidSetting {
+                    setting: stem.into(),
+                    source: format!("tag {key}"),
+                    value: value.clone(),
+                    problem: "no such per-group setting".into(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn builtin_group_settings() -> GroupSettings {
+    GroupSettings {
+        min_on_demand_number: 0,
+        min_on_demand_percentage: 0.0,
+        allowed_instance_types: TypeList::default(),
+        disallowed_instance_types: TypeList::default(),
+        on_demand_price_multiplier: 1.0,
+        spot_product_description: None,
+        replacements_per_pass: Budget::Percent(25.0),
+        spot_price_window_minutes: 60,
+        cron_schedule: Schedule::always(),
+        cron_timezone: Tz::UTC,
+        cron_schedule_state: ScheduleState::On,
+        orphan_timeout_minutes: 60,
+        interruption_cooldown_minutes: 60,
+        allow_burstable: false,
+    }
+}
+
+/// Parses one group-scoped setting into `out`, or says what is wrong with the value.
+fn apply_group_setting(out: &mut GroupSettings, stem: &str, value: &str) -> Result<(), String> {
+    let v = value.trim();
+    match stem {
+        "min-on-demand-number" => out.min_on_demand_number = parse_count(v)?,
+        "min-on-demand-percentage" => out.min_on_demand_percentage = parse_percent(v)?,
+        "allowed-instance-types" => out.allowed_instance_types = TypeList(glob::split_list(v)),
+        "disallowed-instance-types" => {
+            out.disallowed_instance_types = TypeList(glob::split_list(v))
+        }
+        "on-demand-price-multiplier" => {
+            let m: f64 = v
+                .parse()
+                .map_err(|_| "expected a number such as 0.7".to_string())?;
+            // Above 1 would admit spot prices above the on-demand list price, which the spot
+            // max price (the list price) would then refuse at launch.
+            if !(m.is_finite() && m > 0.0 && m <= 1.0) {
+                return Err("expected a number above 0 and at most 1".into());
+            }
+            out.on_demand_price_multiplier = m;
+        }
+        "spot-product-description" => {
+            // Stored as the VPC product description EC2 records spot prices under, whatever
+            // spelling was given: EC2-Classic products are retired, and the planner looks
+            // prices up by this exact string.
+            out.spot_product_description = if v.is_empty() {
+                None
+            } else if let Some(os) = crate::model::Os::from_product_description(v) {
+                Some(os.spot_product_description().to_string())
+            } else {
+                return Err("expected Linux/UNIX, Windows, Red Hat Enterprise Linux or SUSE Linux, optionally followed by (Amazon VPC)".into());
+            }
+        }
+        "replacements-per-pass" => {
+            out.replacements_per_pass =
+                if v.ends_with('%') {
+                    Budget::Percent(parse_percent(v)?)
+                } else {
+                    Budget::Count(parse_count(v).map_err(|_| {
+                        "expected a whole number (3) or a percentage (25%)".to_string()
+                    })?)
+                }
+        }
+        "spot-price-window-minutes" => {
+            let n = parse_count(v)?;
+            if n == 0 {
+                return Err("expected at least 1 minute".into());
+            }
+            out.spot_price_window_minutes = n;
+        }
+        "cron-schedule" => out.cron_schedule = v.parse()?,
+        "cron-timezone" => {
+            out.cron_timezone = v
+                .parse()
+                .map_err(|_| "expected an IANA timezone such as Europe/London".to_string())?
+        }
+        "cron-schedule-state" => out.cron_schedule_state = v.parse()?,
+        "orphan-timeout-minutes" => out.orphan_timeout_minutes = parse_count(v)?,
+        "interruption-cooldown-minutes" => out.interruption_cooldown_minutes = parse_count(v)?,
+        "allow-burstable" => out.allow_burstable = parse_bool(v)?,
+        other => return Err(format!("{other} is not a per-group setting")),
+    }
+    Ok(())
+}
+
+fn parse_count(v: &str) -> Result<u32, String> {
+    v.parse::<u32>()
+        .map_err(|_| "expected a whole number of at least 0".to_string())
+}
+
+fn parse_percent(v: &str) -> Result<f64, String> {
+    let p: f64 = v
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| "expected a percentage from 0 to 100".to_string())?;
+    if !(0.0..=100.0).contains(&p) {
+        return Err("expected a percentage from 0 to 100".into());
+    }
+    Ok(p)
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn parse_mode(v: &str) -> Result<FilterMode, String> {
+    match v.trim() {
+        "opt-in" => Ok(FilterMode::OptIn),
+        "opt-out" => Ok(FilterMode::OptOut),
+        _ => Err("expected opt-in or opt-out".into()),
+    }
+}
+
+fn parse_tag_filters(v: &str, mode: FilterMode) -> Result<Vec<TagFilter>, String> {
+    let mut out = Vec::new();
+    for item in glob::split_list(v) {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(format!("{item:?} is not a key=value pair"));
+        };
+        if key.is_empty() {
+            return Err(format!("{item:?} has an empty key"));
+        }
+        out.push(TagFilter {
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+    if out.is_empty() {
+        let value = if mode == FilterMode::OptIn {
+            "true"
+        } else {
+            "false"
+        };
+        out.push(TagFilter {
+            key: "spot-enabled".into(),
+            value: value.into(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn every_setting_has_one_stem_on_every_surface() {
+        let d = setting("min-on-demand-number").unwrap();
+        assert_eq!(d.env(), "MIN_ON_DEMAND_NUMBER");
+        assert_eq!(d.tag(), "spotswap:min-on-demand-number");
+        assert_eq!(d.cfn_parameter(), "MinOnDemandNumber");
+        for d in SETTINGS {
+            assert!(d.stem.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
+        }
+    }
+
+    #[test]
+    fn built_in_defaults_parse() {
+        let s = Settings::default();
+        assert_eq!(s.tag_filtering_mode, FilterMode::OptIn);
+        assert_eq!(
+            s.tag_filters,
+            vec![TagFilter {
+                key: "spot-enabled".into(),
+                value: "true".into()
+            }]
+        );
+        assert!(!s.dry_run);
+        assert_eq!(s.group.replacements_per_pass, Budget::Percent(25.0));
+    }
+
+    #[test]
+    fn regions_select_by_glob() {
+        let cases = [
+            ("", true),
+            ("eu-west-1", false),
+            ("eu-west-1 ca-central-1", false),
+            ("us-east-1 eu-west-1", true),
+            ("us-east-1,eu-west-1", true),
+            ("us-east-1, eu-west-1", true),
+            ("us-*, eu-*", true),
+            ("ap-*, eu-*", false),
+            ("us*, eu*", true),
+            ("us-east-1eu-west-1", false),
+        ];
+        for (regions, want) in cases {
+            let s = settings(&[("regions", regions)]);
+            assert_eq!(s.region_enabled("us-east-1"), want, "{regions:?}");
+        }
+    }
+
+    #[test]
+    fn opt_in_needs_every_filter_tag_and_values_are_globs() {
+        let s = settings(&[("tag-filters", "spot-enabled=true,environment=sandbox*")]);
+        assert!(s.opts_in(&tags(&[
+            ("spot-enabled", "true"),
+            ("environment", "sandbox-qa")
+        ])));
+        assert!(!s.opts_in(&tags(&[("spot-enabled", "true"), ("environment", "dev")])));
+        assert!(!s.opts_in(&tags(&[("spot-enabled", "true")])));
+        assert!(!Settings::default().opts_in(&tags(&[])));
+        assert!(Settings::default().opts_in(&tags(&[("spot-enabled", "true")])));
+        assert!(!Settings::default().opts_in(&tags(&[("spot-enabled", "false")])));
+    }
+
+    #[test]
+    fn opt_out_processes_every_group_but_those_tagged_out() {
+        let s = settings(&[("tag-filtering-mode", "opt-out")]);
+        assert!(!s.opts_in(&tags(&[("spot-enabled", "false")])));
+        assert!(s.opts_in(&tags(&[("spot-enabled", "true")])));
+        assert!(s.opts_in(&tags(&[])));
+        let s = settings(&[
+            ("tag-filtering-mode", "opt-out"),
+            ("tag-filters", "spot-enabled=false,environment=dev"),
+        ]);
+        assert!(!s.opts_in(&tags(&[("spot-enabled", "false"), ("environment", "dev")])));
+        assert!(s.opts_in(&tags(&[("spot-enabled", "false"), ("environment", "qa")])));
+    }
+
+    #[test]
+    fn bad_global_values_are_all_reported() {
+        let errs = Settings::from_pairs([
+            ("min-on-demand-number", "-1"),
+            ("tag-filtering-mode", "sometimes"),
+            ("tag-filters", "bob"),
+            ("dry-run", "yes"),
+        ])
+        .unwrap_err();
+        let stems: Vec<&str> = errs.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(
+            stems,
+            [
+                "min-on-demand-number",
+                "tag-filtering-mode",
+                "tag-filters",
+                "dry-run"
+            ]
+        );
+        assert!(errs[0].to_string().contains("MIN_ON_DEMAND_NUMBER"));
+    }
+
+    #[test]
+    fn dry_run_is_read_from_its_setting() {
+        assert!(settings(&[("dry-run", "true")]).dry_run);
+        assert!(!settings(&[("dry-run", "false")]).dry_run);
+    }
+
+    #[test]
+    fn a_tag_overrides_the_global_value_which_overrides_the_default() {
+        let global = settings(&[("min-on-demand-number", "2")]);
+        assert_eq!(
+            global.for_group(&tags(&[])).unwrap().min_on_demand_number,
+            2
+        );
+        let g = global
+            .for_group(&tags(&[("spotswap:min-on-demand-number", "5")]))
+            .unwrap();
+        assert_eq!(g.min_on_demand_number, 5);
+        assert_eq!(Settings::default().group.min_on_demand_number, 0);
+    }
+
+    #[test]
+    fn autospotting_tag_names_are_aliases_and_spotswap_tags_win() {
+        let s = Settings::default();
+        let g = s
+            .for_group(&tags(&[("autospotting_min_on_demand_number", "3")]))
+            .unwrap();
+        assert_eq!(g.min_on_demand_number, 3);
+        let g = s
+            .for_group(&tags(&[
+                ("autospotting_min_on_demand_number", "3"),
+                ("spotswap:min-on-demand-number", "1"),
+            ]))
+            .unwrap();
+        assert_eq!(g.min_on_demand_number, 1);
+        let g = s
+            .for_group(&tags(&[("autospotting_allowed_instance_types", "c5.*")]))
+            .unwrap();
+        assert_eq!(g.allowed_instance_types, TypeList(vec!["c5.*".into()]));
+    }
+
+    #[test]
+    fn a_bad_tag_value_is_an_error_naming_the_tag_and_the_value() {
+        let s = Settings::default();
+        let cases = [
+            ("spotswap:min-on-demand-number", "2.5"),
+            ("spotswap:min-on-demand-number", "text"),
+            ("autospotting_min_on_demand_number", "-7"),
+            ("spotswap:min-on-demand-percentage", "142.2"),
+            ("spotswap:min-on-demand-percentage", "-22"),
+            ("spotswap:on-demand-price-multiplier", "0"),
+            ("spotswap:on-demand-price-multiplier", "1.5"),
+            ("spotswap:cron-schedule", "9- 1-5"),
+            ("spotswap:cron-timezone", "Mars/Olympus"),
+            ("spotswap:cron-schedule-state", "maybe"),
+            ("spotswap:allow-burstable", "yes please"),
+            ("spotswap:replacements-per-pass", "many"),
+            ("spotswap:spot-price-window-minutes", "0"),
+            ("spotswap:spot-product-description", "BeOS"),
+            ("spotswap:min-on-demand-numbr", "1"),
+        ];
+        for (key, value) in cases {
+            let err = s.for_group(&tags(&[(key, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(key) && text.contains(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_spot_product_description_is_stored_as_the_vpc_product() {
+        let s = Settings::default();
+        for value in ["Windows", "Windows(Amazon VPC)", " Windows (Amazon VPC) "] {
+            let g = s
+                .for_group(&tags(&[("spotswap:spot-product-description", value)]))
+                .unwrap();
+            assert_eq!(
+                g.spot_product_description.as_deref(),
+                Some("Windows (Amazon VPC)"),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_tags_on_a_group_are_not_mistaken_for_settings() {
+        let s = Settings::default();
+        assert!(s.for_group(&tags(&[("spotswap:max-size", "4")])).is_ok());
+    }
+
+    #[test]
+    fn min_on_demand_is_the_larger_of_number_and_rounded_up_percentage() {
+        let mut g = Settings::default().group;
+        g.min_on_demand_percentage = 33.0;
+        assert_eq!(g.min_on_demand(3), 1);
+        g.min_on_demand_percentage = 75.0;
+        assert_eq!(g.min_on_demand(3), 3);
+        assert_eq!(g.min_on_demand(8), 6);
+        g.min_on_demand_number = 7;
+        assert_eq!(g.min_on_demand(8), 7);
+        g.min_on_demand_percentage = 10.0;
+        g.min_on_demand_number = 3;
+        assert_eq!(g.min_on_demand(4), 3);
+        g.min_on_demand_percentage = 0.0;
+        g.min_on_demand_number = 0;
+        assert_eq!(g.min_on_demand(1), 0);
+        g.min_on_demand_percentage = 50.0;
+        assert_eq!(g.min_on_demand(4), 2);
+    }
+
+    #[test]
+    fn the_replacement_budget_is_a_quarter_by_default_and_at_least_one() {
+        let b = Settings::default().group.replacements_per_pass;
+        assert_eq!(b.allowance(0), 0);
+        assert_eq!(b.allowance(1), 1);
+        assert_eq!(b.allowance(3), 1);
+        assert_eq!(b.allowance(8), 2);
+        assert_eq!(Budget::Count(3).allowance(8), 3);
+        assert_eq!(Budget::Count(3).allowance(2), 2);
+        assert_eq!(Budget::Count(0).allowance(8), 0);
+        assert_eq!(Budget::Percent(100.0).allowance(8), 8);
+    }
+
+    #[test]
+    fn type_lists_match_globs_and_current() {
+        let l = TypeList(glob::split_list("current, c5.*"));
+        assert!(l.matches("m5.large", "m5.large"));
+        assert!(l.matches("c5.xlarge", "m5.large"));
+        assert!(!l.matches("m5a.large", "m5.large"));
+    }
+}

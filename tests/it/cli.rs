@@ -1,0 +1,123 @@
+//! The `spotswap` binary as users run it.
+
+use std::process::Command;
+
+fn spotswap(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_spotswap"))
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("the spotswap binary runs")
+}
+
+#[test]
+fn types_like_m5_large_explain_json_prints_the_documented_shape() {
+    let out = spotswap(&[
+        "types",
+        "--like",
+        "m5.large",
+        "--explain",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["base"], "m5.large");
+    let m5a = v["compatible"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["instance_type"] == "m5a.large")
+        .expect("m5a.large is compatible");
+    assert_eq!(
+        m5a,
+        &serde_json::json!({"instance_type": "m5a.large", "vcpus": 2, "memory_mib": 8192, "on_demand_price": 0.086})
+    );
+    let c5 = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["instance_type"] == "c5.large")
+        .expect("c5.large is rejected");
+    assert_eq!(
+        c5,
+        &serde_json::json!({"instance_type": "c5.large", "reason": "memory"})
+    );
+}
+
+#[test]
+fn types_without_explain_leaves_rejected_out_and_other_regions_have_no_prices() {
+    let out = spotswap(&[
+        "types",
+        "--like",
+        "m5.large",
+        "--region",
+        "eu-west-1",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("rejected").is_none());
+    assert!(
+        v["compatible"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["on_demand_price"].is_null())
+    );
+}
+
+#[test]
+fn the_settings_flags_apply_to_types() {
+    let out = spotswap(&[
+        "types",
+        "--like",
+        "m5.large",
+        "--allow-burstable",
+        "--disallowed-instance-types",
+        "m5a.*",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["compatible"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["instance_type"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"t3.large"));
+    assert!(!names.iter().any(|n| n.starts_with("m5a.")));
+}
+
+#[test]
+fn an_unknown_type_is_a_one_line_error_with_exit_code_2() {
+    let out = spotswap(&["types", "--like", "m5.lrge"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("m5.lrge") && err.contains("m5.large"), "{err}");
+}
+
+#[test]
+fn a_bad_environment_value_is_named_and_nothing_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spotswap"))
+        .args(["types", "--like", "m5.large"])
+        .env_clear()
+        .env("MIN_ON_DEMAND_NUMBER", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MIN_ON_DEMAND_NUMBER") && err.contains("lots"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

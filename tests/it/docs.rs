@@ -1,0 +1,77 @@
+//! The docs stay true: the README's settings reference is the one the code generates, and the
+//! decision core's modules import nothing that could do I/O, read the clock or log.
+
+use std::path::Path;
+
+use spotswap::cli::{SettingsOutput, settings_reference};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+#[test]
+fn the_readme_settings_reference_is_the_generated_one() {
+    let readme = read("README.md");
+    let table = settings_reference(SettingsOutput::Markdown);
+    assert!(
+        readme.contains(&table),
+        "README.md's settings table is stale: regenerate it with \
+         `cargo run -q -- settings --output markdown`"
+    );
+}
+
+#[test]
+fn the_decision_core_has_no_io_no_clock_and_no_logging() {
+    // Tokens that would let a module reach outside its arguments.
+    let forbidden = [
+        "std::fs",
+        "std::net",
+        "std::io",
+        "std::env",
+        "std::time",
+        "std::process",
+        "Utc::now",
+        "Local::now",
+        "SystemTime",
+        "Instant",
+        "println!",
+        "eprintln!",
+        "print!",
+        "dbg!",
+        "tracing",
+        "log::",
+        "tokio",
+        "aws_sdk",
+        "rand::",
+    ];
+    for module in [
+        "src/plan.rs",
+        "src/compat.rs",
+        "src/settings.rs",
+        "src/schedule.rs",
+        "src/glob.rs",
+        "src/like.rs",
+        "src/model.rs",
+    ] {
+        let text = read(module);
+        // Only the module's own code, not its unit tests.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for token in forbidden {
+            assert!(
+                !mentions(code, token),
+                "{module} mentions {token:?}: the decision core must stay pure"
+            );
+        }
+    }
+}
+
+/// Whether `code` has `token` starting at a word boundary (so `catalog::` is not `log::`).
+fn mentions(code: &str, token: &str) -> bool {
+    code.match_indices(token).any(|(i, _)| {
+        code[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    })
+}
