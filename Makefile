@@ -11,8 +11,9 @@ all: build
 build:
 	$(CARGO) build --locked
 
-## Every test: unit tests, golden scenarios, setting behaviour tests, CLI tests.
-test:
+## Every test: unit tests, golden scenarios, setting behaviour tests, component tests over the
+## in-memory cloud, and the end-to-end tests against the local emulator (moto, in .venv).
+test: $(VENV)/.moto-$(MOTO_VERSION)
 	$(CARGO) test --locked
 
 ## Formatting and clippy with warnings as errors.

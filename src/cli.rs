@@ -24,6 +24,10 @@ use crate::settings::{SETTINGS, Scope, Settings};
 #[derive(Debug, Parser)]
 #[command(name = "spotswap", version, about)]
 pub struct Cli {
+    /// AWS profile to use (default: the standard chain: environment, AWS_PROFILE, SSO,
+    /// instance or task role).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub settings: SettingsArgs,
     #[command(subcommand)]
@@ -42,8 +46,13 @@ pub enum Output {
 pub enum Command {
     /// List the instance types that could replace an instance of a given type.
     Types(TypesArgs),
-    /// Plan a pass over a saved region snapshot (JSON) and print every decision.
+    /// Run one pass over the account: launch clones, swap them in, clean up.
+    Run(PassArgs),
+    /// Show what a pass would do, and why, without changing anything (a dry run). With
+    /// --snapshot, plan over a saved region snapshot instead of the account.
     Plan(PlanArgs),
+    /// Show what every opted-in group costs now against running all on-demand.
+    Report(PassArgs),
     /// Print every setting with its flag, environment variable, tag and default.
     Settings {
         #[arg(long, value_enum, default_value = "table")]
@@ -91,12 +100,19 @@ pub struct TypesArgs {
     pub output: Output,
 }
 
-/// `spotswap plan --snapshot FILE`.
+/// `spotswap run` and `spotswap report`.
+#[derive(Debug, Args)]
+pub struct PassArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// `spotswap plan [--snapshot FILE]`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// A region snapshot saved as JSON, or a scenario file holding one (`tests/golden/`).
     #[arg(long)]
-    pub snapshot: PathBuf,
+    pub snapshot: Option<PathBuf>,
     /// The moment to plan for (RFC 3339); default the scenario's, or now.
     #[arg(long)]
     pub now: Option<DateTime<Utc>>,
@@ -211,11 +227,11 @@ fn parse_boot_mode(s: &str) -> Result<BootMode, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(text) => {
+        Ok((text, code)) => {
             use std::io::Write as _;
             // A closed pipe (`spotswap types ... | head`) is the reader's choice, not an error.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
-            ExitCode::SUCCESS
+            ExitCode::from(code)
         }
         Err(message) => {
             eprintln!("spotswap: {message}");
@@ -224,17 +240,28 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs a parsed command and returns what to print.
-pub fn run(cli: Cli) -> Result<String, String> {
+/// Runs a parsed command and returns what to print and the exit code: 0 clean, 1 when some
+/// actions or regions failed. An `Err` means the command could not run (exit code 2).
+pub fn run(cli: Cli) -> Result<(String, u8), String> {
     let settings = cli.settings.resolve()?;
     match cli.command {
-        Command::Types(args) => types(&args, &settings),
-        Command::Plan(args) => {
-            let text = std::fs::read_to_string(&args.snapshot)
-                .map_err(|e| format!("reading {}: {e}", args.snapshot.display()))?;
-            let input = PlanInput::parse(&text).map_err(|e| {
-                format!("{} is not a region snapshot: {e}", args.snapshot.display())
-            })?;
+        Command::Types(args) => types(&args, &settings).map(|t| (t, 0)),
+        Command::Run(args) => live(cli.profile.as_deref(), &settings, Live::Run, args.output),
+        Command::Report(args) => live(cli.profile.as_deref(), &settings, Live::Report, args.output),
+        Command::Plan(PlanArgs {
+            snapshot: None,
+            output,
+            ..
+        }) => live(cli.profile.as_deref(), &settings, Live::Plan, output),
+        Command::Plan(PlanArgs {
+            snapshot: Some(path),
+            now,
+            output,
+        }) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let input = PlanInput::parse(&text)
+                .map_err(|e| format!("{} is not a region snapshot: {e}", path.display()))?;
             // A scenario's own settings apply beneath flags and environment variables.
             let pairs = input.settings.into_iter().chain(
                 cli.settings
@@ -250,15 +277,224 @@ pub fn run(cli: Cli) -> Result<String, String> {
             })?;
             let mut snapshot = input.snapshot;
             Catalog::bundled().fill_missing(&mut snapshot.instance_types);
-            let now = args.now.or(input.now).unwrap_or_else(Utc::now);
+            let now = now.or(input.now).unwrap_or_else(Utc::now);
             let p = plan(&snapshot, &settings, now);
-            Ok(match args.output {
+            let text = match output {
                 Output::Json => json(&p),
                 Output::Table => plan_table(&p),
-            })
+            };
+            Ok((text, 0))
         }
-        Command::Settings { output } => Ok(settings_reference(output)),
+        Command::Settings { output } => Ok((settings_reference(output), 0)),
     }
+}
+
+/// The commands that talk to AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Live {
+    Run,
+    Plan,
+    Report,
+}
+
+/// Runs a pass against the account the standard AWS chain (or `--profile`) points at.
+fn live(
+    profile: Option<&str>,
+    settings: &Settings,
+    kind: Live,
+    output: Output,
+) -> Result<(String, u8), String> {
+    use crate::cloud::aws::{AwsAccount, check_credentials, load_config};
+    use crate::pass::{PassOptions, regions, run_pass};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let config = load_config(profile, None).await;
+        if config.region().is_none() {
+            return Err(
+                "no AWS region is configured: set AWS_REGION (or a region in your \
+                 profile); spotswap lists the account's regions from there"
+                    .to_string(),
+            );
+        }
+        check_credentials(&config).await.map_err(|e| {
+            format!(
+                "{e}: set AWS_PROFILE or --profile, run `aws sso login`, or export \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        })?;
+        let account = AwsAccount::new(config);
+        let regions = regions(&account, settings)
+            .await
+            .map_err(|e| format!("cannot list the account's regions: {e}"))?;
+        if regions.is_empty() {
+            return Err("no enabled region matches the regions setting".to_string());
+        }
+        let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let progress = move |region: &str, stage: &str| {
+            if interactive {
+                eprintln!("{region}: {stage}");
+            }
+        };
+        let opts = PassOptions {
+            dry_run: settings.dry_run || kind != Live::Run,
+            deadline: None,
+        };
+        let report = run_pass(&account, &regions, settings, Utc::now(), &opts, &progress).await;
+        let text = match (output, kind) {
+            (Output::Json, Live::Report) => json(
+                &report
+                    .regions
+                    .iter()
+                    .filter_map(|r| r.savings.as_ref())
+                    .collect::<Vec<_>>(),
+            ),
+            (Output::Json, _) => json(&report),
+            (Output::Table, Live::Report) => report_table(&report),
+            (Output::Table, _) => pass_table(&report),
+        };
+        Ok((text, report.exit_code()))
+    })
+}
+
+/// A pass report as text: per region, every decision, what was done, and the money.
+pub fn pass_table(r: &crate::pass::PassReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "spotswap pass at {}{}",
+        r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    for region in &r.regions {
+        let _ = writeln!(s);
+        if let Some(e) = &region.error {
+            let _ = writeln!(s, "{}: could not be read: {e}", region.region);
+            continue;
+        }
+        for w in &region.warnings {
+            let _ = writeln!(s, "{}: note: {w}", region.region);
+        }
+        if let Some(p) = &region.plan {
+            if p.decisions.is_empty() {
+                let _ = writeln!(s, "{}: no opted-in groups", region.region);
+            } else {
+                s.push_str(&plan_table(p));
+            }
+        }
+        let done: Vec<_> = region
+            .outcomes
+            .iter()
+            .filter(|o| !matches!(o.status, crate::execute::Status::DryRun))
+            .collect();
+        if !done.is_empty() {
+            let _ = writeln!(s, "Outcomes:");
+            for o in done {
+                let status = match &o.status {
+                    crate::execute::Status::Done {
+                        instance_id: Some(id),
+                        instance_type: Some(t),
+                    } => format!("done: {id} ({t})"),
+                    crate::execute::Status::Done { .. } => "done".into(),
+                    crate::execute::Status::Failed { error } => format!("FAILED: {error}"),
+                    crate::execute::Status::Deferred => "deferred to the next pass".into(),
+                    crate::execute::Status::DryRun => "dry run".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:<24} {:<20} {:<17} {status}",
+                    o.group,
+                    o.instance.as_deref().unwrap_or("-"),
+                    o.action
+                );
+            }
+        }
+        if let Some(sv) = &region.savings {
+            let _ = writeln!(
+                s,
+                "Savings now: ${:.4}/h (${:.2}/month) against all on-demand",
+                sv.hourly_saving, sv.monthly_saving
+            );
+        }
+        let calls: Vec<String> = region
+            .calls
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(s, "AWS calls: {}", calls.join(", "));
+    }
+    let t = &r.totals;
+    let _ = writeln!(
+        s,
+        "\nTotals: {} regions, {} groups, {} clones launched, {} swaps, {} orphans terminated, {} failures{}",
+        t.regions,
+        t.groups_seen,
+        t.clones_launched,
+        t.swaps,
+        t.orphans_terminated,
+        t.failures,
+        if t.deferred > 0 {
+            format!(", {} deferred", t.deferred)
+        } else {
+            String::new()
+        }
+    );
+    s
+}
+
+/// The savings report as text.
+pub fn report_table(r: &crate::pass::PassReport) -> String {
+    let mut s = String::new();
+    let (mut hourly, mut monthly) = (0.0, 0.0);
+    for region in &r.regions {
+        if let Some(e) = &region.error {
+            let _ = writeln!(s, "{}: could not be read: {e}", region.region);
+            continue;
+        }
+        let Some(sv) = &region.savings else { continue };
+        if sv.groups.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{} (on-demand: {}; spot: {})",
+            sv.region, sv.on_demand_source, sv.spot_source
+        );
+        let _ = writeln!(
+            s,
+            "  {:<24} {:>9} {:>5} {:>5} {:>10} {:>12} {:>10} {:>11}",
+            "GROUP", "INSTANCES", "SPOT", "OD", "$/H NOW", "$/H ALL-OD", "SAVED $/H", "SAVED $/MO"
+        );
+        for g in &sv.groups {
+            let _ = writeln!(
+                s,
+                "  {:<24} {:>9} {:>5} {:>5} {:>10.4} {:>12.4} {:>10.4} {:>11.2}{}",
+                g.group,
+                g.instances,
+                g.spot,
+                g.on_demand,
+                g.hourly_now,
+                g.hourly_all_on_demand,
+                g.hourly_saving,
+                g.monthly_saving,
+                if g.unpriced > 0 {
+                    format!("  ({} unpriced)", g.unpriced)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        hourly += sv.hourly_saving;
+        monthly += sv.monthly_saving;
+    }
+    let _ = writeln!(s, "Account: saving ${hourly:.4}/h, ${monthly:.2}/month");
+    s
 }
 
 /// What `plan --snapshot` reads: a bare snapshot, or a scenario file (as in `tests/golden/`)

@@ -8,11 +8,16 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod cloud;
 pub mod compat;
+pub mod execute;
 pub mod glob;
 pub mod like;
 pub mod model;
+pub mod observe;
+pub mod pass;
 pub mod plan;
 pub mod price_table;
+pub mod savings;
 pub mod schedule;
 pub mod settings;

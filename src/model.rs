@@ -654,6 +654,23 @@ pub struct Snapshot {
     pub on_demand: OnDemandPrices,
 }
 
+impl Snapshot {
+    /// The AMI a group launches, when its launch spec and the AMI are both known.
+    pub fn group_ami(&self, group: &Group) -> Option<&Ami> {
+        let spec = self.launch_specs.get(&group.launch.as_ref()?.key())?;
+        self.amis.get(&spec.image_id)
+    }
+
+    /// The OS a group is priced as: the spot product setting when given, else its AMI's
+    /// platform, else Linux.
+    pub fn group_os(&self, group: &Group, product_setting: Option<&str>) -> Os {
+        product_setting
+            .and_then(Os::from_product_description)
+            .or_else(|| self.group_ami(group).map(Os::of_ami))
+            .unwrap_or(Os::Linux)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -306,8 +306,56 @@ struct Context<'a> {
     now: DateTime<Utc>,
     /// Live clones (not shutting down or terminated) by the group they were launched for.
     clones: BTreeMap<&'a str, Vec<&'a Instance>>,
-    /// Spot price history by (product, AZ, type), sorted by time.
-    spot: HashMap<PoolKey<'a>, Vec<(DateTime<Utc>, f64)>>,
+    spot: SpotIndex<'a>,
+}
+
+/// Spot price history by pool, for judging prices over a window.
+pub struct SpotIndex<'a> {
+    /// Points by (product, AZ, type), sorted by time.
+    points: HashMap<PoolKey<'a>, Vec<(DateTime<Utc>, f64)>>,
+}
+
+impl<'a> SpotIndex<'a> {
+    /// Indexes a snapshot's spot price points.
+    pub fn new(points: &'a [crate::model::SpotPricePoint]) -> Self {
+        let mut index: HashMap<_, Vec<_>> = HashMap::new();
+        for p in points {
+            index
+                .entry((
+                    p.product_description.as_str(),
+                    p.availability_zone.as_str(),
+                    p.instance_type.as_str(),
+                ))
+                .or_default()
+                .push((p.timestamp, p.price));
+        }
+        for v in index.values_mut() {
+            v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        }
+        SpotIndex { points: index }
+    }
+
+    /// The spot price of a pool judged over the window ending at `now`: the highest of the
+    /// price in effect when the window opened and every price since. Seed 001's lesson: one
+    /// tick is noise. `None` when the pool has no known price.
+    pub fn price(
+        &self,
+        product: &str,
+        az: &str,
+        ty: &str,
+        now: DateTime<Utc>,
+        window_minutes: u32,
+    ) -> Option<f64> {
+        let points = self.points.get(&(product, az, ty))?;
+        let start = now - Duration::minutes(i64::from(window_minutes));
+        let first_in = points.partition_point(|(t, _)| *t < start);
+        let from = first_in.saturating_sub(1);
+        points[from..]
+            .iter()
+            .map(|(_, p)| *p)
+            .filter(|p| *p > 0.0)
+            .reduce(f64::max)
+    }
 }
 
 /// A spot pool for one product: (product description, AZ, instance type).
@@ -323,19 +371,7 @@ impl<'a> Context<'a> {
                 clones.entry(group).or_default().push(i);
             }
         }
-        let mut spot: HashMap<_, Vec<_>> = HashMap::new();
-        for p in &snap.spot_prices {
-            spot.entry((
-                p.product_description.as_str(),
-                p.availability_zone.as_str(),
-                p.instance_type.as_str(),
-            ))
-            .or_default()
-            .push((p.timestamp, p.price));
-        }
-        for v in spot.values_mut() {
-            v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        }
+        let spot = SpotIndex::new(&snap.spot_prices);
         Context {
             snap,
             settings,
@@ -345,18 +381,8 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The spot price of a pool judged over the window: the highest of the price in effect
-    /// when the window opened and every price since. Seed 001's lesson: one tick is noise.
     fn spot_price(&self, product: &str, az: &str, ty: &str, window_minutes: u32) -> Option<f64> {
-        let points = self.spot.get(&(product, az, ty))?;
-        let start = self.now - Duration::minutes(i64::from(window_minutes));
-        let first_in = points.partition_point(|(t, _)| *t < start);
-        let from = first_in.saturating_sub(1);
-        points[from..]
-            .iter()
-            .map(|(_, p)| *p)
-            .filter(|p| *p > 0.0)
-            .reduce(f64::max)
+        self.spot.price(product, az, ty, self.now, window_minutes)
     }
 
     fn spot_source(window_minutes: u32) -> String {

@@ -1,0 +1,858 @@
+//! The AWS SDK implementation of the cloud boundary: the only module of the crate that uses
+//! the SDK.
+//!
+//! Every read is batched and paginated by hand, so each page is counted in the pass report
+//! (and so the boundary stays free of per-instance or per-type calls). Errors are classified
+//! by AWS error code. Retries of throttled calls are the SDK's adaptive retry mode, which also
+//! paces the client when EC2's token buckets run low (DESIGN.md section 9). This module decides
+//! nothing and never logs user data.
+
+pub mod convert;
+pub mod pricing;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::error::Error as StdError;
+use std::sync::{Arc, Mutex};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_autoscaling as autoscaling;
+use aws_sdk_ec2 as ec2;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::{
+    Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory, classify,
+};
+use crate::model::{
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
+};
+
+/// Concurrent per-group reads (instance refreshes) within one region: Auto Scaling's calls
+/// share one throttling bucket per account and region.
+const GROUP_READ_CONCURRENCY: usize = 4;
+
+/// Loads the standard AWS configuration: credentials from the default chain (environment,
+/// profile, SSO, instance or task role), the region from the profile or environment unless
+/// given, `AWS_ENDPOINT_URL` honoured, and adaptive retries.
+pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::adaptive().with_max_attempts(8));
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    loader.load().await
+}
+
+/// Checks that credentials can be found, so a pass that cannot run says so in one line.
+pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = config.credentials_provider() else {
+        return Err("no AWS credentials provider is configured".into());
+    };
+    provider
+        .provide_credentials()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            use aws_credential_types::provider::error::CredentialsError;
+            match e {
+                // The chain's own text lists every provider on its own line: one line is enough.
+                CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials found (tried the \
+                 environment, profiles, SSO, web identity, container and instance metadata)"
+                    .to_string(),
+                other => format!("AWS credentials could not be loaded: {other}")
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            }
+        })
+}
+
+/// An AWS account reached through one SDK configuration.
+#[derive(Clone)]
+pub struct AwsAccount {
+    config: SdkConfig,
+}
+
+impl AwsAccount {
+    /// An account from a loaded configuration.
+    pub fn new(config: SdkConfig) -> Self {
+        AwsAccount { config }
+    }
+
+    /// The configuration's own region, where account-level calls go.
+    pub fn home_region(&self) -> String {
+        self.config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into())
+    }
+}
+
+impl Account for AwsAccount {
+    type Region = AwsRegion;
+
+    async fn regions(&self) -> Result<Vec<String>, CloudError> {
+        let client = ec2::Client::new(&self.config);
+        // Without AllRegions, EC2 lists only the regions enabled for the account.
+        let out = client
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeRegions", e))?;
+        let mut names: Vec<String> = out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn region(&self, name: &str) -> AwsRegion {
+        AwsRegion::new(&self.config, name)
+    }
+}
+
+/// One region's clients, with a count of the calls made.
+#[derive(Clone)]
+pub struct AwsRegion {
+    region: String,
+    ec2: ec2::Client,
+    autoscaling: autoscaling::Client,
+    pricing: aws_sdk_pricing::Client,
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl AwsRegion {
+    /// Clients for `region`, sharing `config`'s credentials, endpoint and retry settings.
+    pub fn new(config: &SdkConfig, region: &str) -> Self {
+        let r = Region::new(region.to_string());
+        let ec2 =
+            ec2::Client::from_conf(ec2::config::Builder::from(config).region(r.clone()).build());
+        let autoscaling = autoscaling::Client::from_conf(
+            autoscaling::config::Builder::from(config).region(r).build(),
+        );
+        let pricing = aws_sdk_pricing::Client::from_conf(
+            aws_sdk_pricing::config::Builder::from(config)
+                .region(Region::new(pricing::endpoint_region(region)))
+                .build(),
+        );
+        AwsRegion {
+            region: region.to_string(),
+            ec2,
+            autoscaling,
+            pricing,
+            calls: Arc::default(),
+        }
+    }
+
+    fn count(&self, operation: &str) {
+        let mut calls = self.calls.lock().expect("call counter lock");
+        *calls.entry(operation.to_string()).or_default() += 1;
+    }
+
+    /// Whether an instance refresh is running for `group`: the newest refresh is listed
+    /// first, and only these statuses mean instances are being replaced behind our back.
+    async fn refreshing(&self, group: String) -> Result<(String, bool), CloudError> {
+        self.count("DescribeInstanceRefreshes");
+        let out = self
+            .autoscaling
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(&group)
+            .max_records(1)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeInstanceRefreshes", e))?;
+        use autoscaling::types::InstanceRefreshStatus as S;
+        let running = out.instance_refreshes().iter().any(|r| {
+            matches!(
+                r.status(),
+                Some(
+                    S::Pending | S::InProgress | S::Cancelling | S::RollbackInProgress | S::Baking
+                )
+            )
+        });
+        Ok((group, running))
+    }
+
+    async fn describe_instances(
+        &self,
+        filters: Vec<ec2::types::Filter>,
+    ) -> Result<Vec<Instance>, CloudError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            self.count("DescribeInstances");
+            let page = self
+                .ec2
+                .describe_instances()
+                .set_filters(Some(filters.clone()))
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeInstances", e))?;
+            for r in page.reservations() {
+                out.extend(r.instances().iter().filter_map(convert::instance));
+            }
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> ec2::types::Filter {
+    ec2::types::Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(Into::into).collect()))
+        .build()
+}
+
+/// Classifies an SDK error by its AWS error code.
+fn cloud_error<E, R>(
+    operation: &str,
+    e: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> CloudError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().map(str::to_string);
+    let kind = code.as_deref().map_or(ErrorKind::Other, classify);
+    let message = e
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
+    CloudError {
+        operation: operation.to_string(),
+        kind,
+        code,
+        message,
+    }
+}
+
+impl Inventory for AwsRegion {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn groups(&self, query: &GroupQuery) -> Result<Vec<Group>, CloudError> {
+        let mut filters: Vec<autoscaling::types::Filter> = query
+            .tag_values
+            .iter()
+            .map(|(k, v)| {
+                autoscaling::types::Filter::builder()
+                    .name(format!("tag:{k}"))
+                    .values(v)
+                    .build()
+            })
+            .collect();
+        filters.extend(query.tag_keys.iter().map(|k| {
+            autoscaling::types::Filter::builder()
+                .name("tag-key")
+                .values(k)
+                .build()
+        }));
+        let mut raw = Vec::new();
+        let mut token = None;
+        loop {
+            self.count("DescribeAutoScalingGroups");
+            let page = self
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .max_records(100)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
+            raw.extend(page.auto_scaling_groups().iter().cloned());
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let names: Vec<String> = raw
+            .iter()
+            .filter_map(|g| g.auto_scaling_group_name().map(str::to_string))
+            .collect();
+        let refreshing: BTreeMap<String, bool> = stream::iter(names)
+            .map(|n| self.refreshing(n))
+            .buffer_unordered(GROUP_READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(raw
+            .iter()
+            .filter_map(|g| {
+                let name = g.auto_scaling_group_name()?;
+                convert::group(g, refreshing.get(name).copied().unwrap_or(false))
+            })
+            .collect())
+    }
+
+    async fn instances(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError> {
+        let mut out = Vec::new();
+        // A filter, not InstanceIds: an id that vanished meanwhile must not fail the batch.
+        for chunk in ids.chunks(100) {
+            out.extend(
+                self.describe_instances(vec![filter("instance-id", chunk.iter().cloned())])
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn clones(&self) -> Result<Vec<Instance>, CloudError> {
+        self.describe_instances(vec![
+            filter("tag-key", [crate::model::tags::GROUP]),
+            filter(
+                "instance-state-name",
+                ["pending", "running", "stopping", "stopped"],
+            ),
+        ])
+        .await
+    }
+
+    async fn group_membership(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, String>, CloudError> {
+        let mut out = BTreeMap::new();
+        // DescribeAutoScalingInstances takes at most 50 ids.
+        for chunk in ids.chunks(50) {
+            let mut token = None;
+            loop {
+                self.count("DescribeAutoScalingInstances");
+                let page = self
+                    .autoscaling
+                    .describe_auto_scaling_instances()
+                    .set_instance_ids(Some(chunk.to_vec()))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("DescribeAutoScalingInstances", e))?;
+                for i in page.auto_scaling_instances() {
+                    if let (Some(id), Some(g)) = (i.instance_id(), i.auto_scaling_group_name()) {
+                        out.insert(id.to_string(), g.to_string());
+                    }
+                }
+                token = page
+                    .next_token()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn launch_specs(
+        &self,
+        refs: &[LaunchRef],
+    ) -> Result<BTreeMap<String, LaunchSpec>, CloudError> {
+        let mut out = BTreeMap::new();
+        let mut configurations = BTreeSet::new();
+        let mut templates: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for r in refs {
+            match r {
+                LaunchRef::LaunchConfiguration { name } => {
+                    configurations.insert(name.clone());
+                }
+                LaunchRef::LaunchTemplate { id, version, .. } => {
+                    templates.entry(id).or_default().insert(version);
+                }
+            }
+        }
+        let configurations: Vec<String> = configurations.into_iter().collect();
+        // DescribeLaunchConfigurations takes at most 50 names.
+        for chunk in configurations.chunks(50) {
+            let mut token = None;
+            loop {
+                self.count("DescribeLaunchConfigurations");
+                let page = self
+                    .autoscaling
+                    .describe_launch_configurations()
+                    .set_launch_configuration_names(Some(chunk.to_vec()))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("DescribeLaunchConfigurations", e))?;
+                for lc in page.launch_configurations() {
+                    if let (Some(name), Some(spec)) = (
+                        lc.launch_configuration_name(),
+                        convert::launch_configuration(lc),
+                    ) {
+                        let key = LaunchRef::LaunchConfiguration { name: name.into() }.key();
+                        out.insert(key, spec);
+                    }
+                }
+                token = page
+                    .next_token()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        // One call per template, asking for every version its groups name.
+        for (id, versions) in templates {
+            self.count("DescribeLaunchTemplateVersions");
+            let result = self
+                .ec2
+                .describe_launch_template_versions()
+                .launch_template_id(id)
+                .set_versions(Some(versions.iter().map(|v| v.to_string()).collect()))
+                .send()
+                .await;
+            let page = match result {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = cloud_error("DescribeLaunchTemplateVersions", e);
+                    // A deleted template leaves its groups without a spec: the planner says so.
+                    if e.kind == ErrorKind::NotFound {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            let found = page.launch_template_versions();
+            for requested in versions {
+                let chosen = match requested {
+                    "$Latest" => found.iter().max_by_key(|v| v.version_number()),
+                    "$Default" => found.iter().find(|v| v.default_version() == Some(true)),
+                    n => found
+                        .iter()
+                        .find(|v| v.version_number().map(|x| x.to_string()).as_deref() == Some(n)),
+                };
+                if let Some(spec) = chosen.and_then(convert::launch_template_version) {
+                    let key = LaunchRef::LaunchTemplate {
+                        id: id.to_string(),
+                        name: None,
+                        version: requested.to_string(),
+                    }
+                    .key();
+                    out.insert(key, spec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn images(&self, ids: &[String]) -> Result<Vec<Ami>, CloudError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(100) {
+            let mut token = None;
+            loop {
+                self.count("DescribeImages");
+                let page = self
+                    .ec2
+                    .describe_images()
+                    .filters(filter("image-id", chunk.iter().cloned()))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("DescribeImages", e))?;
+                out.extend(page.images().iter().filter_map(convert::image));
+                token = page
+                    .next_token()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn instance_types(&self) -> Result<Vec<InstanceTypeSpec>, CloudError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            self.count("DescribeInstanceTypes");
+            let page = self
+                .ec2
+                .describe_instance_types()
+                .max_results(100)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeInstanceTypes", e))?;
+            out.extend(
+                page.instance_types()
+                    .iter()
+                    .filter_map(convert::instance_type),
+            );
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn offerings(&self) -> Result<BTreeMap<String, BTreeSet<String>>, CloudError> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut token = None;
+        loop {
+            self.count("DescribeInstanceTypeOfferings");
+            let page = self
+                .ec2
+                .describe_instance_type_offerings()
+                .location_type(ec2::types::LocationType::AvailabilityZone)
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeInstanceTypeOfferings", e))?;
+            for o in page.instance_type_offerings() {
+                if let (Some(t), Some(az)) = (o.instance_type(), o.location()) {
+                    out.entry(az.to_string())
+                        .or_default()
+                        .insert(t.as_str().to_string());
+                }
+            }
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn spot_prices(
+        &self,
+        products: &[String],
+        start: DateTime<Utc>,
+    ) -> Result<Vec<SpotPricePoint>, CloudError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            self.count("DescribeSpotPriceHistory");
+            let page = self
+                .ec2
+                .describe_spot_price_history()
+                .set_product_descriptions(Some(products.to_vec()))
+                .start_time(aws_smithy_types::DateTime::from_secs(start.timestamp()))
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeSpotPriceHistory", e))?;
+            out.extend(
+                page.spot_price_history()
+                    .iter()
+                    .filter_map(convert::spot_price),
+            );
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn on_demand_prices(
+        &self,
+        oses: &[Os],
+    ) -> Result<BTreeMap<String, OsPrices>, CloudError> {
+        use aws_sdk_pricing::types::{Filter, FilterType};
+        let mut out: BTreeMap<String, OsPrices> = BTreeMap::new();
+        for os in oses {
+            let filters: Vec<Filter> = pricing::filters(&self.region, *os)
+                .into_iter()
+                .map(|(field, value)| {
+                    Filter::builder()
+                        .r#type(FilterType::TermMatch)
+                        .field(field)
+                        .value(value)
+                        .build()
+                        .expect("field, type and value are set")
+                })
+                .collect();
+            let mut token = None;
+            loop {
+                self.count("GetProducts");
+                let page = self
+                    .pricing
+                    .get_products()
+                    .service_code("AmazonEC2")
+                    .format_version("aws_v1")
+                    .set_filters(Some(filters.clone()))
+                    .max_results(100)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("GetProducts", e))?;
+                for entry in page.price_list() {
+                    if let Some((t, price)) = pricing::parse_entry(entry) {
+                        let prices = out.entry(t).or_default();
+                        let slot = match os {
+                            Os::Linux => &mut prices.linux,
+                            Os::Windows => &mut prices.windows,
+                            Os::Rhel => &mut prices.rhel,
+                            Os::Suse => &mut prices.suse,
+                        };
+                        *slot = Some(price);
+                    }
+                }
+                token = page
+                    .next_token()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.calls.lock().expect("call counter lock").clone()
+    }
+}
+
+impl Actuator for AwsRegion {
+    async fn launch_clone(&self, l: &CloneLaunch) -> Result<String, CloudError> {
+        use ec2::types::{
+            InstanceInterruptionBehavior, InstanceMarketOptionsRequest, MarketType, ResourceType,
+            SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+        };
+        let tags: Vec<Tag> = l
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        // Tags go on in the launch call itself, never afterwards, so a crash cannot leave an
+        // untagged clone (DESIGN.md section 3).
+        let tag_specs = [ResourceType::Instance, ResourceType::Volume]
+            .into_iter()
+            .map(|r| {
+                TagSpecification::builder()
+                    .resource_type(r)
+                    .set_tags(Some(tags.clone()))
+                    .build()
+            })
+            .collect();
+        let market = InstanceMarketOptionsRequest::builder()
+            .market_type(MarketType::Spot)
+            .spot_options(
+                SpotMarketOptions::builder()
+                    .max_price(format!("{:.6}", l.max_price))
+                    .spot_instance_type(SpotInstanceType::OneTime)
+                    .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                    .build(),
+            )
+            .build();
+        let mut req = self
+            .ec2
+            .run_instances()
+            .min_count(1)
+            .max_count(1)
+            .instance_type(ec2::types::InstanceType::from(l.instance_type.as_str()))
+            .client_token(&l.client_token)
+            .instance_market_options(market)
+            .set_tag_specifications(Some(tag_specs));
+        if l.subnet_id.is_none() {
+            req = req.placement(
+                ec2::types::Placement::builder()
+                    .availability_zone(&l.availability_zone)
+                    .build(),
+            );
+        }
+        match &l.launch {
+            // A template version is launched by reference, so everything it holds is kept;
+            // the version is the number the plan was made from, not $Latest.
+            LaunchRef::LaunchTemplate { id, version, .. } => {
+                let version = l
+                    .spec
+                    .resolved_version
+                    .map_or_else(|| version.clone(), |v| v.to_string());
+                req = req
+                    .launch_template(
+                        ec2::types::LaunchTemplateSpecification::builder()
+                            .launch_template_id(id)
+                            .version(version)
+                            .build(),
+                    )
+                    .set_subnet_id(l.subnet_id.clone());
+            }
+            // A launch configuration's content is copied field by field.
+            LaunchRef::LaunchConfiguration { .. } => {
+                let s = &l.spec;
+                req = req
+                    .image_id(&s.image_id)
+                    .set_key_name(s.key_name.clone())
+                    .set_user_data(s.user_data.as_ref().map(|u| u.0.clone()))
+                    .set_ebs_optimized(s.ebs_optimized)
+                    .set_block_device_mappings(Some(convert::block_device_mappings(s)));
+                if let Some(m) = s.monitoring {
+                    req = req.monitoring(
+                        ec2::types::RunInstancesMonitoringEnabled::builder()
+                            .enabled(m)
+                            .build(),
+                    );
+                }
+                if let Some(m) = &s.metadata_options {
+                    req = req.metadata_options(convert::metadata_options(m));
+                }
+                if let Some(p) = &s.iam_instance_profile {
+                    let spec = ec2::types::IamInstanceProfileSpecification::builder();
+                    req = req.iam_instance_profile(if p.starts_with("arn:") {
+                        spec.arn(p).build()
+                    } else {
+                        spec.name(p).build()
+                    });
+                }
+                if s.associate_public_ip_address.is_some() {
+                    // A public-IP choice can only be made on a network interface, which then
+                    // carries the subnet and security groups too.
+                    req = req.network_interfaces(
+                        ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                            .device_index(0)
+                            .set_subnet_id(l.subnet_id.clone())
+                            .set_groups(Some(s.security_group_ids.clone()))
+                            .set_associate_public_ip_address(s.associate_public_ip_address)
+                            .delete_on_termination(true)
+                            .build(),
+                    );
+                } else {
+                    req = req
+                        .set_subnet_id(l.subnet_id.clone())
+                        .set_security_group_ids(Some(s.security_group_ids.clone()));
+                }
+            }
+        }
+        self.count("RunInstances");
+        let out = req
+            .send()
+            .await
+            .map_err(|e| cloud_error("RunInstances", e))?;
+        out.instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                CloudError::new(
+                    "RunInstances",
+                    ErrorKind::Other,
+                    None,
+                    "no instance in the reply",
+                )
+            })
+    }
+
+    async fn attach(&self, group: &str, instance: &str) -> Result<(), CloudError> {
+        self.count("AttachInstances");
+        self.autoscaling
+            .attach_instances()
+            .auto_scaling_group_name(group)
+            .instance_ids(instance)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("AttachInstances", e))
+    }
+
+    async fn terminate_in_group(&self, instance: &str, decrement: bool) -> Result<(), CloudError> {
+        self.count("TerminateInstanceInAutoScalingGroup");
+        self.autoscaling
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance)
+            .should_decrement_desired_capacity(decrement)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("TerminateInstanceInAutoScalingGroup", e))
+    }
+
+    async fn terminate(&self, instances: &[String]) -> Result<(), CloudError> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        self.count("TerminateInstances");
+        self.ec2
+            .terminate_instances()
+            .set_instance_ids(Some(instances.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("TerminateInstances", e))
+    }
+
+    async fn set_max_size(&self, group: &str, max_size: u32) -> Result<(), CloudError> {
+        self.count("UpdateAutoScalingGroup");
+        self.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .max_size(max_size as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("UpdateAutoScalingGroup", e))
+    }
+
+    async fn tag_group(&self, group: &str, key: &str, value: &str) -> Result<(), CloudError> {
+        self.count("CreateOrUpdateTags");
+        self.autoscaling
+            .create_or_update_tags()
+            .tags(
+                autoscaling::types::Tag::builder()
+                    .resource_id(group)
+                    .resource_type("auto-scaling-group")
+                    .key(key)
+                    .value(value)
+                    .propagate_at_launch(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("CreateOrUpdateTags", e))
+    }
+
+    async fn untag_group(&self, group: &str, key: &str) -> Result<(), CloudError> {
+        self.count("DeleteTags");
+        self.autoscaling
+            .delete_tags()
+            .tags(
+                autoscaling::types::Tag::builder()
+                    .resource_id(group)
+                    .resource_type("auto-scaling-group")
+                    .key(key)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("DeleteTags", e))
+    }
+}

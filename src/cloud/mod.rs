@@ -1,0 +1,322 @@
+//! The cloud boundary: what a pass reads from and writes to AWS, in domain terms.
+//!
+//! Two narrow traits, one region each: [`Inventory`] (the read side, batched calls only) and
+//! [`Actuator`] (the write side, one method per kind of change). The AWS SDK implementation
+//! lives in [`aws`], the only module of the crate that touches the SDK; [`memory`] is an
+//! in-memory fake for fast component tests that can script faults and count calls. Errors are
+//! classified by AWS error code into a small set of kinds, never by message text. Nothing here
+//! decides anything: deciding is the planner's job.
+
+pub mod aws;
+pub mod memory;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::model::{
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
+};
+
+/// What kind of failure an AWS call met, decided by its error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// Rate exceeded: retried with backoff by the SDK, reported if it persists.
+    Throttled,
+    /// No capacity for this type in this AZ, or spot limits: try the next candidate.
+    CapacityUnavailable,
+    /// The resource is gone (an instance terminated meanwhile, a deleted group).
+    NotFound,
+    /// Credentials missing or not allowed to make the call.
+    Unauthorized,
+    /// The request itself is wrong (a bad parameter, a group size conflict).
+    InvalidRequest,
+    /// Anything else: network failures, service errors.
+    Other,
+}
+
+/// A failed call: the operation, its classified kind, the AWS error code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct CloudError {
+    pub operation: String,
+    pub kind: ErrorKind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for CloudError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message),
+            None => write!(f, "{} failed: {}", self.operation, self.message),
+        }
+    }
+}
+
+impl CloudError {
+    /// An error of a known kind, for fakes and for conditions found outside a call.
+    pub fn new(operation: &str, kind: ErrorKind, code: Option<&str>, message: &str) -> Self {
+        CloudError {
+            operation: operation.to_string(),
+            kind,
+            code: code.map(str::to_string),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The kind of an AWS error code. One code per line, each with why it belongs where it is
+/// (the sets start from Karpenter's `pkg/errors/errors.go` and the EC2 API error reference).
+pub fn classify(code: &str) -> ErrorKind {
+    match code {
+        // EC2 "RequestLimitExceeded", Auto Scaling and Pricing "Throttling"/"ThrottlingException".
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "TooManyRequestsException"
+        | "SlowDown"
+        | "RequestThrottled"
+        | "RequestThrottledException" => ErrorKind::Throttled,
+        // Capacity: the pool has no room, or the account's spot quota is used up; another
+        // type or AZ may still work (EC2 API reference, "Error codes").
+        "InsufficientInstanceCapacity"
+        | "InsufficientHostCapacity"
+        | "InsufficientReservedInstanceCapacity"
+        | "InsufficientCapacity"
+        | "MaxSpotInstanceCountExceeded"
+        | "SpotMaxPriceTooLow"
+        | "VcpuLimitExceeded"
+        | "InstanceLimitExceeded"
+        | "UnfulfillableCapacity"
+        | "Unsupported"
+        | "InsufficientFreeAddressesInSubnet" => ErrorKind::CapacityUnavailable,
+        // Gone.
+        "InvalidInstanceID.NotFound"
+        | "InvalidInstanceID.Malformed"
+        | "InvalidAMIID.NotFound"
+        | "InvalidLaunchTemplateId.NotFound"
+        | "InvalidLaunchTemplateName.NotFoundException"
+        | "InvalidLaunchTemplateId.VersionNotFound"
+        | "InvalidSubnetID.NotFound"
+        | "InvalidGroup.NotFound"
+        | "ResourceNotFoundException"
+        | "NotFoundException" => ErrorKind::NotFound,
+        // Credentials.
+        "UnauthorizedOperation"
+        | "AccessDenied"
+        | "AccessDeniedException"
+        | "AuthFailure"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "SignatureDoesNotMatch"
+        | "OptInRequired" => ErrorKind::Unauthorized,
+        // The request is wrong as sent (Auto Scaling reports size conflicts, e.g. an attach
+        // past MaxSize, as ValidationError).
+        "ValidationError"
+        | "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "InvalidParameter"
+        | "MissingParameter"
+        | "InvalidRequest"
+        | "ResourceInUse"
+        | "ScalingActivityInProgress"
+        | "InvalidNextToken" => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Which groups to list. Opt-in mode can filter on the server side by tag; opt-out mode must
+/// see every group. The planner checks selection again either way.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupQuery {
+    /// `(key, exact value)` pairs to filter on server-side (`tag:KEY`).
+    pub tag_values: Vec<(String, String)>,
+    /// Keys whose value is a glob: only the key's presence is filtered server-side (`tag-key`).
+    pub tag_keys: Vec<String>,
+}
+
+/// The read side of one region. Every method is one batched, paginated AWS read.
+pub trait Inventory: Send + Sync {
+    /// The region this inventory reads.
+    fn region(&self) -> &str;
+
+    /// Auto Scaling groups, with their members (`DescribeAutoScalingGroups`).
+    fn groups(
+        &self,
+        query: &GroupQuery,
+    ) -> impl Future<Output = Result<Vec<Group>, CloudError>> + Send;
+
+    /// Instances by id, in batches (`DescribeInstances`). Unknown ids are left out.
+    fn instances(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Instance>, CloudError>> + Send;
+
+    /// Every live instance carrying the `spotswap:group` tag (`DescribeInstances`, tag filter).
+    fn clones(&self) -> impl Future<Output = Result<Vec<Instance>, CloudError>> + Send;
+
+    /// The groups instances belong to (`DescribeAutoScalingInstances`); absent ids belong to
+    /// no group.
+    fn group_membership(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
+
+    /// Launch configurations and launch template versions (`$Latest` and `$Default`
+    /// resolved), keyed by [`LaunchRef::key`]. References that do not exist are left out.
+    fn launch_specs(
+        &self,
+        refs: &[LaunchRef],
+    ) -> impl Future<Output = Result<BTreeMap<String, LaunchSpec>, CloudError>> + Send;
+
+    /// AMIs by id (`DescribeImages`). Deregistered ones are left out.
+    fn images(&self, ids: &[String]) -> impl Future<Output = Result<Vec<Ami>, CloudError>> + Send;
+
+    /// Every instance type of the region (`DescribeInstanceTypes`).
+    fn instance_types(
+        &self,
+    ) -> impl Future<Output = Result<Vec<InstanceTypeSpec>, CloudError>> + Send;
+
+    /// Instance types offered per availability zone (`DescribeInstanceTypeOfferings`).
+    fn offerings(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, BTreeSet<String>>, CloudError>> + Send;
+
+    /// Spot price history since `start` for the given product descriptions
+    /// (`DescribeSpotPriceHistory`), including the price in effect at `start`.
+    fn spot_prices(
+        &self,
+        products: &[String],
+        start: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<SpotPricePoint>, CloudError>> + Send;
+
+    /// On-demand prices of this region for the given operating systems (Pricing
+    /// `GetProducts`, one paginated query per OS).
+    fn on_demand_prices(
+        &self,
+        oses: &[Os],
+    ) -> impl Future<Output = Result<BTreeMap<String, OsPrices>, CloudError>> + Send;
+
+    /// Calls made so far, by operation name.
+    fn call_counts(&self) -> BTreeMap<String, u64>;
+}
+
+/// Everything needed to launch one spot clone of one type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloneLaunch {
+    pub group: String,
+    pub replaces: String,
+    pub instance_type: String,
+    pub availability_zone: String,
+    pub subnet_id: Option<String>,
+    /// Where the parameters come from: a launch template version is launched by reference
+    /// (so everything in it is kept); a launch configuration's content is copied.
+    pub launch: LaunchRef,
+    pub spec: LaunchSpec,
+    /// The spot max price, USD per hour.
+    pub max_price: f64,
+    /// Every tag of the clone, the protocol's included; applied in the launch call itself.
+    pub tags: BTreeMap<String, String>,
+    /// Makes a retried launch idempotent (`ClientToken`).
+    pub client_token: String,
+}
+
+/// The write side of one region.
+pub trait Actuator: Send + Sync {
+    /// Launches one spot instance (`RunInstances`) and returns its id.
+    fn launch_clone(
+        &self,
+        launch: &CloneLaunch,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+
+    /// Attaches an instance to a group (`AttachInstances`); desired capacity grows by one.
+    fn attach(
+        &self,
+        group: &str,
+        instance: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Terminates a group member through the group (`TerminateInstanceInAutoScalingGroup`),
+    /// so lifecycle hooks run.
+    fn terminate_in_group(
+        &self,
+        instance: &str,
+        decrement_desired: bool,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Terminates instances outside any group (`TerminateInstances`).
+    fn terminate(
+        &self,
+        instances: &[String],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Sets a group's MaxSize (`UpdateAutoScalingGroup`).
+    fn set_max_size(
+        &self,
+        group: &str,
+        max_size: u32,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Sets a tag on a group, not propagated (`CreateOrUpdateTags`).
+    fn tag_group(
+        &self,
+        group: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Removes a tag from a group (`DeleteTags`).
+    fn untag_group(
+        &self,
+        group: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
+
+/// An account: its enabled regions, and a handle on each.
+pub trait Account: Send + Sync {
+    /// The per-region handle.
+    type Region: Inventory + Actuator;
+
+    /// The regions enabled for the account (`DescribeRegions`, opted-in or not required).
+    fn regions(&self) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
+
+    /// A handle on one region.
+    fn region(&self, name: &str) -> Self::Region;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_their_kinds() {
+        let cases = [
+            ("RequestLimitExceeded", ErrorKind::Throttled),
+            ("Throttling", ErrorKind::Throttled),
+            (
+                "InsufficientInstanceCapacity",
+                ErrorKind::CapacityUnavailable,
+            ),
+            (
+                "MaxSpotInstanceCountExceeded",
+                ErrorKind::CapacityUnavailable,
+            ),
+            ("SpotMaxPriceTooLow", ErrorKind::CapacityUnavailable),
+            ("InvalidInstanceID.NotFound", ErrorKind::NotFound),
+            ("UnauthorizedOperation", ErrorKind::Unauthorized),
+            ("AccessDenied", ErrorKind::Unauthorized),
+            ("ValidationError", ErrorKind::InvalidRequest),
+            ("InternalError", ErrorKind::Other),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(classify(code), kind, "{code}");
+        }
+    }
+}

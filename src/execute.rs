@@ -1,0 +1,324 @@
+//! Execute: carry out a plan's actions through the [`Actuator`] boundary, each yielding an
+//! outcome.
+//!
+//! Groups run concurrently (bounded); each group's actions run in plan order. One failure
+//! never stops the others. The swap follows DESIGN.md section 3 to the letter: record the
+//! MaxSize on the group before raising it, attach, terminate the on-demand instance through
+//! the group with `ShouldDecrementDesiredCapacity=true`, then restore MaxSize and drop the tag.
+//! A dry run calls nothing. It never decides: every choice was made by the planner.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
+use crate::model::{Snapshot, tags};
+use crate::plan::{Action, Decision, Plan};
+
+/// Groups whose actions run at the same time in one region. Auto Scaling's calls share one
+/// throttling bucket per account and region, so a few at a time is plenty.
+pub const GROUP_CONCURRENCY: usize = 4;
+
+/// How to execute.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Call nothing; report what would have been done.
+    pub dry_run: bool,
+    /// The pass's time, for idempotency tokens.
+    pub now: DateTime<Utc>,
+    /// No launch or swap starts after this instant (the Lambda's deadline less a margin);
+    /// what is left is picked up by the next pass.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// What happened to one action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Status {
+    Done {
+        /// For launches: the clone's id and type.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instance_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instance_type: Option<String>,
+    },
+    Failed {
+        error: CloudError,
+    },
+    /// Dry run: nothing was called.
+    DryRun,
+    /// Not started: too little time left in this invocation.
+    Deferred,
+}
+
+/// The outcome of one action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub group: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    pub action: &'static str,
+    #[serde(flatten)]
+    pub status: Status,
+    /// Hourly saving the action brings once done, USD (before minus after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hourly_saving: Option<f64>,
+}
+
+impl Outcome {
+    /// Whether the action failed.
+    pub fn failed(&self) -> bool {
+        matches!(self.status, Status::Failed { .. })
+    }
+}
+
+/// Carries out every action of `plan`.
+pub async fn execute<A: Actuator>(
+    act: &A,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    opts: &ExecOptions,
+) -> Vec<Outcome> {
+    let mut by_group: BTreeMap<&str, Vec<(&Decision, &Action)>> = BTreeMap::new();
+    for (d, a) in plan.actions() {
+        by_group.entry(d.group.as_str()).or_default().push((d, a));
+    }
+    let mut results: Vec<(usize, Vec<Outcome>)> = stream::iter(by_group.into_values().enumerate())
+        .map(|(i, actions)| async move {
+            let mut out = Vec::new();
+            for (d, a) in actions {
+                out.push(run_action(act, snapshot, d, a, opts).await);
+            }
+            (i, out)
+        })
+        .buffer_unordered(GROUP_CONCURRENCY)
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().flat_map(|(_, o)| o).collect()
+}
+
+async fn run_action<A: Actuator>(
+    act: &A,
+    snapshot: &Snapshot,
+    d: &Decision,
+    a: &Action,
+    opts: &ExecOptions,
+) -> Outcome {
+    let hourly_saving = match (d.hourly_cost_before, d.hourly_cost_after) {
+        (Some(b), Some(a)) => Some(b - a),
+        _ => None,
+    };
+    let outcome = |status| Outcome {
+        group: d.group.clone(),
+        instance: d.instance.clone(),
+        action: a.name(),
+        status,
+        hourly_saving,
+    };
+    if opts.dry_run {
+        return outcome(Status::DryRun);
+    }
+    let starts_work = matches!(a, Action::LaunchClone { .. } | Action::Swap { .. });
+    if starts_work
+        && opts
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+    {
+        return outcome(Status::Deferred);
+    }
+    let result = match a {
+        Action::LaunchClone { .. } => launch(act, snapshot, &d.group, a, opts.now)
+            .await
+            .map(|(id, ty)| (Some(id), Some(ty))),
+        Action::Swap {
+            clone,
+            replaces,
+            max_size,
+        } => swap(act, &d.group, clone, replaces, *max_size)
+            .await
+            .map(|()| (None, None)),
+        Action::CompleteSwap { replaces, .. } => act
+            .terminate_in_group(replaces, true)
+            .await
+            .map(|()| (None, None)),
+        Action::TerminateOrphan { clone, .. } => act
+            .terminate(std::slice::from_ref(clone))
+            .await
+            .map(|()| (None, None)),
+        Action::RestoreMaxSize { restored, .. } => restore_max_size(act, &d.group, *restored)
+            .await
+            .map(|()| (None, None)),
+    };
+    outcome(match result {
+        Ok((instance_id, instance_type)) => Status::Done {
+            instance_id,
+            instance_type,
+        },
+        Err(error) => Status::Failed { error },
+    })
+}
+
+/// The tags of a clone: the replaced instance's own tags and the group's propagated tags
+/// (never `aws:` keys, which AWS reserves, and never protocol tags of the replaced instance),
+/// then the two protocol tags.
+pub fn clone_tags(snapshot: &Snapshot, group: &str, replaces: &str) -> BTreeMap<String, String> {
+    let usable = |k: &str| {
+        !k.starts_with(tags::AWS_RESERVED_PREFIX) && k != tags::GROUP && k != tags::REPLACES
+    };
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(g) = snapshot.groups.iter().find(|g| g.name == group) {
+        for k in &g.propagated_tag_keys {
+            if let Some(v) = g.tags.get(k)
+                && usable(k)
+            {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(i) = snapshot.instances.get(replaces) {
+        for (k, v) in &i.tags {
+            if usable(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out.insert(tags::GROUP.into(), group.into());
+    out.insert(tags::REPLACES.into(), replaces.into());
+    out
+}
+
+/// Launches a clone, trying the candidates in order: a capacity error moves on to the next
+/// type, any other error stops (it would fail for every type alike).
+async fn launch<A: Actuator>(
+    act: &A,
+    snapshot: &Snapshot,
+    group: &str,
+    a: &Action,
+    now: DateTime<Utc>,
+) -> Result<(String, String), CloudError> {
+    let Action::LaunchClone {
+        replaces,
+        availability_zone,
+        subnet_id,
+        launch,
+        candidates,
+        max_price,
+        ..
+    } = a
+    else {
+        unreachable!("called for launches only");
+    };
+    let spec = snapshot
+        .launch_specs
+        .get(&launch.key())
+        .cloned()
+        .ok_or_else(|| {
+            CloudError::new(
+                "RunInstances",
+                ErrorKind::InvalidRequest,
+                None,
+                &format!("{launch} is not in the snapshot"),
+            )
+        })?;
+    let tags = clone_tags(snapshot, group, replaces);
+    let mut last = None;
+    for c in candidates {
+        let l = CloneLaunch {
+            group: group.to_string(),
+            replaces: replaces.clone(),
+            instance_type: c.instance_type.clone(),
+            availability_zone: availability_zone.clone(),
+            subnet_id: subnet_id.clone(),
+            launch: launch.clone(),
+            spec: spec.clone(),
+            max_price: *max_price,
+            tags: tags.clone(),
+            client_token: client_token(replaces, &c.instance_type, now),
+        };
+        match act.launch_clone(&l).await {
+            Ok(id) => return Ok((id, c.instance_type.clone())),
+            Err(e) if e.kind == ErrorKind::CapacityUnavailable => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        CloudError::new(
+            "RunInstances",
+            ErrorKind::InvalidRequest,
+            None,
+            "no candidate types",
+        )
+    }))
+}
+
+/// An idempotency token: one per pass, instance and type, so a call retried within the pass
+/// (by the SDK after a timeout) cannot launch twice, while a later pass can launch again after
+/// a clone is lost. EC2 answers a reused token with the original instance for at least a day
+/// (EC2 API reference, "Ensuring idempotency"), so the token must change between passes; the
+/// protocol's own check for an existing clone of the instance keeps passes from doubling up.
+pub fn client_token(replaces: &str, instance_type: &str, now: DateTime<Utc>) -> String {
+    let token = format!("spotswap-{replaces}-{instance_type}-{}", now.timestamp());
+    // ClientToken is at most 64 ASCII characters.
+    token.chars().take(64).collect()
+}
+
+/// The swap: attach the clone, remove the on-demand instance through the group, with MaxSize
+/// raised around it when the group is full.
+async fn swap<A: Actuator>(
+    act: &A,
+    group: &str,
+    clone: &str,
+    replaces: &str,
+    max_size: Option<crate::plan::MaxSizeChange>,
+) -> Result<(), CloudError> {
+    if let Some(m) = max_size {
+        // The tag first: if the pass dies after raising MaxSize, the next pass finds the tag
+        // and restores the original value.
+        act.tag_group(group, tags::MAX_SIZE, &m.original.to_string())
+            .await?;
+        act.set_max_size(group, m.raised).await?;
+    }
+    if let Err(e) = act.attach(group, clone).await {
+        if let Some(m) = max_size {
+            // Nothing was attached: put MaxSize back now rather than next pass.
+            let _ = restore_max_size(act, group, m.original).await;
+        }
+        return Err(e);
+    }
+    // If this fails, the next pass sees the clone attached with the instance still there and
+    // completes the swap; MaxSize stays raised until then, recorded in the tag.
+    act.terminate_in_group(replaces, true).await?;
+    if let Some(m) = max_size {
+        restore_max_size(act, group, m.original).await?;
+    }
+    Ok(())
+}
+
+async fn restore_max_size<A: Actuator>(act: &A, group: &str, to: u32) -> Result<(), CloudError> {
+    act.set_max_size(group, to).await?;
+    act.untag_group(group, tags::MAX_SIZE).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn client_tokens_are_stable_within_a_pass_and_change_between_passes() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 10, 5, 0).unwrap();
+        let next_pass = Utc.with_ymd_and_hms(2026, 11, 23, 10, 10, 0).unwrap();
+        let a = client_token("i-0123456789abcdef0", "m5a.large", t);
+        assert_eq!(a, client_token("i-0123456789abcdef0", "m5a.large", t));
+        assert_ne!(
+            a,
+            client_token("i-0123456789abcdef0", "m5a.large", next_pass)
+        );
+        assert_ne!(a, client_token("i-0123456789abcdef0", "m6i.large", t));
+        let long = client_token("i-0123456789abcdef0", "u7in-32tb.224xlarge", t);
+        assert!(long.len() <= 64);
+    }
+}

@@ -1,0 +1,164 @@
+//! Savings: what each opted-in group costs per hour now, what it would cost all on-demand,
+//! and the difference, with the prices used and where they came from.
+//!
+//! Pure: a function of a snapshot, the settings and the time. Spot instances are costed at
+//! their pool's spot price judged over the price window (as the planner judges them),
+//! on-demand ones at the on-demand price times the multiplier; an instance whose price is
+//! unknown is counted as unpriced, never as free.
+
+use serde::Serialize;
+
+use crate::model::{Market, PriceSource, Snapshot};
+use crate::plan::SpotIndex;
+use crate::settings::Settings;
+
+/// Hours in a month, as AWS bills them.
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// One group's costs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSavings {
+    pub group: String,
+    pub instances: u32,
+    pub spot: u32,
+    pub on_demand: u32,
+    /// Instances left out of the sums because a price is unknown.
+    pub unpriced: u32,
+    pub hourly_now: f64,
+    pub hourly_all_on_demand: f64,
+    pub hourly_saving: f64,
+    pub monthly_saving: f64,
+}
+
+/// A region's costs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Savings {
+    pub region: String,
+    pub on_demand_source: PriceSource,
+    pub spot_source: String,
+    pub groups: Vec<GroupSavings>,
+    pub hourly_now: f64,
+    pub hourly_all_on_demand: f64,
+    pub hourly_saving: f64,
+    pub monthly_saving: f64,
+}
+
+/// Costs of every opted-in group with usable settings.
+pub fn savings(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Savings {
+    let spot = SpotIndex::new(&snapshot.spot_prices);
+    let mut groups = Vec::new();
+    for g in &snapshot.groups {
+        if !settings.opts_in(&g.tags) {
+            continue;
+        }
+        let Ok(policy) = settings.for_group(&g.tags) else {
+            continue;
+        };
+        let os = snapshot.group_os(g, policy.spot_product_description.as_deref());
+        let product = policy
+            .spot_product_description
+            .clone()
+            .unwrap_or_else(|| os.spot_product_description().to_string());
+        let mut s = GroupSavings {
+            group: g.name.clone(),
+            instances: 0,
+            spot: 0,
+            on_demand: 0,
+            unpriced: 0,
+            hourly_now: 0.0,
+            hourly_all_on_demand: 0.0,
+            hourly_saving: 0.0,
+            monthly_saving: 0.0,
+        };
+        for m in g.members.iter().filter(|m| m.is_in_service()) {
+            let Some(i) = snapshot.instances.get(&m.instance_id) else {
+                continue;
+            };
+            s.instances += 1;
+            let od = snapshot
+                .on_demand
+                .price(&i.instance_type, os)
+                .map(|p| p * policy.on_demand_price_multiplier);
+            let now_price = match i.market {
+                Market::OnDemand => {
+                    s.on_demand += 1;
+                    od
+                }
+                Market::Spot => {
+                    s.spot += 1;
+                    spot.price(
+                        &product,
+                        &i.availability_zone,
+                        &i.instance_type,
+                        now,
+                        policy.spot_price_window_minutes,
+                    )
+                }
+            };
+            match (now_price, od) {
+                (Some(n), Some(o)) => {
+                    s.hourly_now += n;
+                    s.hourly_all_on_demand += o;
+                }
+                _ => s.unpriced += 1,
+            }
+        }
+        s.hourly_saving = s.hourly_all_on_demand - s.hourly_now;
+        s.monthly_saving = s.hourly_saving * HOURS_PER_MONTH;
+        groups.push(s);
+    }
+    let hourly_now = groups.iter().map(|g| g.hourly_now).sum();
+    let hourly_all_on_demand = groups.iter().map(|g| g.hourly_all_on_demand).sum();
+    let hourly_saving = groups.iter().map(|g| g.hourly_saving).sum::<f64>();
+    Savings {
+        region: snapshot.region.clone(),
+        on_demand_source: snapshot.on_demand.source.clone(),
+        spot_source: format!(
+            "spot price history, highest over {} min",
+            settings.group.spot_price_window_minutes
+        ),
+        groups,
+        hourly_now,
+        hourly_all_on_demand,
+        hourly_saving,
+        monthly_saving: hourly_saving * HOURS_PER_MONTH,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn savings_cost_spot_at_their_pool_price_and_on_demand_at_list() {
+        let scenario: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/golden/diversity.json")).unwrap();
+        let snapshot: Snapshot = serde_json::from_value(scenario["snapshot"].clone()).unwrap();
+        let now = "2023-09-05T14:00:00Z".parse().unwrap();
+        let s = savings(&snapshot, &Settings::default(), now);
+        assert_eq!(s.groups.len(), 1);
+        let g = &s.groups[0];
+        assert_eq!((g.instances, g.spot, g.on_demand, g.unpriced), (9, 3, 6, 0));
+        // Six m5.large on-demand at 0.096, three m5a.large spot at 0.0412 + 0.042 + 0.0405.
+        let now_cost = 6.0 * 0.096 + 0.0412 + 0.042 + 0.0405;
+        let all_od = 6.0 * 0.096 + 3.0 * 0.086;
+        assert!((g.hourly_now - now_cost).abs() < 1e-9, "{g:?}");
+        assert!((g.hourly_all_on_demand - all_od).abs() < 1e-9, "{g:?}");
+        assert!((g.monthly_saving - (all_od - now_cost) * 730.0).abs() < 1e-6);
+        assert!((s.hourly_saving - g.hourly_saving).abs() < 1e-12);
+    }
+
+    #[test]
+    fn groups_not_opted_in_are_not_counted() {
+        let scenario: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/golden/not_opted_in.json")).unwrap();
+        let snapshot: Snapshot = serde_json::from_value(scenario["snapshot"].clone()).unwrap();
+        let s = savings(&snapshot, &Settings::default(), chrono::Utc::now());
+        assert!(s.groups.is_empty());
+        assert_eq!(s.hourly_saving, 0.0);
+    }
+}

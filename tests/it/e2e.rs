@@ -1,0 +1,668 @@
+//! End to end: the real pass, through the real AWS SDK for Rust, against the local emulator
+//! (moto server with realistic prices) on 127.0.0.1. Each test starts its own emulator, seeds
+//! an account, runs passes, and asserts the end state the way an operator would check it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Utc;
+use spotswap::cloud::aws::AwsAccount;
+use spotswap::pass::{PassOptions, PassReport, run_pass};
+use spotswap::plan::{Skip, Verdict};
+use spotswap::settings::Settings;
+
+use crate::moto::Emulator;
+use crate::moto::seed::{Account, GroupSpec};
+
+const REGION: &str = "us-east-1";
+
+/// An emulator with a seeded account.
+struct World {
+    emu: Emulator,
+    account: Account,
+}
+
+async fn world() -> World {
+    let emu = tokio::task::spawn_blocking(Emulator::start)
+        .await
+        .expect("the emulator starts");
+    let account = Account::create(&emu.sdk_config(REGION)).await;
+    World { emu, account }
+}
+
+impl World {
+    /// One pass, in process, as `spotswap run` makes it.
+    async fn pass(&self, settings: &[(&str, &str)]) -> PassReport {
+        let settings = Settings::from_pairs(settings.iter().copied()).expect("valid settings");
+        let aws = AwsAccount::new(self.emu.sdk_config(REGION));
+        let opts = PassOptions {
+            dry_run: settings.dry_run,
+            deadline: None,
+        };
+        let report = run_pass(
+            &aws,
+            &[REGION.to_string()],
+            &settings,
+            Utc::now(),
+            &opts,
+            &|_, _| {},
+        )
+        .await;
+        for r in &report.regions {
+            assert!(r.error.is_none(), "region error: {:?}", r.error);
+        }
+        report
+    }
+
+    /// The `spotswap` binary, pointed at the emulator through the standard AWS variables.
+    fn spotswap(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_spotswap"));
+        c.args(args)
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", self.emu.endpoint())
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("REGIONS", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        c
+    }
+
+    /// In-service members of a group, with whether each runs on spot.
+    async fn members(&self, group: &str) -> BTreeMap<String, bool> {
+        let mut out = BTreeMap::new();
+        for m in self.account.instances_of(group).await {
+            if m.lifecycle_state().map(|s| s.as_str()) != Some("InService") {
+                continue;
+            }
+            let id = m.instance_id().unwrap().to_string();
+            let i = self.account.instance(&id).await;
+            let spot = i.instance_lifecycle().map(|l| l.as_str()) == Some("spot");
+            out.insert(id, spot);
+        }
+        out
+    }
+
+    /// Live clones (tagged `spotswap:group`), by id, with the instance each replaces.
+    async fn clones(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for i in self.account.all_instances().await {
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string());
+            if !matches!(state.as_deref(), Some("pending" | "running")) {
+                continue;
+            }
+            let tags = self.account.tags_of(i.instance_id().unwrap()).await;
+            if let Some(r) = tags.get("spotswap:replaces") {
+                out.insert(i.instance_id().unwrap().to_string(), r.clone());
+            }
+        }
+        out
+    }
+
+    /// Runs passes until the group has no on-demand instance left beyond `keep`, checking
+    /// after every pass that capacity never dipped and desired capacity never moved.
+    async fn converge(&self, group: &str, keep: usize, settings: &[(&str, &str)]) -> usize {
+        let start = self.account.group(group).await;
+        let desired = start.desired_capacity().unwrap();
+        for pass in 1..=12 {
+            let report = self.pass(settings).await;
+            assert_eq!(report.totals.failures, 0, "pass {pass}: {report:#?}");
+            let g = self.account.group(group).await;
+            assert_eq!(
+                g.desired_capacity(),
+                Some(desired),
+                "pass {pass}: desired capacity"
+            );
+            let members = self.members(group).await;
+            assert!(
+                members.len() as i32 >= desired,
+                "pass {pass}: capacity dipped to {} of {desired}",
+                members.len()
+            );
+            let on_demand = members.values().filter(|spot| !**spot).count();
+            if on_demand <= keep && self.unattached_clones(group).await == 0 {
+                return pass;
+            }
+            // Past the grace period before the next pass.
+            let grace = g.health_check_grace_period().unwrap_or(0) as u64;
+            tokio::time::sleep(Duration::from_millis(grace * 1000 + 300)).await;
+        }
+        panic!(
+            "{group} did not converge in 12 passes: {:?}",
+            self.members(group).await
+        );
+    }
+
+    /// Live clones launched for `group` that are not (yet) among its members.
+    async fn unattached_clones(&self, group: &str) -> usize {
+        let members: BTreeSet<String> = self.members(group).await.into_keys().collect();
+        let mut n = 0;
+        for c in self.clones().await.keys() {
+            let tags = self.account.tags_of(c).await;
+            if tags.get("spotswap:group").map(String::as_str) == Some(group) && !members.contains(c)
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Everything an operator could see change: groups (sizes, tags, members) and instances.
+    async fn state(&self) -> String {
+        let groups = self
+            .account
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .send()
+            .await
+            .unwrap();
+        let mut text = String::new();
+        for g in groups.auto_scaling_groups() {
+            let mut tags: Vec<String> = g
+                .tags()
+                .iter()
+                .map(|t| format!("{}={}", t.key().unwrap_or(""), t.value().unwrap_or("")))
+                .collect();
+            tags.sort();
+            let mut members: Vec<&str> = g
+                .instances()
+                .iter()
+                .filter_map(|i| i.instance_id())
+                .collect();
+            members.sort();
+            text.push_str(&format!(
+                "{} {:?}/{:?}/{:?} {tags:?} {members:?}\n",
+                g.auto_scaling_group_name().unwrap_or(""),
+                g.min_size(),
+                g.desired_capacity(),
+                g.max_size()
+            ));
+        }
+        let mut instances: Vec<String> = self
+            .account
+            .all_instances()
+            .await
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {:?} {:?}",
+                    i.instance_id().unwrap_or(""),
+                    i.state().and_then(|s| s.name()),
+                    i.instance_lifecycle()
+                )
+            })
+            .collect();
+        instances.sort();
+        text.push_str(&instances.join("\n"));
+        text
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_configuration_group_converges_to_spot_without_a_capacity_dip() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 4, 8)
+                .grace_secs(1),
+        )
+        .await;
+    let before: BTreeSet<String> = w.members("web").await.into_keys().collect();
+    w.converge("web", 0, &[("replacements-per-pass", "50%")])
+        .await;
+    let after = w.members("web").await;
+    assert_eq!(after.len(), 4);
+    assert!(after.values().all(|spot| *spot), "all spot: {after:?}");
+    assert!(
+        before.iter().all(|id| !after.contains_key(id)),
+        "every original replaced"
+    );
+    // Each member is a clone of one of the originals, none doubled.
+    let clones = w.clones().await;
+    let replaced: BTreeSet<&String> = after.keys().filter_map(|id| clones.get(id)).collect();
+    assert_eq!(replaced.len(), 4);
+    assert!(replaced.iter().all(|r| before.contains(*r)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_template_group_on_latest_converges_to_spot() {
+    let w = world().await;
+    let spec = GroupSpec::new("api", "c5.large")
+        .launch_template("#!/bin/sh\necho api v2\n")
+        .capacity(1, 3, 6)
+        .grace_secs(1);
+    w.account.create_group(&spec).await;
+    w.converge("api", 0, &[("replacements-per-pass", "100%")])
+        .await;
+    let after = w.members("api").await;
+    assert_eq!(after.len(), 3);
+    assert!(after.values().all(|spot| *spot), "{after:?}");
+    // The clones run the template version $Latest named when they were launched (version 2).
+    for id in after.keys() {
+        assert_eq!(
+            w.account.user_data(id).await.as_deref(),
+            Some("#!/bin/sh\necho api v2\n"),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_has_the_launch_specs_user_data_byte_for_byte_and_the_groups_tags() {
+    let w = world().await;
+    // User data with bytes that survive only a byte-exact copy.
+    let user_data = "#!/bin/bash\nset -eu\necho 'tabs\tand \"quotes\" and ünïcödé' > /tmp/x\n\n";
+    let spec = GroupSpec::new("tagged", "m5.large")
+        .launch_configuration(user_data)
+        .capacity(1, 2, 4)
+        .tag("team", "payments", true)
+        .tag("cost-center", "cc-42", true)
+        .tag("not-propagated", "x", false);
+    w.account.create_group(&spec).await;
+    let report = w.pass(&[]).await;
+    assert_eq!(report.totals.clones_launched, 1, "{report:#?}");
+    let clones = w.clones().await;
+    let (clone, replaces) = clones.iter().next().expect("a clone");
+    assert_eq!(w.account.user_data(clone).await.as_deref(), Some(user_data));
+    let tags = w.account.tags_of(clone).await;
+    assert_eq!(
+        tags.get("spotswap:group").map(String::as_str),
+        Some("tagged")
+    );
+    assert_eq!(tags.get("spotswap:replaces"), Some(replaces));
+    assert_eq!(tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(tags.get("cost-center").map(String::as_str), Some("cc-42"));
+    assert_eq!(tags.get("Name").map(String::as_str), Some("tagged"));
+    assert!(!tags.contains_key("not-propagated"));
+    assert!(tags.keys().all(|k| !k.starts_with("aws:")), "{tags:?}");
+    // A spot instance, in the replaced instance's subnet, with the launch spec's profile and key.
+    let c = w.account.instance(clone).await;
+    let original = w.account.instance(replaces).await;
+    assert_eq!(c.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(c.subnet_id(), original.subnet_id());
+    assert_eq!(c.key_name(), Some(w.account.key_name.as_str()));
+    assert!(c.iam_instance_profile().and_then(|p| p.arn()).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_not_opted_in_or_with_a_mixed_instances_policy_are_untouched() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("manual", "m5.large")
+                .without_tag("spot-enabled")
+                .grace_secs(0),
+        )
+        .await;
+    w.account
+        .create_group(
+            &GroupSpec::new("mixed", "m5.large")
+                .mixed_instances()
+                .grace_secs(0),
+        )
+        .await;
+    let before = w.state().await;
+    for _ in 0..2 {
+        let report = w.pass(&[("replacements-per-pass", "100%")]).await;
+        let plan = report.regions[0].plan.as_ref().unwrap();
+        assert_eq!(plan.actions().count(), 0, "{plan:#?}");
+        assert!(
+            plan.skips()
+                .any(|(d, s)| d.group == "mixed" && *s == Skip::MixedInstancesPolicy)
+        );
+    }
+    assert_eq!(w.state().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minimum_on_demand_by_number_and_by_percentage_is_respected() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("by-number", "m5.large")
+                .capacity(1, 4, 8)
+                .grace_secs(1)
+                .tag("spotswap:min-on-demand-number", "2", false),
+        )
+        .await;
+    w.account
+        .create_group(
+            &GroupSpec::new("by-percent", "m5.large")
+                .capacity(1, 4, 8)
+                .grace_secs(1)
+                .tag("autospotting_min_on_demand_percentage", "50", false),
+        )
+        .await;
+    let settings = [("replacements-per-pass", "100%")];
+    w.converge("by-number", 2, &settings).await;
+    w.converge("by-percent", 2, &settings).await;
+    // More passes change nothing: the floor holds.
+    w.pass(&settings).await;
+    for g in ["by-number", "by-percent"] {
+        let m = w.members(g).await;
+        assert_eq!(m.values().filter(|s| !**s).count(), 2, "{g}: {m:?}");
+        assert_eq!(m.values().filter(|s| **s).count(), 2, "{g}: {m:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_clone_is_attached_before_the_grace_period_has_passed() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("slow", "m5.large")
+                .capacity(1, 2, 4)
+                .grace_secs(3600),
+        )
+        .await;
+    let first = w.pass(&[]).await;
+    assert_eq!(first.totals.clones_launched, 1);
+    for _ in 0..2 {
+        let report = w.pass(&[]).await;
+        assert_eq!(report.totals.swaps, 0, "{report:#?}");
+        let waiting = report.regions[0]
+            .plan
+            .as_ref()
+            .unwrap()
+            .skips()
+            .any(|(_, s)| matches!(s, Skip::CloneNotReady { ready_in_seconds, .. } if *ready_in_seconds > 3000));
+        assert!(waiting);
+    }
+    let members = w.members("slow").await;
+    assert!(
+        members.values().all(|spot| !*spot),
+        "nothing attached: {members:?}"
+    );
+    assert_eq!(w.unattached_clones("slow").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_at_max_size_converges_and_ends_with_its_original_max_size() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("full", "m5.large")
+                .capacity(1, 3, 3)
+                .grace_secs(1),
+        )
+        .await;
+    w.converge("full", 0, &[("replacements-per-pass", "100%")])
+        .await;
+    let g = w.account.group("full").await;
+    assert_eq!(g.max_size(), Some(3));
+    assert_eq!(g.desired_capacity(), Some(3));
+    assert!(
+        g.tags()
+            .iter()
+            .all(|t| t.key() != Some("spotswap:max-size"))
+    );
+    assert!(w.members("full").await.values().all(|s| *s));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_leaves_the_emulator_unchanged() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 3, 6)
+                .grace_secs(0),
+        )
+        .await;
+    // A real pass first, so that the dry run has a launch, a swap and more to plan.
+    w.pass(&[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = w.state().await;
+    let out = w
+        .spotswap(&["run", "--dry-run", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    let outcomes = report["regions"][0]["outcomes"].as_array().unwrap();
+    assert!(!outcomes.is_empty(), "the dry run had something to do");
+    assert!(outcomes.iter().all(|o| o["status"] == "dry-run"));
+    let calls = report["regions"][0]["calls"].as_object().unwrap();
+    for write in [
+        "RunInstances",
+        "AttachInstances",
+        "TerminateInstances",
+        "UpdateAutoScalingGroup",
+    ] {
+        assert!(!calls.contains_key(write), "{write} called in a dry run");
+    }
+    assert_eq!(w.state().await, before);
+    // `spotswap plan` is a dry run too.
+    let out = w.spotswap(&["plan"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(w.state().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_orphan_clone_whose_instance_is_gone_is_terminated() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 2, 4)
+                .grace_secs(3600),
+        )
+        .await;
+    w.pass(&[]).await;
+    let clones = w.clones().await;
+    let (clone, replaces) = clones
+        .iter()
+        .next()
+        .map(|(c, r)| (c.clone(), r.clone()))
+        .expect("a clone");
+    // The operator removes the on-demand instance the clone was meant to replace.
+    w.account
+        .autoscaling
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(&replaces)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .unwrap();
+    let report = w.pass(&[]).await;
+    assert_eq!(report.totals.orphans_terminated, 1, "{report:#?}");
+    let i = w.account.instance(&clone).await;
+    let state = i
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string());
+    assert!(
+        matches!(state.as_deref(), Some("shutting-down" | "terminated")),
+        "{state:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_override_tag_skips_that_group_with_a_reason_and_touches_nothing() {
+    let w = world().await;
+    w.account
+        .create_group(&GroupSpec::new("typo", "m5.large").grace_secs(0).tag(
+            "spotswap:min-on-demand-number",
+            "two",
+            false,
+        ))
+        .await;
+    w.account
+        .create_group(
+            &GroupSpec::new("fine", "m5.large")
+                .capacity(1, 2, 4)
+                .grace_secs(0),
+        )
+        .await;
+    let before: BTreeMap<String, bool> = w.members("typo").await;
+    let report = w.pass(&[]).await;
+    let plan = report.regions[0].plan.as_ref().unwrap();
+    let skip = plan
+        .decisions
+        .iter()
+        .find(|d| d.group == "typo")
+        .expect("a decision for the group");
+    match &skip.verdict {
+        Verdict::Skip(Skip::InvalidSetting { tag, value, .. }) => {
+            assert_eq!(tag, "spotswap:min-on-demand-number");
+            assert_eq!(value, "two");
+        }
+        other => panic!("expected an invalid-setting skip, got {other:?}"),
+    }
+    assert_eq!(
+        plan.decisions.iter().filter(|d| d.group == "typo").count(),
+        1
+    );
+    assert_eq!(w.members("typo").await, before);
+    assert!(w.clones().await.values().all(|r| !before.contains_key(r)));
+    // The other group was served.
+    assert_eq!(report.totals.clones_launched, 1);
+    // The CLI's table names the group, the tag and the value.
+    let out = w.spotswap(&["plan"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("typo"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("invalid-setting")
+            && line.contains("spotswap:min-on-demand-number")
+            && line.contains("two"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_killed_after_launching_is_completed_by_the_next_with_no_orphan_or_duplicate() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 6, 12)
+                .grace_secs(1),
+        )
+        .await;
+    let originals: BTreeSet<String> = w.members("web").await.into_keys().collect();
+    let mut child = w
+        .spotswap(&["run"])
+        .env("REPLACEMENTS_PER_PASS", "100%")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as its first clone exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while w.clones().await.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("kill the pass by PID");
+    let _ = child.wait();
+    assert!(
+        !w.clones().await.is_empty(),
+        "the pass launched before it was killed"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Later passes finish the job; no instance ever has two live clones.
+    let settings = [("replacements-per-pass", "100%")];
+    for _ in 0..6 {
+        w.pass(&settings).await;
+        let clones = w.clones().await;
+        let targets: Vec<&String> = clones.values().collect();
+        let distinct: BTreeSet<&String> = targets.iter().copied().collect();
+        assert_eq!(
+            targets.len(),
+            distinct.len(),
+            "duplicate clones: {clones:?}"
+        );
+        if w.members("web").await.values().all(|s| *s) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let members = w.members("web").await;
+    assert_eq!(members.len(), 6);
+    assert!(members.values().all(|s| *s), "{members:?}");
+    assert_eq!(w.unattached_clones("web").await, 0, "no orphan left");
+    assert!(originals.iter().all(|o| !members.contains_key(o)));
+    assert_eq!(w.account.group("web").await.desired_capacity(), Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_runs_a_pass_and_reports_savings_with_their_price_sources() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 2, 4)
+                .grace_secs(0),
+        )
+        .await;
+    let out = w.spotswap(&["run", "--output", "json"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["totals"]["clones_launched"], 1);
+    let calls = report["regions"][0]["calls"].as_object().unwrap();
+    assert_eq!(calls["RunInstances"], 1);
+    assert!(
+        calls["DescribeInstances"].as_u64().unwrap() <= 3,
+        "{calls:?}"
+    );
+    // Live prices from the emulator's pricing API, not the bundled table.
+    assert_eq!(
+        report["regions"][0]["plan"]["on_demand_source"]["kind"], "live",
+        "{}",
+        report["regions"][0]["warnings"]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.spotswap(&["run"]).output().unwrap();
+    let out = w.spotswap(&["report"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("web") && text.contains("pricing API"),
+        "{text}"
+    );
+    assert!(
+        text.contains("$/month") || text.contains("/month"),
+        "{text}"
+    );
+}
+
+#[test]
+fn without_credentials_the_cli_says_what_to_do_and_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spotswap"))
+        .args(["plan"])
+        .env_clear()
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("credentials") && err.contains("AWS_PROFILE"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}

@@ -1,0 +1,1358 @@
+//! Component tests of the real pass (observe -> plan -> execute) over [`MemoryCloud`], the
+//! in-memory AWS account: passes run one after another with the clock moved on between them,
+//! and the swap protocol's invariants (DESIGN.md section 3) are checked after every pass,
+//! including passes that failed half-way: in-service capacity never below where it started,
+//! desired capacity back where it started once no swap is in flight, MaxSize as the user left
+//! it unless a swap recorded it in `spotswap:max-size`, no clone left unattached past its
+//! group's grace period plus the orphan timeout, and groups that are not opted in untouched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use spotswap::cloud::memory::MemoryCloud;
+use spotswap::cloud::{CloudError, ErrorKind};
+use spotswap::execute::{Outcome, Status};
+use spotswap::model::{
+    Ami, Architecture, Group, Instance, LaunchRef, LaunchSpec, Market, OsPrices, Secret,
+    SpotPricePoint, Virtualization, tags,
+};
+use spotswap::pass::{self, PassOptions, PassReport};
+use spotswap::plan::{Action, Decision, OrphanReason, Skip};
+use spotswap::settings::Settings;
+
+// ---------------------------------------------------------------------------------------------
+// Fixture
+// ---------------------------------------------------------------------------------------------
+
+const REGION: &str = "us-east-1";
+const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+const AMI: &str = "ami-0123456789abcdef0";
+const LAUNCH_CONFIG: &str = "web-lc";
+/// `#!/bin/bash\necho hello\n`, base64.
+const USER_DATA: &str = "IyEvYmluL2Jhc2gKZWNobyBoZWxsbwo=";
+const LINUX: &str = "Linux/UNIX (Amazon VPC)";
+const GRACE_SECS: u32 = 300;
+/// The Lambda's schedule: the clock moves this much between passes.
+const PASS_INTERVAL: Duration = Duration::from_secs(300);
+/// Passes a group of a few instances must converge within.
+const MAX_PASSES: usize = 12;
+
+/// Linux on-demand prices, USD per hour.
+const ON_DEMAND: [(&str, f64); 5] = [
+    ("m5.large", 0.096),
+    ("m5a.large", 0.086),
+    ("m6i.large", 0.096),
+    ("m6a.large", 0.0864),
+    ("m5.xlarge", 0.192),
+];
+
+/// Linux spot prices, the same in every AZ: three cheap compatible types and a dearer fourth,
+/// all below m5.large's on-demand price. Every other type has no spot price, so is not a
+/// candidate.
+const SPOT: [(&str, f64); 4] = [
+    ("m5a.large", 0.034),
+    ("m6a.large", 0.036),
+    ("m6i.large", 0.038),
+    ("m5.xlarge", 0.080),
+];
+
+/// Every operation of the [`spotswap::cloud::Actuator`] side: a dry run makes none of them.
+const WRITES: [&str; 7] = [
+    "RunInstances",
+    "AttachInstances",
+    "TerminateInstanceInAutoScalingGroup",
+    "TerminateInstances",
+    "UpdateAutoScalingGroup",
+    "CreateOrUpdateTags",
+    "DeleteTags",
+];
+
+/// An opted-in group as the user left it.
+struct Baseline {
+    name: String,
+    desired: u32,
+    max: u32,
+    in_service: usize,
+}
+
+/// The in-memory account and what the invariants compare against.
+struct Account {
+    cloud: MemoryCloud,
+    watched: Vec<Baseline>,
+    /// Groups that are not opted in, with their members, as seeded.
+    untouched: Vec<(Group, Vec<Instance>)>,
+}
+
+fn launch_ref() -> LaunchRef {
+    LaunchRef::LaunchConfiguration {
+        name: LAUNCH_CONFIG.into(),
+    }
+}
+
+fn group(name: &str, desired: u32, max: u32, extra_tags: &[(&str, &str)]) -> Group {
+    let mut tags: BTreeMap<String, String> = BTreeMap::from([
+        ("spot-enabled".into(), "true".into()),
+        ("team".into(), name.into()),
+        // CloudFormation puts reserved tags on the groups it creates, propagated at launch:
+        // they must never be copied to a clone.
+        (
+            "aws:cloudformation:stack-name".into(),
+            format!("{name}-stack"),
+        ),
+    ]);
+    for (k, v) in extra_tags {
+        tags.insert(k.to_string(), v.to_string());
+    }
+    Group {
+        name: name.into(),
+        min_size: 0,
+        max_size: max,
+        desired_capacity: desired,
+        health_check_grace_period_secs: GRACE_SECS,
+        tags,
+        propagated_tag_keys: BTreeSet::from([
+            "team".to_string(),
+            "aws:cloudformation:stack-name".to_string(),
+        ]),
+        launch: Some(launch_ref()),
+        mixed_instances_policy: false,
+        warm_pool: false,
+        instance_refresh_in_progress: false,
+        suspended_processes: Vec::new(),
+        members: Vec::new(),
+    }
+}
+
+impl Account {
+    /// One region, the launch configuration and its AMI, on-demand prices, and spot prices in
+    /// every AZ an hour and a half before the clock's now. No groups yet.
+    fn new() -> Self {
+        let cloud = MemoryCloud::new();
+        cloud.add_region(REGION, &AZS);
+        cloud.put_launch_spec(
+            REGION,
+            &launch_ref(),
+            LaunchSpec {
+                image_id: AMI.into(),
+                instance_type: Some("m5.large".into()),
+                security_group_ids: vec!["sg-0123456789abcdef0".into()],
+                iam_instance_profile: Some("web-profile".into()),
+                user_data: Some(Secret(USER_DATA.into())),
+                ..LaunchSpec::default()
+            },
+        );
+        cloud.put_ami(
+            REGION,
+            Ami {
+                image_id: AMI.into(),
+                name: Some("web-2024-01".into()),
+                architecture: Some(Architecture::X86_64),
+                virtualization: Some(Virtualization::Hvm),
+                ena_support: Some(true),
+                platform_details: Some("Linux/UNIX".into()),
+                ..Ami::default()
+            },
+        );
+        cloud.set_on_demand(
+            REGION,
+            ON_DEMAND
+                .iter()
+                .map(|(t, p)| {
+                    let prices = OsPrices {
+                        linux: Some(*p),
+                        ..OsPrices::default()
+                    };
+                    (t.to_string(), prices)
+                })
+                .collect(),
+        );
+        let at = cloud.now() - TimeDelta::minutes(90);
+        for az in AZS {
+            for (t, p) in SPOT {
+                cloud.put_spot_price(
+                    REGION,
+                    SpotPricePoint {
+                        instance_type: t.into(),
+                        availability_zone: az.into(),
+                        product_description: LINUX.into(),
+                        price: p,
+                        timestamp: at,
+                    },
+                );
+            }
+        }
+        Account {
+            cloud,
+            watched: Vec::new(),
+            untouched: Vec::new(),
+        }
+    }
+
+    /// An opted-in group of `n` running on-demand m5.large, round-robin over the AZs.
+    fn add_group(
+        &mut self,
+        name: &str,
+        n: u32,
+        max: u32,
+        extra_tags: &[(&str, &str)],
+    ) -> Vec<String> {
+        self.cloud
+            .put_group(REGION, group(name, n, max, extra_tags));
+        let ids = self
+            .cloud
+            .launch_group_members(REGION, name, n as usize, "m5.large", &[]);
+        self.watched.push(Baseline {
+            name: name.into(),
+            desired: n,
+            max,
+            in_service: in_service(&self.group(name)),
+        });
+        assert_eq!(self.watched.last().unwrap().in_service, n as usize);
+        ids
+    }
+
+    /// A group that is not opted in (`spot-enabled=false`): no pass may touch it.
+    fn add_untouched_group(&mut self, name: &str, n: u32) {
+        self.cloud
+            .put_group(REGION, group(name, n, 10, &[("spot-enabled", "false")]));
+        let ids = self
+            .cloud
+            .launch_group_members(REGION, name, n as usize, "m5.large", &[]);
+        let members = ids.iter().map(|id| self.instance(id)).collect();
+        self.untouched.push((self.group(name), members));
+    }
+
+    fn group(&self, name: &str) -> Group {
+        self.cloud.group(REGION, name).expect("the group exists")
+    }
+
+    fn instance(&self, id: &str) -> Instance {
+        self.cloud
+            .instance(REGION, id)
+            .expect("the instance exists")
+    }
+
+    /// Members of a group, as instances.
+    fn members(&self, name: &str) -> Vec<Instance> {
+        self.group(name)
+            .members
+            .iter()
+            .map(|m| self.instance(&m.instance_id))
+            .collect()
+    }
+
+    /// Live (not terminated or shutting down) clones, attached or not.
+    fn live_clones(&self) -> Vec<Instance> {
+        self.cloud
+            .instances(REGION)
+            .into_iter()
+            .filter(|i| i.clone_of().is_some() && !i.state.is_gone())
+            .collect()
+    }
+
+    /// Live clones attached to no group.
+    fn unattached_clones(&self) -> Vec<Instance> {
+        self.live_clones()
+            .into_iter()
+            .filter(|c| {
+                let (group, _) = c.clone_of().unwrap();
+                self.cloud
+                    .group(REGION, group)
+                    .is_none_or(|g| g.member(&c.instance_id).is_none())
+            })
+            .collect()
+    }
+
+    /// Everything a pass could change: every seeded group and every instance.
+    fn state(&self) -> (Vec<Group>, Vec<Instance>) {
+        let names = self
+            .watched
+            .iter()
+            .map(|b| b.name.clone())
+            .chain(self.untouched.iter().map(|(g, _)| g.name.clone()));
+        (
+            names.map(|n| self.group(&n)).collect(),
+            self.cloud.instances(REGION),
+        )
+    }
+
+    /// One pass over the account as the CLI runs it, with no checks.
+    async fn run(&self, settings: &Settings, opts: &PassOptions) -> PassReport {
+        pass::run_pass(
+            &self.cloud,
+            &[REGION.to_string()],
+            settings,
+            self.cloud.now(),
+            opts,
+            &|_, _| {},
+        )
+        .await
+    }
+
+    /// One pass over the account as the CLI runs it, then the invariants.
+    async fn pass_with(&self, settings: &Settings, opts: &PassOptions) -> PassReport {
+        let report = self.run(settings, opts).await;
+        self.check_invariants(settings, &report);
+        report
+    }
+
+    /// A real pass (not a dry run, no deadline).
+    async fn pass(&self, settings: &Settings) -> PassReport {
+        let opts = PassOptions {
+            dry_run: false,
+            deadline: None,
+        };
+        self.pass_with(settings, &opts).await
+    }
+
+    /// Moves the clock on to the next scheduled pass.
+    fn wait(&self) {
+        self.cloud.advance(PASS_INTERVAL);
+    }
+
+    /// Runs passes, the clock moving on between them, until one has nothing to do and no clone
+    /// is left unattached. Every pass must go through. Returns the passes' reports.
+    async fn converge(&self, settings: &Settings) -> Vec<PassReport> {
+        let mut reports = Vec::new();
+        for n in 1..=MAX_PASSES {
+            let report = self.pass(settings).await;
+            assert_eq!(report.exit_code(), 0, "pass {n} failed: {report:#?}");
+            let done = actions(&report).is_empty() && self.unattached_clones().is_empty();
+            reports.push(report);
+            if done {
+                return reports;
+            }
+            self.wait();
+        }
+        panic!("no convergence within {MAX_PASSES} passes");
+    }
+
+    /// The invariants of DESIGN.md section 3, after any pass.
+    fn check_invariants(&self, settings: &Settings, report: &PassReport) {
+        let json = serde_json::to_string(report).expect("the report serialises");
+        assert!(!json.contains(USER_DATA), "user data in the pass report");
+        assert!(!format!("{report:?}").contains(USER_DATA));
+        let now = self.cloud.now();
+        let context = || format!("at {now}, after a pass that reported {report:#?}");
+        let clones = self.live_clones();
+        for base in &self.watched {
+            let g = self.group(&base.name);
+            assert!(
+                in_service(&g) >= base.in_service,
+                "{}: {} in service, below the {} it started with, {}",
+                base.name,
+                in_service(&g),
+                base.in_service,
+                context()
+            );
+            // A swap in flight: its clone attached while the instance it replaces is still a
+            // member. Each one holds desired capacity one above where it started.
+            let in_flight = clones
+                .iter()
+                .filter(|c| {
+                    let (group, replaces) = c.clone_of().unwrap();
+                    group == base.name
+                        && g.member(&c.instance_id).is_some()
+                        && g.member(replaces).is_some()
+                })
+                .count() as u32;
+            assert_eq!(
+                g.desired_capacity,
+                base.desired + in_flight,
+                "{}: desired capacity with {in_flight} swaps in flight, {}",
+                base.name,
+                context()
+            );
+            match g.tags.get(tags::MAX_SIZE) {
+                None => assert_eq!(
+                    g.max_size,
+                    base.max,
+                    "{}: MaxSize changed with no {} tag, {}",
+                    base.name,
+                    tags::MAX_SIZE,
+                    context()
+                ),
+                Some(v) => {
+                    assert_eq!(
+                        v,
+                        &base.max.to_string(),
+                        "{}: {} does not record the user's MaxSize, {}",
+                        base.name,
+                        tags::MAX_SIZE,
+                        context()
+                    );
+                    assert!(g.max_size >= base.max);
+                }
+            }
+            assert!(
+                g.tags
+                    .keys()
+                    .filter(|k| k.starts_with("spotswap:"))
+                    .all(|k| k == tags::MAX_SIZE || k.starts_with("spotswap:min-on-demand")),
+                "{}: unexpected spotswap tags on the group: {:?}",
+                base.name,
+                g.tags
+            );
+            let policy = settings.for_group(&g.tags).expect("valid settings");
+            let bound = TimeDelta::seconds(i64::from(g.health_check_grace_period_secs))
+                + TimeDelta::minutes(i64::from(policy.orphan_timeout_minutes));
+            for c in &clones {
+                let (group, _) = c.clone_of().unwrap();
+                if group == base.name && g.member(&c.instance_id).is_none() {
+                    assert!(
+                        now - c.launch_time <= bound,
+                        "{}: clone {} unattached since {}, past grace + orphan timeout, {}",
+                        base.name,
+                        c.instance_id,
+                        c.launch_time,
+                        context()
+                    );
+                }
+            }
+        }
+        for (before, members) in &self.untouched {
+            assert_eq!(
+                &self.group(&before.name),
+                before,
+                "a group not opted in changed"
+            );
+            for m in members {
+                assert_eq!(
+                    &self.instance(&m.instance_id),
+                    m,
+                    "a member of a group not opted in changed"
+                );
+            }
+            assert!(
+                clones
+                    .iter()
+                    .all(|c| c.clone_of().unwrap().0 != before.name),
+                "a clone was launched for a group not opted in"
+            );
+        }
+    }
+}
+
+fn in_service(g: &Group) -> usize {
+    g.members.iter().filter(|m| m.is_in_service()).count()
+}
+
+fn region(report: &PassReport) -> &pass::RegionReport {
+    assert_eq!(report.regions.len(), 1);
+    &report.regions[0]
+}
+
+/// The pass's planned actions.
+fn actions(report: &PassReport) -> Vec<(&Decision, &Action)> {
+    region(report)
+        .plan
+        .as_ref()
+        .map(|p| p.actions().collect())
+        .unwrap_or_default()
+}
+
+/// The outcomes of one kind of action.
+fn outcomes<'a>(report: &'a PassReport, action: &str) -> Vec<&'a Outcome> {
+    region(report)
+        .outcomes
+        .iter()
+        .filter(|o| o.action == action)
+        .collect()
+}
+
+fn is_done(o: &Outcome) -> bool {
+    matches!(o.status, Status::Done { .. })
+}
+
+/// The calls made between two readings of the call counts, by operation.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn writes(calls: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    calls
+        .iter()
+        .filter(|(op, _)| WRITES.contains(&op.as_str()))
+        .map(|(op, n)| (op.clone(), *n))
+        .collect()
+}
+
+fn count(calls: &BTreeMap<String, u64>, op: &str) -> u64 {
+    calls.get(op).copied().unwrap_or(0)
+}
+
+fn market_count(instances: &[Instance], market: Market) -> usize {
+    instances.iter().filter(|i| i.market == market).count()
+}
+
+fn error(operation: &str, kind: ErrorKind, code: &str) -> CloudError {
+    CloudError::new(operation, kind, Some(code), "scripted by the test")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convergence
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_group_of_eight_on_demand_instances_converges_to_spot_without_a_capacity_dip() {
+    let mut account = Account::new();
+    let originals = account.add_group("web", 8, 10, &[]);
+    account.add_untouched_group("batch", 3);
+
+    let reports = account.converge(&Settings::default()).await;
+    assert!(reports.len() <= MAX_PASSES, "{} passes", reports.len());
+    let launched: u32 = reports.iter().map(|r| r.totals.clones_launched).sum();
+    let swapped: u32 = reports.iter().map(|r| r.totals.swaps).sum();
+    assert_eq!(
+        (launched, swapped),
+        (8, 8),
+        "one clone and one swap per instance"
+    );
+
+    let g = account.group("web");
+    assert_eq!((g.desired_capacity, g.max_size, in_service(&g)), (8, 10, 8));
+    let members = account.members("web");
+    assert_eq!(market_count(&members, Market::Spot), 8, "{members:#?}");
+    let types: BTreeSet<&str> = members.iter().map(|i| i.instance_type.as_str()).collect();
+    assert!(
+        types.len() >= 3,
+        "three compatible types are priced, the group uses {types:?}"
+    );
+    let mut replaced = BTreeSet::new();
+    for clone in &members {
+        let t = &clone.tags;
+        assert_eq!(t.get(tags::GROUP).map(String::as_str), Some("web"));
+        let replaces = t.get(tags::REPLACES).expect("spotswap:replaces");
+        assert!(
+            originals.contains(replaces),
+            "{replaces} is not an original"
+        );
+        assert!(
+            replaced.insert(replaces.clone()),
+            "{replaces} replaced twice"
+        );
+        assert_eq!(t.get("team").map(String::as_str), Some("web"), "{t:?}");
+        assert!(!t.keys().any(|k| k.starts_with("aws:")), "{t:?}");
+        assert_eq!(clone.image_id.as_deref(), Some(AMI));
+    }
+    for id in &originals {
+        assert!(account.instance(id).state.is_gone(), "{id} still runs");
+    }
+    assert_eq!(account.live_clones().len(), 8);
+    // The last pass saw the converged group: it saves each clone's on-demand price less its
+    // spot price.
+    let price = |table: &[(&str, f64)], ty: &str| {
+        table
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, p)| *p)
+            .unwrap()
+    };
+    let expected: f64 = members
+        .iter()
+        .map(|i| price(&ON_DEMAND, &i.instance_type) - price(&SPOT, &i.instance_type))
+        .sum();
+    let saving = reports.last().unwrap().totals.hourly_savings_now;
+    assert!((saving - expected).abs() < 1e-9, "{saving} != {expected}");
+}
+
+/// Extra tags of a group.
+type GroupTags = &'static [(&'static str, &'static str)];
+
+#[tokio::test]
+async fn min_on_demand_number_keeps_that_many_on_demand_instances_as_setting_and_as_tag() {
+    let cases: [(Settings, GroupTags, usize); 2] = [
+        (
+            Settings::from_pairs([("min-on-demand-number", "2")]).unwrap(),
+            &[],
+            2,
+        ),
+        (
+            Settings::default(),
+            &[("spotswap:min-on-demand-number", "3")],
+            3,
+        ),
+    ];
+    for (settings, tags, keep) in cases {
+        let mut account = Account::new();
+        account.add_group("web", 8, 10, tags);
+        account.converge(&settings).await;
+        let members = account.members("web");
+        assert_eq!(market_count(&members, Market::OnDemand), keep, "{tags:?}");
+        assert_eq!(market_count(&members, Market::Spot), 8 - keep, "{tags:?}");
+        assert_eq!(account.group("web").desired_capacity, 8);
+        // And it stays so: another pass plans nothing.
+        account.wait();
+        let report = account.pass(&settings).await;
+        assert!(actions(&report).is_empty(), "{report:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_group_at_max_size_converges_and_ends_with_its_max_size_and_no_max_size_tag() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 4, &[]);
+    let before = account.cloud.total_call_counts();
+
+    account.converge(&Settings::default()).await;
+
+    let g = account.group("web");
+    assert_eq!((g.desired_capacity, g.max_size), (4, 4));
+    assert!(!g.tags.contains_key(tags::MAX_SIZE), "{:?}", g.tags);
+    assert_eq!(market_count(&account.members("web"), Market::Spot), 4);
+    let calls = delta(&before, &account.cloud.total_call_counts());
+    // Four swaps, each raising MaxSize and putting it back, recorded in the tag meanwhile.
+    assert_eq!(count(&calls, "UpdateAutoScalingGroup"), 8, "{calls:?}");
+    assert_eq!(count(&calls, "CreateOrUpdateTags"), 4, "{calls:?}");
+    assert_eq!(count(&calls, "DeleteTags"), 4, "{calls:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dry run
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dry_run_changes_nothing_in_the_account() {
+    let mut account = Account::new();
+    let originals = account.add_group("web", 8, 8, &[]);
+    account.add_untouched_group("batch", 2);
+    // A real pass launches two clones; one loses its on-demand instance out of band, so the
+    // next pass has a launch, a swap at MaxSize and an orphan to act on.
+    let first = account.pass(&Settings::default()).await;
+    let launched: Vec<&str> = outcomes(&first, "launch-clone")
+        .iter()
+        .map(|o| o.instance.as_deref().unwrap())
+        .collect();
+    assert_eq!(launched.len(), 2);
+    assert!(launched.iter().all(|id| originals.iter().any(|o| o == id)));
+    account.cloud.interrupt(REGION, launched[0]);
+    account.wait();
+
+    let flag = PassOptions {
+        dry_run: true,
+        deadline: None,
+    };
+    let setting = Settings::from_pairs([("dry-run", "true")]).unwrap();
+    assert!(setting.dry_run);
+    let as_the_cli_applies_it = PassOptions {
+        dry_run: setting.dry_run,
+        deadline: None,
+    };
+    for (settings, opts) in [
+        (Settings::default(), flag),
+        (setting.clone(), as_the_cli_applies_it),
+    ] {
+        let state = account.state();
+        let calls = account.cloud.total_call_counts();
+
+        let report = account.pass_with(&settings, &opts).await;
+
+        assert!(report.dry_run);
+        assert_eq!(report.exit_code(), 0);
+        let planned: BTreeSet<&str> = actions(&report).iter().map(|(_, a)| a.name()).collect();
+        assert_eq!(
+            planned,
+            BTreeSet::from(["launch-clone", "swap", "terminate-orphan"]),
+            "{report:#?}"
+        );
+        let outcomes = &region(&report).outcomes;
+        assert_eq!(outcomes.len(), actions(&report).len());
+        assert!(outcomes.iter().all(|o| o.status == Status::DryRun));
+        assert!(account.state() == state, "the dry run changed the account");
+        let made = delta(&calls, &account.cloud.total_call_counts());
+        assert!(writes(&made).is_empty(), "a dry run wrote: {made:?}");
+        assert!(count(&made, "DescribeAutoScalingGroups") > 0, "{made:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_capacity_error_on_the_first_candidate_falls_through_to_the_next_candidate() {
+    let mut account = Account::new();
+    let ids = account.add_group("web", 1, 10, &[]);
+    let az = account.instance(&ids[0]).availability_zone;
+    assert_eq!(az, AZS[0]);
+    // m5a.large is the cheapest compatible type, so the first candidate.
+    account.cloud.set_capacity(REGION, "m5a.large", &az, false);
+    let before = account.cloud.total_call_counts();
+
+    let report = account.pass(&Settings::default()).await;
+
+    assert_eq!(report.exit_code(), 0, "{report:#?}");
+    let [(_, Action::LaunchClone { candidates, .. })] = actions(&report)[..] else {
+        panic!("one launch expected: {report:#?}");
+    };
+    assert_eq!(candidates[0].instance_type, "m5a.large");
+    let [launch] = outcomes(&report, "launch-clone")[..] else {
+        panic!("one launch outcome expected");
+    };
+    let Status::Done {
+        instance_id: Some(clone),
+        instance_type: Some(ty),
+    } = &launch.status
+    else {
+        panic!("the launch did not go through: {launch:?}");
+    };
+    assert_eq!(ty, &candidates[1].instance_type);
+    assert_ne!(ty, "m5a.large");
+    let clone = account.instance(clone);
+    assert_eq!(
+        (
+            clone.instance_type.as_str(),
+            clone.availability_zone.as_str()
+        ),
+        (ty.as_str(), az.as_str())
+    );
+    let calls = delta(&before, &account.cloud.total_call_counts());
+    assert_eq!(
+        count(&calls, "RunInstances"),
+        2,
+        "one refused, one launched"
+    );
+    assert_eq!(report.totals.clones_launched, 1);
+
+    // The swap goes through as usual.
+    account.wait();
+    account.converge(&Settings::default()).await;
+    let members = account.members("web");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].instance_id, clone.instance_id);
+}
+
+#[tokio::test]
+async fn a_launch_with_no_capacity_for_any_candidate_fails_without_a_clone() {
+    let mut account = Account::new();
+    let ids = account.add_group("web", 1, 10, &[]);
+    let az = account.instance(&ids[0]).availability_zone;
+    for (t, _) in SPOT {
+        account.cloud.set_capacity(REGION, t, &az, false);
+    }
+    let before = account.cloud.total_call_counts();
+
+    let report = account.pass(&Settings::default()).await;
+
+    assert_eq!(report.exit_code(), 1);
+    let [(_, Action::LaunchClone { candidates, .. })] = actions(&report)[..] else {
+        panic!("one launch expected: {report:#?}");
+    };
+    let [launch] = outcomes(&report, "launch-clone")[..] else {
+        panic!("one launch outcome expected");
+    };
+    let Status::Failed { error } = &launch.status else {
+        panic!("{launch:?}");
+    };
+    assert_eq!(error.kind, ErrorKind::CapacityUnavailable);
+    let calls = delta(&before, &account.cloud.total_call_counts());
+    assert_eq!(count(&calls, "RunInstances"), candidates.len() as u64);
+    assert!(account.live_clones().is_empty());
+}
+
+#[tokio::test]
+async fn a_failure_in_one_group_does_not_stop_another_groups_actions() {
+    let mut account = Account::new();
+    account.add_group("api", 4, 10, &[]);
+    account.add_group("web", 4, 10, &[]);
+    // Opted in, but its launch configuration is gone: a skip, and the others go on.
+    account.cloud.put_group(REGION, {
+        let mut g = group("legacy", 0, 10, &[]);
+        g.launch = Some(LaunchRef::LaunchConfiguration {
+            name: "deleted-lc".into(),
+        });
+        g
+    });
+    let settings = Settings::default();
+    let first = account.pass(&settings).await;
+    assert_eq!(first.totals.clones_launched, 2, "{first:#?}");
+    account.wait();
+    account.cloud.fail_next(
+        "AttachInstances",
+        error("AttachInstances", ErrorKind::Other, "InternalFailure"),
+        1,
+    );
+
+    let report = account.pass(&settings).await;
+
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.totals.failures, 1);
+    let swaps = outcomes(&report, "swap");
+    assert_eq!(swaps.len(), 2, "{report:#?}");
+    let failed: Vec<&&Outcome> = swaps.iter().filter(|o| o.failed()).collect();
+    let [failed] = failed[..] else {
+        panic!("one swap should fail: {swaps:#?}");
+    };
+    let other = swaps.iter().find(|o| !o.failed()).unwrap();
+    assert!(is_done(other), "{other:?}");
+    assert_ne!(failed.group, other.group);
+    // Both groups, the failing one included, still launched their next clone.
+    for g in ["api", "web"] {
+        let launches = outcomes(&report, "launch-clone");
+        assert!(
+            launches.iter().any(|o| o.group == g && is_done(o)),
+            "{g}: {launches:#?}"
+        );
+    }
+    let legacy_skips: Vec<&Skip> = region(&report)
+        .plan
+        .as_ref()
+        .unwrap()
+        .skips()
+        .filter(|(d, _)| d.group == "legacy")
+        .map(|(_, s)| s)
+        .collect();
+    assert!(
+        matches!(legacy_skips[..], [Skip::NoLaunchSpec { .. }]),
+        "{legacy_skips:?}"
+    );
+    // The failed swap is retried by the next pass.
+    account.wait();
+    account.converge(&settings).await;
+    for g in ["api", "web"] {
+        assert_eq!(market_count(&account.members(g), Market::Spot), 4);
+    }
+}
+
+/// A pass dies between the attach and the removal of the on-demand instance; the next pass
+/// completes the swap.
+async fn crash_mid_swap(max: u32) {
+    let mut account = Account::new();
+    let ids = account.add_group("web", 2, max, &[]);
+    let settings = Settings::default();
+    let first = account.pass(&settings).await;
+    let [launch] = outcomes(&first, "launch-clone")[..] else {
+        panic!("one launch expected: {first:#?}");
+    };
+    let replaced = launch.instance.clone().unwrap();
+    assert!(ids.contains(&replaced));
+    account.wait();
+    account.cloud.fail_next(
+        "TerminateInstanceInAutoScalingGroup",
+        error(
+            "TerminateInstanceInAutoScalingGroup",
+            ErrorKind::Other,
+            "ServiceUnavailable",
+        ),
+        1,
+    );
+
+    let crashed = account.pass(&settings).await;
+
+    assert_eq!(crashed.exit_code(), 1);
+    let [swap] = outcomes(&crashed, "swap")[..] else {
+        panic!("one swap expected: {crashed:#?}");
+    };
+    assert!(swap.failed());
+    let g = account.group("web");
+    let clone = account
+        .live_clones()
+        .into_iter()
+        .find(|c| c.clone_of().unwrap().1 == replaced)
+        .expect("the clone");
+    assert!(
+        g.member(&clone.instance_id).is_some(),
+        "the clone is attached"
+    );
+    assert!(
+        g.member(&replaced).is_some_and(|m| m.is_in_service()),
+        "the on-demand instance is still in service"
+    );
+    assert_eq!(g.desired_capacity, 3);
+    if max == 2 {
+        assert_eq!(g.max_size, 3);
+        assert_eq!(g.tags.get(tags::MAX_SIZE).map(String::as_str), Some("2"));
+    }
+
+    account.wait();
+    let next = account.pass(&settings).await;
+
+    assert_eq!(next.exit_code(), 0, "{next:#?}");
+    let [complete] = outcomes(&next, "complete-swap")[..] else {
+        panic!("one complete-swap expected: {next:#?}");
+    };
+    assert!(is_done(complete));
+    assert_eq!(complete.instance.as_deref(), Some(replaced.as_str()));
+    assert!(account.instance(&replaced).state.is_gone());
+    let g = account.group("web");
+    assert_eq!((g.desired_capacity, g.max_size), (2, max));
+    assert!(!g.tags.contains_key(tags::MAX_SIZE));
+    if max == 2 {
+        let restored = outcomes(&next, "restore-max-size");
+        assert!(restored.len() == 1 && is_done(restored[0]), "{next:#?}");
+    }
+    account.wait();
+    account.converge(&settings).await;
+    assert_eq!(market_count(&account.members("web"), Market::Spot), 2);
+}
+
+#[tokio::test]
+async fn a_pass_that_dies_mid_swap_is_completed_by_the_next_pass() {
+    crash_mid_swap(10).await;
+}
+
+#[tokio::test]
+async fn a_pass_that_dies_mid_swap_at_max_size_is_completed_and_max_size_restored() {
+    crash_mid_swap(2).await;
+}
+
+#[tokio::test]
+async fn an_orphan_clone_whose_instance_was_terminated_out_of_band_is_terminated() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    let settings = Settings::default();
+    let first = account.pass(&settings).await;
+    let [launch] = outcomes(&first, "launch-clone")[..] else {
+        panic!("one launch expected: {first:#?}");
+    };
+    let Status::Done {
+        instance_id: Some(clone),
+        ..
+    } = &launch.status
+    else {
+        panic!("{launch:?}");
+    };
+    // Someone terminates the on-demand instance; the group replaces it.
+    account
+        .cloud
+        .interrupt(REGION, launch.instance.as_deref().unwrap());
+    account.wait();
+
+    let report = account.pass(&settings).await;
+
+    assert_eq!(report.exit_code(), 0);
+    let orphans: Vec<&Action> = actions(&report)
+        .into_iter()
+        .map(|(_, a)| a)
+        .filter(|a| matches!(a, Action::TerminateOrphan { .. }))
+        .collect();
+    assert_eq!(
+        orphans,
+        [&Action::TerminateOrphan {
+            clone: clone.clone(),
+            reason: OrphanReason::TargetGone
+        }]
+    );
+    assert!(is_done(outcomes(&report, "terminate-orphan")[0]));
+    assert_eq!(report.totals.orphans_terminated, 1);
+    assert!(account.instance(clone).state.is_gone());
+    assert!(account.group("web").member(clone).is_none());
+    account.wait();
+    account.converge(&settings).await;
+    assert_eq!(market_count(&account.members("web"), Market::Spot), 4);
+}
+
+#[tokio::test]
+async fn a_clone_that_never_boots_is_terminated_after_grace_plus_orphan_timeout() {
+    let mut account = Account::new();
+    let ids = account.add_group("web", 4, 10, &[]);
+    // Launches from now on stay pending for three hours. (The boot delay applies to every
+    // pending instance, so the members are stored as running first.)
+    for id in &ids {
+        let mut i = account.instance(id);
+        i.state = spotswap::model::InstanceState::Running;
+        account.cloud.put_instance(REGION, i);
+    }
+    account.cloud.set_boot_delay(Duration::from_secs(3 * 3600));
+    let settings = Settings::default();
+    let first = account.pass(&settings).await;
+    let [launch] = outcomes(&first, "launch-clone")[..] else {
+        panic!("one launch expected: {first:#?}");
+    };
+    let Status::Done {
+        instance_id: Some(clone),
+        ..
+    } = launch.status.clone()
+    else {
+        panic!("{launch:?}");
+    };
+    let launched_at = account.cloud.now();
+    // The invariants after every pass check that no pass leaves it past the bound.
+    let mut terminated_at = None;
+    for _ in 0..20 {
+        account.wait();
+        let report = account.pass(&settings).await;
+        if outcomes(&report, "terminate-orphan")
+            .iter()
+            .any(|o| o.instance.as_deref() == Some(clone.as_str()) && is_done(o))
+        {
+            terminated_at = Some(account.cloud.now());
+            break;
+        }
+        assert!(
+            outcomes(&report, "launch-clone").is_empty(),
+            "one clone at a time: {report:#?}"
+        );
+    }
+    let terminated_at = terminated_at.expect("the stuck clone was never terminated");
+    let waited = terminated_at - launched_at;
+    assert!(
+        waited > TimeDelta::minutes(65) && waited <= TimeDelta::minutes(70),
+        "terminated after {waited}"
+    );
+    assert!(account.instance(&clone).state.is_gone());
+}
+
+#[tokio::test]
+async fn throttled_spot_price_reads_fail_the_region_without_panicking_and_the_next_pass_works() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    account.cloud.fail_next(
+        "DescribeSpotPriceHistory",
+        CloudError::new(
+            "DescribeSpotPriceHistory",
+            ErrorKind::Throttled,
+            Some("RequestLimitExceeded"),
+            "Request limit exceeded.",
+        ),
+        1,
+    );
+    let before = account.cloud.total_call_counts();
+
+    let report = account.pass(&Settings::default()).await;
+
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.totals.failures, 1);
+    let r = region(&report);
+    let e = r.error.as_ref().expect("the region reports the error");
+    assert_eq!(
+        (e.kind, e.code.as_deref()),
+        (ErrorKind::Throttled, Some("RequestLimitExceeded"))
+    );
+    assert!(r.plan.is_none() && r.outcomes.is_empty());
+    let made = delta(&before, &account.cloud.total_call_counts());
+    assert!(writes(&made).is_empty(), "{made:?}");
+
+    account.wait();
+    let next = account.pass(&Settings::default()).await;
+    assert_eq!(next.exit_code(), 0, "{next:#?}");
+    assert_eq!(next.totals.clones_launched, 1);
+}
+
+#[tokio::test]
+async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_orphans() {
+    let mut account = Account::new();
+    account.add_group("web", 8, 10, &[]);
+    let settings = Settings::default();
+    let first = account.pass(&settings).await;
+    let launches = outcomes(&first, "launch-clone");
+    assert_eq!(launches.len(), 2);
+    // The first clone's instance is terminated out of band: that clone is an orphan now.
+    account
+        .cloud
+        .interrupt(REGION, launches[0].instance.as_deref().unwrap());
+    account.wait();
+    let state = account.state();
+    let before = account.cloud.total_call_counts();
+
+    let opts = PassOptions {
+        dry_run: false,
+        deadline: Some(tokio::time::Instant::now()),
+    };
+    let report = account.pass_with(&settings, &opts).await;
+
+    let deferred: Vec<&Outcome> = region(&report)
+        .outcomes
+        .iter()
+        .filter(|o| o.action == "launch-clone" || o.action == "swap")
+        .collect();
+    assert!(
+        deferred.iter().any(|o| o.action == "swap")
+            && deferred.iter().any(|o| o.action == "launch-clone"),
+        "{report:#?}"
+    );
+    assert!(
+        deferred.iter().all(|o| o.status == Status::Deferred),
+        "{deferred:#?}"
+    );
+    assert_eq!(report.totals.deferred as usize, deferred.len());
+    assert_eq!((report.totals.clones_launched, report.totals.swaps), (0, 0));
+    let [orphan] = outcomes(&report, "terminate-orphan")[..] else {
+        panic!("one orphan expected: {report:#?}");
+    };
+    assert!(is_done(orphan));
+    assert_eq!(report.exit_code(), 0);
+    let made = delta(&before, &account.cloud.total_call_counts());
+    assert_eq!(
+        writes(&made),
+        BTreeMap::from([("TerminateInstances".to_string(), 1)]),
+        "only the orphan's termination"
+    );
+    // Nothing else changed: the orphan is the only instance whose state moved.
+    let (groups, instances) = account.state();
+    assert_eq!(groups, state.0);
+    let changed: Vec<&str> = instances
+        .iter()
+        .zip(&state.1)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.instance_id.as_str())
+        .collect();
+    assert_eq!(changed, [orphan.instance.as_deref().unwrap()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls
+// ---------------------------------------------------------------------------------------------
+
+/// The calls of one first pass over a fresh account with one group of `n` instances, and the
+/// RunInstances calls the pass's launches account for (each candidate tried once up to the one
+/// that launched).
+async fn first_pass_calls(
+    n: u32,
+    full_pools: &[(&str, &str)],
+) -> (BTreeMap<String, u64>, u64, u32) {
+    let mut account = Account::new();
+    account.add_group("web", n, 50, &[]);
+    for (t, az) in full_pools {
+        account.cloud.set_capacity(REGION, t, az, false);
+    }
+    let before = account.cloud.total_call_counts();
+    let report = account.pass(&Settings::default()).await;
+    assert_eq!(report.exit_code(), 0, "{report:#?}");
+    let calls = delta(&before, &account.cloud.total_call_counts());
+    let mut expected_runs = 0;
+    for ((_, a), o) in actions(&report).into_iter().zip(&region(&report).outcomes) {
+        let Action::LaunchClone { candidates, .. } = a else {
+            continue;
+        };
+        let Status::Done {
+            instance_type: Some(ty),
+            ..
+        } = &o.status
+        else {
+            panic!("{o:?}");
+        };
+        let tried = candidates
+            .iter()
+            .position(|c| &c.instance_type == ty)
+            .expect("the launched type is a candidate");
+        expected_runs += tried as u64 + 1;
+    }
+    (calls, expected_runs, report.totals.clones_launched)
+}
+
+#[tokio::test]
+async fn a_pass_makes_no_per_instance_calls() {
+    let (small, small_runs, small_launched) = first_pass_calls(10, &[]).await;
+    let full = [("m5a.large", AZS[0]), ("m6a.large", AZS[1])];
+    let (large, large_runs, large_launched) = first_pass_calls(40, &full).await;
+
+    assert!(count(&small, "DescribeInstances") <= 3, "{small:?}");
+    assert_eq!(
+        count(&small, "DescribeInstances"),
+        count(&large, "DescribeInstances"),
+        "10 instances: {small:?}\n40 instances: {large:?}"
+    );
+    // Every read is the same, whatever the group's size.
+    let reads = |calls: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+        calls
+            .iter()
+            .filter(|(op, _)| !WRITES.contains(&op.as_str()))
+            .map(|(op, n)| (op.clone(), *n))
+            .collect()
+    };
+    assert_eq!(reads(&small), reads(&large));
+    // Beyond the catalog listings (pages of the region's types), every read is a call or two.
+    let catalog = ["DescribeInstanceTypes", "DescribeInstanceTypeOfferings"];
+    assert!(
+        reads(&large)
+            .iter()
+            .all(|(op, n)| catalog.contains(&op.as_str()) || *n <= 2),
+        "{large:?}"
+    );
+    // RunInstances: one per clone, plus one per capacity refusal.
+    assert_eq!(small_launched, 2);
+    assert_eq!(count(&small, "RunInstances"), small_runs);
+    assert_eq!(small_runs, 2);
+    assert_eq!(large_launched, 10);
+    assert_eq!(count(&large, "RunInstances"), large_runs);
+    assert!(large_runs > 10, "some launches met a full pool");
+    for op in WRITES.iter().filter(|op| **op != "RunInstances") {
+        assert_eq!(count(&large, op), 0, "{op}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interruptions
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_interrupted_spot_instance_is_replaced_on_demand_by_the_group_and_converted_again() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    let settings = Settings::default();
+    account.converge(&settings).await;
+    let spot = account.members("web")[0].clone();
+    assert_eq!(spot.market, Market::Spot);
+
+    account.cloud.interrupt(REGION, &spot.instance_id);
+
+    let members = account.members("web");
+    assert_eq!(members.len(), 4);
+    assert!(members.iter().all(|m| m.instance_id != spot.instance_id));
+    let on_demand: Vec<&Instance> = members
+        .iter()
+        .filter(|m| m.market == Market::OnDemand)
+        .collect();
+    let [replacement] = on_demand[..] else {
+        panic!("one on-demand replacement expected: {members:#?}");
+    };
+    assert_eq!(replacement.availability_zone, spot.availability_zone);
+    let replacement = replacement.instance_id.clone();
+    assert_eq!(account.group("web").desired_capacity, 4);
+
+    account.wait();
+    account.converge(&settings).await;
+
+    let members = account.members("web");
+    assert_eq!(market_count(&members, Market::Spot), 4);
+    assert!(
+        members
+            .iter()
+            .any(|m| m.tags.get(tags::REPLACES) == Some(&replacement)),
+        "the replacement was converted"
+    );
+    assert!(account.instance(&replacement).state.is_gone());
+}
+
+#[tokio::test]
+async fn a_clone_lost_before_its_swap_is_relaunched_by_a_later_pass() {
+    let mut account = Account::new();
+    let ids = account.add_group("web", 1, 10, &[]);
+    let settings = Settings::default();
+    let first = account.pass(&settings).await;
+    let [launch] = outcomes(&first, "launch-clone")[..] else {
+        panic!("one launch expected: {first:#?}");
+    };
+    let Status::Done {
+        instance_id: Some(lost),
+        ..
+    } = launch.status.clone()
+    else {
+        panic!("{launch:?}");
+    };
+    // Spot reclaims the clone before it is swapped in (the interruption warning was missed).
+    account.cloud.interrupt(REGION, &lost);
+    account.wait();
+
+    let report = account.pass(&settings).await;
+
+    assert_eq!(report.exit_code(), 0);
+    let [relaunch] = outcomes(&report, "launch-clone")[..] else {
+        panic!("a new launch for {} expected: {report:#?}", ids[0]);
+    };
+    let Status::Done {
+        instance_id: Some(new),
+        ..
+    } = &relaunch.status
+    else {
+        panic!("{relaunch:?}");
+    };
+    assert_ne!(new, &lost, "the launch returned the lost clone");
+    assert_eq!(
+        account.live_clones().len(),
+        1,
+        "a reported launch leaves a clone running"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// More faults
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_swap_at_max_size_that_fails_at_any_step_is_finished_by_later_passes() {
+    // The swap's calls at MaxSize, in order: record MaxSize, raise it, attach, remove the
+    // on-demand instance, restore MaxSize (UpdateAutoScalingGroup again), drop the record.
+    let steps = [
+        "CreateOrUpdateTags",
+        "UpdateAutoScalingGroup",
+        "AttachInstances",
+        "TerminateInstanceInAutoScalingGroup",
+        "DeleteTags",
+    ];
+    for op in steps {
+        let mut account = Account::new();
+        account.add_group("web", 2, 2, &[]);
+        let settings = Settings::default();
+        let first = account.pass(&settings).await;
+        assert_eq!(first.totals.clones_launched, 1, "{op}");
+        account.wait();
+        account
+            .cloud
+            .fail_next(op, error(op, ErrorKind::Other, "InternalFailure"), 1);
+
+        let report = account.pass(&settings).await;
+
+        assert_eq!(report.exit_code(), 1, "{op}: {report:#?}");
+        let swaps = outcomes(&report, "swap");
+        assert!(swaps.len() == 1 && swaps[0].failed(), "{op}: {swaps:#?}");
+        account.wait();
+        account.converge(&settings).await;
+        let g = account.group("web");
+        assert_eq!((g.desired_capacity, g.max_size), (2, 2), "{op}");
+        assert!(!g.tags.contains_key(tags::MAX_SIZE), "{op}");
+        assert_eq!(market_count(&account.members("web"), Market::Spot), 2);
+        assert_eq!(account.live_clones().len(), 2, "{op}: no clone left over");
+    }
+}
+
+#[tokio::test]
+async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
+    let mut account = Account::new();
+    account.add_group("web", 6, 6, &[]);
+    // Every call takes a millisecond, so the two passes interleave at every call.
+    account.cloud.set_latency(Duration::from_millis(1));
+    let settings = Settings::default();
+    let opts = PassOptions {
+        dry_run: false,
+        deadline: None,
+    };
+    let mut converged = false;
+    for _ in 0..MAX_PASSES + 4 {
+        let (a, b) = tokio::join!(account.run(&settings, &opts), account.run(&settings, &opts));
+        account.check_invariants(&settings, &a);
+        account.check_invariants(&settings, &b);
+        let mut targets = BTreeSet::new();
+        for c in account.live_clones() {
+            assert!(
+                targets.insert(c.clone_of().unwrap().1.to_string()),
+                "two live clones of one instance: {:#?}",
+                account.live_clones()
+            );
+        }
+        if actions(&a).is_empty()
+            && actions(&b).is_empty()
+            && account.unattached_clones().is_empty()
+        {
+            converged = true;
+            break;
+        }
+        account.wait();
+    }
+    assert!(converged, "no convergence");
+    let g = account.group("web");
+    assert_eq!((g.desired_capacity, g.max_size), (6, 6));
+    assert_eq!(market_count(&account.members("web"), Market::Spot), 6);
+}
+
+#[tokio::test]
+async fn a_pass_report_counts_the_calls_of_that_pass_only() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    let settings = Settings::default();
+    account.pass(&settings).await;
+    account.wait();
+    let before = account.cloud.total_call_counts();
+
+    let report = account.pass(&settings).await;
+
+    let made = delta(&before, &account.cloud.total_call_counts());
+    assert_eq!(region(&report).calls, made);
+    assert_eq!(report.totals.calls, made.values().sum::<u64>());
+}
