@@ -4,7 +4,7 @@ CARGO ?= cargo
 MOTO_VERSION := 5.2.5
 VENV := .venv
 
-.PHONY: all build test lint fmt data clean
+.PHONY: all build test lint fmt data demo clean
 
 all: build
 
@@ -23,6 +23,12 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## spotswap's main job on a local AWS emulator: seeds an account in two regions and runs
+## passes of the real binary until every opted-in group has converged.
+demo: $(VENV)/.moto-$(MOTO_VERSION)
+	$(CARGO) build --locked --bin spotswap --example demo
+	$(CARGO) run --locked --quiet --example demo
 
 ## The project's Python tools (moto, for its instance-type dump), in a local virtualenv.
 $(VENV)/.moto-$(MOTO_VERSION):

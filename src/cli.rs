@@ -383,7 +383,11 @@ pub fn pass_table(r: &crate::pass::PassReport) -> String {
         }
         if let Some(p) = &region.plan {
             if p.decisions.is_empty() {
-                let _ = writeln!(s, "{}: no opted-in groups", region.region);
+                let _ = writeln!(
+                    s,
+                    "{}: nothing to do ({} groups seen)",
+                    region.region, region.groups
+                );
             } else {
                 s.push_str(&plan_table(p));
             }
@@ -464,7 +468,9 @@ pub fn report_table(r: &crate::pass::PassReport) -> String {
         let _ = writeln!(
             s,
             "{} (on-demand: {}; spot: {})",
-            sv.region, sv.on_demand_source, sv.spot_source
+            sv.region,
+            source_with_age(&sv.on_demand_source),
+            sv.spot_source
         );
         let _ = writeln!(
             s,
@@ -621,7 +627,8 @@ pub fn plan_table(p: &Plan) -> String {
     let _ = writeln!(
         s,
         "Plan for {} (on-demand prices: {})",
-        p.region, p.on_demand_source
+        p.region,
+        source_with_age(&p.on_demand_source)
     );
     let _ = writeln!(
         s,
@@ -685,6 +692,22 @@ fn describe_skip(skip: &crate::plan::Skip) -> String {
         format!("skip {}", skip.name())
     } else {
         format!("skip {} ({})", skip.name(), details.join(", "))
+    }
+}
+
+/// A price source, with the age of a bundled table so nobody mistakes it for today's prices.
+fn source_with_age(source: &crate::model::PriceSource) -> String {
+    match source {
+        crate::model::PriceSource::Bundled { date, .. } => {
+            match chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+                Ok(d) => format!(
+                    "{source}, {} days old",
+                    (Utc::now().date_naive() - d).num_days()
+                ),
+                Err(_) => source.to_string(),
+            }
+        }
+        crate::model::PriceSource::Live => source.to_string(),
     }
 }
 

@@ -34,6 +34,8 @@ pub struct PassOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionReport {
     pub region: String,
+    /// Groups observed (in opt-in mode, those carrying the filter tags).
+    pub groups: u32,
     /// Why the region could not be read, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<CloudError>,
@@ -145,6 +147,7 @@ async fn region_pass<A: Account>(
             progress(region, "could not be read");
             return RegionReport {
                 region: region.to_string(),
+                groups: 0,
                 error: Some(e),
                 warnings: Vec::new(),
                 plan: None,
@@ -173,6 +176,7 @@ async fn region_pass<A: Account>(
     progress(region, "done");
     RegionReport {
         region: region.to_string(),
+        groups: observation.snapshot.groups.len() as u32,
         error: None,
         warnings: observation.warnings,
         savings: Some(savings(&observation.snapshot, settings, now)),
@@ -195,14 +199,7 @@ fn totals(reports: &[RegionReport]) -> Totals {
         if let Some(s) = &r.savings {
             t.hourly_savings_now += s.hourly_saving;
         }
-        if let Some(p) = &r.plan {
-            t.groups_seen += p
-                .decisions
-                .iter()
-                .map(|d| d.group.as_str())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len() as u32;
-        }
+        t.groups_seen += r.groups;
         for o in &r.outcomes {
             let done = matches!(o.status, Status::Done { .. } | Status::DryRun);
             match o.status {

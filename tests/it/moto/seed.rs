@@ -64,6 +64,8 @@ pub struct GroupSpec {
     /// A mixed instances policy over the template (needs [`Launch::Template`]): overrides
     /// `instance_type` and `m5a.large`, all on-demand.
     pub mixed_instances: bool,
+    /// The AMI to launch; `None` is the account's Linux x86_64 AMI.
+    pub image_id: Option<String>,
 }
 
 impl GroupSpec {
@@ -85,7 +87,15 @@ impl GroupSpec {
                 user_data: format!("#!/bin/sh\necho {name}\n"),
             },
             mixed_instances: false,
+            image_id: None,
         }
+    }
+
+    /// Launches this AMI instead of the account's Linux x86_64 one (an arm64 AMI for a
+    /// Graviton group, say).
+    pub fn image(mut self, image_id: &str) -> Self {
+        self.image_id = Some(image_id.to_string());
+        self
     }
 
     pub fn capacity(mut self, min: i32, desired: i32, max: i32) -> Self {
@@ -262,30 +272,44 @@ impl Account {
             .await
             .or_panic("CreateKeyPair");
 
+        // IAM is global: a second region of the same emulator reuses the role and profile.
         let role_name = "spotswap-test-app-role";
-        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-        iam.create_role()
-            .role_name(role_name)
-            .assume_role_policy_document(trust)
-            .send()
-            .await
-            .or_panic("CreateRole");
         let instance_profile_name = "spotswap-test-app-profile".to_string();
-        let instance_profile_arn = iam
-            .create_instance_profile()
+        let existing = iam
+            .get_instance_profile()
             .instance_profile_name(&instance_profile_name)
             .send()
             .await
-            .or_panic("CreateInstanceProfile")
-            .instance_profile()
-            .map(|p| p.arn().to_string())
-            .expect("an instance profile");
-        iam.add_role_to_instance_profile()
-            .instance_profile_name(&instance_profile_name)
-            .role_name(role_name)
-            .send()
-            .await
-            .or_panic("AddRoleToInstanceProfile");
+            .ok()
+            .and_then(|o| o.instance_profile().map(|p| p.arn().to_string()));
+        let instance_profile_arn = match existing {
+            Some(arn) => arn,
+            None => {
+                let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+                iam.create_role()
+                    .role_name(role_name)
+                    .assume_role_policy_document(trust)
+                    .send()
+                    .await
+                    .or_panic("CreateRole");
+                let arn = iam
+                    .create_instance_profile()
+                    .instance_profile_name(&instance_profile_name)
+                    .send()
+                    .await
+                    .or_panic("CreateInstanceProfile")
+                    .instance_profile()
+                    .map(|p| p.arn().to_string())
+                    .expect("an instance profile");
+                iam.add_role_to_instance_profile()
+                    .instance_profile_name(&instance_profile_name)
+                    .role_name(role_name)
+                    .send()
+                    .await
+                    .or_panic("AddRoleToInstanceProfile");
+                arn
+            }
+        };
 
         let images = ec2
             .describe_images()
@@ -321,7 +345,7 @@ impl Account {
         self.autoscaling
             .create_launch_configuration()
             .launch_configuration_name(spec.lc_name())
-            .image_id(&self.linux_ami)
+            .image_id(spec.image_id.as_deref().unwrap_or(&self.linux_ami))
             .instance_type(&spec.instance_type)
             .key_name(&self.key_name)
             .security_groups(&self.security_group_id)
@@ -354,7 +378,7 @@ impl Account {
 
     fn template_data(&self, spec: &GroupSpec, user_data: &str) -> ec2t::RequestLaunchTemplateData {
         ec2t::RequestLaunchTemplateData::builder()
-            .image_id(&self.linux_ami)
+            .image_id(spec.image_id.as_deref().unwrap_or(&self.linux_ami))
             .instance_type(ec2t::InstanceType::from(spec.instance_type.as_str()))
             .key_name(&self.key_name)
             .security_group_ids(&self.security_group_id)
