@@ -2,27 +2,37 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 MOTO_VERSION := 5.2.5
+CFN_LINT_VERSION := 1.58.0
+CARGO_LAMBDA_VERSION := 1.9.2
 VENV := .venv
+# The Lambda function is behind a feature, so the CLI never carries the Lambda runtime; tests
+# and lints build both.
+FEATURES := --features lambda
 
-.PHONY: all build test lint fmt data demo clean
+.PHONY: all build test lint fmt cfn-lint data demo lambda bench-lambda package deploy clean
 
 all: build
 
 build:
-	$(CARGO) build --locked
+	$(CARGO) build --locked $(FEATURES)
 
 ## Every test: unit tests, golden scenarios, setting behaviour tests, component tests over the
-## in-memory cloud, and the end-to-end tests against the local emulator (moto, in .venv).
-test: $(VENV)/.moto-$(MOTO_VERSION)
-	$(CARGO) test --locked
+## in-memory cloud, the end-to-end tests against the local emulator (moto, in .venv), the
+## Lambda binary through a local runtime API, and cfn-lint over the templates.
+test: $(VENV)/.moto-$(MOTO_VERSION) cfn-lint
+	$(CARGO) test --locked $(FEATURES)
 
 ## Formatting and clippy with warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets $(FEATURES) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+
+## Lint the CloudFormation templates (cfn-lint from PyPI, in .venv): no error and no warning.
+cfn-lint: $(VENV)/.cfn-lint-$(CFN_LINT_VERSION)
+	$(VENV)/bin/cfn-lint cloudformation/*.yaml
 
 ## spotswap's main job on a local AWS emulator: seeds an account in two regions and runs
 ## passes of the real binary until every opted-in group has converged.
@@ -30,10 +40,53 @@ demo: $(VENV)/.moto-$(MOTO_VERSION)
 	$(CARGO) build --locked --bin spotswap --example demo
 	$(CARGO) run --locked --quiet --example demo
 
-## The project's Python tools (moto, for its instance-type dump), in a local virtualenv.
+## The Lambda zip for provided.al2023 (target/lambda/spotswap-lambda/bootstrap.zip), built by
+## cargo-lambda (from PyPI, in .venv). x86_64 always; arm64 too where the aarch64 standard
+## library is installed (`rustup target add aarch64-unknown-linux-gnu`).
+lambda: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release $(FEATURES) \
+	  --bin spotswap-lambda --x86-64 --output-format zip --lambda-dir target/lambda/x86_64
+	@if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$$'; then \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release $(FEATURES) \
+	    --bin spotswap-lambda --arm64 --output-format zip --lambda-dir target/lambda/arm64; \
+	else \
+	  echo "arm64 zip skipped: the aarch64-unknown-linux-gnu standard library is not installed"; \
+	fi
+	@ls -l target/lambda/*/spotswap-lambda/bootstrap.zip
+
+## Lambda figures: zip size and initialisation time through a local runtime API.
+bench-lambda: lambda
+	$(CARGO) run --locked --release $(FEATURES) --example lambda_bench -- \
+	  --zip target/lambda/x86_64/spotswap-lambda/bootstrap.zip --runs 10
+
+## Upload the zip and deploy the main stack to a real account (not run in CI):
+##   make deploy BUCKET=my-artifacts STACK=spotswap REGION=eu-west-1 [ARCH=x86_64]
+ARCH ?= x86_64
+STACK ?= spotswap
+KEY ?= spotswap/$(ARCH)/bootstrap-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev).zip
+package: lambda
+	@test -n "$(BUCKET)" || { echo "set BUCKET=<an S3 bucket in REGION>"; exit 2; }
+	aws s3 cp target/lambda/$(ARCH)/spotswap-lambda/bootstrap.zip s3://$(BUCKET)/$(KEY) \
+	  $(if $(REGION),--region $(REGION))
+
+deploy: package
+	aws cloudformation deploy --template-file cloudformation/spotswap.yaml \
+	  --stack-name $(STACK) --capabilities CAPABILITY_IAM $(if $(REGION),--region $(REGION)) \
+	  --parameter-overrides CodeS3Bucket=$(BUCKET) CodeS3Key=$(KEY) Architecture=$(ARCH) $(PARAMS)
+
+## The project's Python tools, in a local virtualenv: moto (the AWS emulator, and its
+## instance-type dump for `make data`), cfn-lint, cargo-lambda.
 $(VENV)/.moto-$(MOTO_VERSION):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+$(VENV)/.cfn-lint-$(CFN_LINT_VERSION): $(VENV)/.moto-$(MOTO_VERSION)
+	$(VENV)/bin/pip install -q cfn-lint==$(CFN_LINT_VERSION)
+	touch $@
+
+$(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION): $(VENV)/.moto-$(MOTO_VERSION)
+	$(VENV)/bin/pip install -q cargo-lambda==$(CARGO_LAMBDA_VERSION)
 	touch $@
 
 ## Regenerate data/ from its sources (see data/README.md).

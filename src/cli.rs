@@ -132,6 +132,17 @@ pub struct SettingsArgs {
     pub tag_filtering_mode: Option<String>,
     #[arg(long, env = "DRY_RUN", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub dry_run: Option<String>,
+    #[arg(long, env = "INTERRUPTION_ACTION", global = true)]
+    pub interruption_action: Option<String>,
+    #[arg(
+        long,
+        env = "HANDLE_REBALANCE_RECOMMENDATIONS",
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub handle_rebalance_recommendations: Option<String>,
     #[arg(long, env = "MIN_ON_DEMAND_NUMBER", global = true)]
     pub min_on_demand_number: Option<String>,
     #[arg(long, env = "MIN_ON_DEMAND_PERCENTAGE", global = true)]
@@ -165,11 +176,16 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// The values given, as `(stem, value)` pairs.
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let fields: [(&'static str, &Option<String>); 18] = [
+        let fields: [(&'static str, &Option<String>); 20] = [
             ("regions", &self.regions),
             ("tag-filters", &self.tag_filters),
             ("tag-filtering-mode", &self.tag_filtering_mode),
             ("dry-run", &self.dry_run),
+            ("interruption-action", &self.interruption_action),
+            (
+                "handle-rebalance-recommendations",
+                &self.handle_rebalance_recommendations,
+            ),
             ("min-on-demand-number", &self.min_on_demand_number),
             ("min-on-demand-percentage", &self.min_on_demand_percentage),
             ("allowed-instance-types", &self.allowed_instance_types),
@@ -843,6 +859,8 @@ mod tests {
             tag_filters: Some("x".into()),
             tag_filtering_mode: Some("x".into()),
             dry_run: Some("x".into()),
+            interruption_action: Some("x".into()),
+            handle_rebalance_recommendations: Some("x".into()),
             min_on_demand_number: Some("x".into()),
             min_on_demand_percentage: Some("x".into()),
             allowed_instance_types: Some("x".into()),

@@ -982,8 +982,9 @@ fn swap_decision(
     }
 }
 
-/// Parses `spotswap:interrupted`: space-separated `TYPE@AZ@RFC3339` entries.
-fn parse_interruptions(
+/// Parses `spotswap:interrupted`: space-separated `TYPE@AZ@RFC3339` entries. `Err` carries
+/// the unreadable value.
+pub fn parse_interruptions(
     value: Option<&String>,
 ) -> Result<Vec<(String, String, DateTime<Utc>)>, String> {
     let Some(v) = value else {

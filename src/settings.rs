@@ -108,6 +108,20 @@ pub const SETTINGS: &[SettingDef] = &[
         "Plan and report, but change nothing",
     ),
     def(
+        "interruption-action",
+        "terminate",
+        Scope::Global,
+        None,
+        "What the Lambda does with an opted-in group's spot instance on an interruption warning: terminate (in the group, desired capacity kept, termination hooks run) or detach (the instance leaves the group, which launches a replacement, and runs until reclaimed)",
+    ),
+    def(
+        "handle-rebalance-recommendations",
+        "false",
+        Scope::Global,
+        None,
+        "Treat an EC2 rebalance recommendation like an interruption warning (a soft signal: off by default, as it causes churn)",
+    ),
+    def(
         "min-on-demand-number",
         "0",
         Scope::Group,
@@ -235,6 +249,18 @@ impl fmt::Display for InvalidSetting {
 
 impl std::error::Error for InvalidSetting {}
 
+/// What to do with a spot instance whose interruption warning arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InterruptionAction {
+    /// Terminate it through the group without decrementing desired capacity: the group
+    /// launches a replacement at once and termination lifecycle hooks run.
+    Terminate,
+    /// Detach it without decrementing desired capacity: the group launches a replacement at
+    /// once and the instance keeps serving until EC2 reclaims it.
+    Detach,
+}
+
 /// Global or per-group: opt-in or opt-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterMode {
@@ -328,6 +354,8 @@ pub struct Settings {
     pub tag_filters: Vec<TagFilter>,
     pub tag_filtering_mode: FilterMode,
     pub dry_run: bool,
+    pub interruption_action: InterruptionAction,
+    pub handle_rebalance_recommendations: bool,
     /// Defaults for every group, before its tags.
     pub group: GroupSettings,
 }
@@ -399,6 +427,23 @@ impl Settings {
             "tag-filters",
             filters.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        let interruption_action = match values["interruption-action"].trim() {
+            "terminate" => Ok(InterruptionAction::Terminate),
+            "detach" => Ok(InterruptionAction::Detach),
+            _ => Err("expected terminate or detach".to_string()),
+        };
+        global(
+            "interruption-action",
+            interruption_action
+                .as_ref()
+                .map(|_| ())
+                .map_err(Clone::clone),
+        );
+        let rebalance = parse_bool(&values["handle-rebalance-recommendations"]);
+        global(
+            "handle-rebalance-recommendations",
+            rebalance.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         let dry_run = parse_bool(&values["dry-run"]);
         global(
             "dry-run",
@@ -412,6 +457,8 @@ impl Settings {
             tag_filters: filters.expect("checked above"),
             tag_filtering_mode: mode,
             dry_run: dry_run.expect("checked above"),
+            interruption_action: interruption_action.expect("checked above"),
+            handle_rebalance_recommendations: rebalance.expect("checked above"),
             group,
         })
     }

@@ -1141,6 +1141,43 @@ impl Actuator for MemoryRegion {
         .await
     }
 
+    async fn detach(
+        &self,
+        group: &str,
+        instance: &str,
+        decrement_desired: bool,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "DetachInstances";
+        self.run(|ctx| {
+            ctx.call(OP)?;
+            if ctx.region.membership.get(instance).map(String::as_str) != Some(group) {
+                let message =
+                    format!("The instance {instance} is not part of Auto Scaling group {group}.");
+                return Err(validation(OP, &message));
+            }
+            let g = ctx
+                .region
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| group_not_found(OP, group))?;
+            if decrement_desired {
+                g.desired_capacity = g.desired_capacity.saturating_sub(1);
+            }
+            ctx.region.remove_member(instance);
+            if let Some(i) = ctx.region.instances.get_mut(instance) {
+                i.auto_scaling_group = None;
+            }
+            if !decrement_desired {
+                let gone = ctx.region.instances.get(instance).cloned();
+                if let Some(gone) = gone {
+                    ctx.replace(group, &gone);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn terminate(&self, instances: &[String]) -> Result<(), CloudError> {
         const OP: &str = "TerminateInstances";
         self.run(|ctx| {

@@ -250,6 +250,15 @@ pub trait Actuator: Send + Sync {
         decrement_desired: bool,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
+    /// Detaches a member from its group (`DetachInstances`); without decrementing, the group
+    /// launches a replacement at once while the instance keeps running.
+    fn detach(
+        &self,
+        group: &str,
+        instance: &str,
+        decrement_desired: bool,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
     /// Terminates instances outside any group (`TerminateInstances`).
     fn terminate(
         &self,

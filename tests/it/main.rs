@@ -3,6 +3,8 @@
 
 /// The `spotswap` binary, run as users run it.
 mod cli;
+/// The CloudFormation templates deploy what the code expects.
+mod cloudformation;
 /// The docs match the code, and the decision core stays pure.
 mod docs;
 /// End to end: the real pass and CLI, through the AWS SDK, against the local emulator.
@@ -11,9 +13,15 @@ mod e2e;
 mod emulator;
 /// Golden scenarios: a snapshot in, a plan out, compared with a reviewed expected plan.
 mod golden;
+/// Interruption handling over the in-memory cloud.
+mod interrupt_memory;
+/// The spotswap-lambda binary, run through the runtime API emulator with the AWS emulator behind.
+mod lambda;
 /// The local AWS emulator harness and its seeders, shared by the end-to-end suites.
 mod moto;
 /// Component tests: the real pass over the in-memory cloud.
 mod pass_memory;
+/// A local implementation of the Lambda runtime API, for running the function binary.
+mod runtime_api;
 /// Every setting changes what the planner or the compatibility checks decide.
 mod settings_behaviour;

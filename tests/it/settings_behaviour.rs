@@ -39,7 +39,15 @@ const COVERED: &[&str] = &[
 ];
 
 /// Covered by its own tests elsewhere.
-const NOT_HERE: &[&str] = &["dry-run"];
+/// Settings whose behaviour tests live elsewhere, because they act outside the planner:
+/// `dry-run` in `pass_memory.rs` (`dry_run_changes_nothing_in_the_account`) and `e2e.rs`;
+/// `interruption-action` in `src/interrupt.rs` and `lambda.rs`; `handle-rebalance-recommendations`
+/// in `lambda.rs`.
+const NOT_HERE: &[&str] = &[
+    "dry-run",
+    "interruption-action",
+    "handle-rebalance-recommendations",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Fixture

@@ -794,6 +794,19 @@ impl Actuator for AwsRegion {
             .map_err(|e| cloud_error("TerminateInstanceInAutoScalingGroup", e))
     }
 
+    async fn detach(&self, group: &str, instance: &str, decrement: bool) -> Result<(), CloudError> {
+        self.count("DetachInstances");
+        self.autoscaling
+            .detach_instances()
+            .auto_scaling_group_name(group)
+            .instance_ids(instance)
+            .should_decrement_desired_capacity(decrement)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("DetachInstances", e))
+    }
+
     async fn terminate(&self, instances: &[String]) -> Result<(), CloudError> {
         if instances.is_empty() {
             return Ok(());

@@ -1,0 +1,102 @@
+//! The `spotswap-lambda` function: a thin shell around [`spotswap::lambda`]. It reads the
+//! settings and the AWS configuration once per container, then hands every invocation to the
+//! library and logs a summary (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`) plus the pass's metrics
+//! in CloudWatch embedded metric format.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn, tracing};
+use serde_json::Value;
+use spotswap::cloud::aws::{AwsAccount, load_config};
+use spotswap::interrupt::Outcome;
+use spotswap::lambda::{Handled, handle, pass_metrics, settings_from_env};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // Honours AWS_LAMBDA_LOG_FORMAT (JSON or text) and AWS_LAMBDA_LOG_LEVEL.
+    tracing::init_default_subscriber();
+    // Bad settings fail the function's initialisation, with every problem named.
+    let settings = settings_from_env().map_err(Error::from)?;
+    let account = AwsAccount::new(load_config(None, None).await);
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "spotswap".into());
+    let (account, settings, function) = (&account, &settings, &function);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        // A deadline already passed leaves no time at all, not an unlimited pass.
+        let time_left = Some(
+            deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        );
+        match handle(
+            account,
+            settings,
+            &event.payload,
+            chrono::Utc::now(),
+            time_left,
+        )
+        .await
+        {
+            Ok(handled) => {
+                match &handled {
+                    Handled::Pass(report) => {
+                        let t = &report.totals;
+                        tracing::info!(
+                            regions = t.regions,
+                            groups = t.groups_seen,
+                            clones_launched = t.clones_launched,
+                            swaps = t.swaps,
+                            orphans_terminated = t.orphans_terminated,
+                            failures = t.failures,
+                            deferred = t.deferred,
+                            hourly_savings = t.hourly_savings_now,
+                            dry_run = report.dry_run,
+                            "pass done"
+                        );
+                        // An EMF line must reach stdout as it is, not inside a log record.
+                        println!("{}", pass_metrics(report, function));
+                    }
+                    Handled::Interruption(r) => match &r.outcome {
+                        Outcome::Ignored { reason } => tracing::info!(
+                            region = %r.region,
+                            instance = %r.instance_id,
+                            signal = r.signal,
+                            "ignored: {reason}"
+                        ),
+                        Outcome::Replaced {
+                            group,
+                            action,
+                            pool,
+                            dry_run,
+                        } => tracing::info!(
+                            region = %r.region,
+                            instance = %r.instance_id,
+                            signal = r.signal,
+                            group = %group,
+                            action = ?action,
+                            pool = ?pool,
+                            dry_run,
+                            "replacement requested"
+                        ),
+                        Outcome::Failed { group, error } => tracing::error!(
+                            region = %r.region,
+                            instance = %r.instance_id,
+                            signal = r.signal,
+                            group = %group,
+                            "replacement failed: {error}"
+                        ),
+                    },
+                }
+                Ok::<Value, Diagnostic>(handled.to_json())
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                Err(Diagnostic {
+                    error_type: e.kind().to_string(),
+                    error_message: e.to_string(),
+                })
+            }
+        }
+    }))
+    .await
+}

@@ -1,0 +1,215 @@
+//! What the `spotswap-lambda` function does with an invocation, apart from the Lambda runtime
+//! itself (which stays in the binary, behind the `lambda` feature).
+//!
+//! A scheduled event runs one pass exactly as `spotswap run` does, starting no launch or swap
+//! when too little time is left before the invocation's deadline; a spot interruption warning
+//! (or an enabled rebalance recommendation) is handled by [`crate::interrupt`]; anything else
+//! is an error naming the event's source and detail-type, and touches nothing. Settings come
+//! from the same environment variables as the CLI's. Metrics go out as CloudWatch embedded
+//! metric format lines. It never logs user data.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::cloud::Account;
+use crate::events::{self, Event};
+use crate::interrupt;
+use crate::pass::{PassOptions, PassReport, regions, run_pass};
+use crate::settings::{SETTINGS, Settings};
+
+/// Time kept free at the end of an invocation: no launch or swap starts later than this
+/// before the deadline, so the pass can finish its current steps and report.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+
+/// The CloudWatch namespace of spotswap's metrics.
+pub const METRICS_NAMESPACE: &str = "spotswap";
+
+/// Reads the settings from the environment variables the CloudFormation template sets (the
+/// same names as the CLI's: `MIN_ON_DEMAND_NUMBER`, ...).
+pub fn settings_from_env() -> Result<Settings, String> {
+    let pairs = SETTINGS
+        .iter()
+        .filter_map(|d| std::env::var(d.env()).ok().map(|v| (d.stem, v)));
+    Settings::from_pairs(pairs).map_err(|errs| {
+        errs.iter()
+            .map(|e| format!("invalid setting: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// What the invocation returns.
+#[derive(Debug)]
+pub enum Handled {
+    Pass(Box<PassReport>),
+    Interruption(interrupt::Report),
+}
+
+impl Handled {
+    /// The JSON the function returns.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Handled::Pass(r) => serde_json::to_value(r),
+            Handled::Interruption(r) => serde_json::to_value(r),
+        }
+        .expect("reports are plain data")
+    }
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// An event this function does not handle, or a malformed one: nothing was touched.
+    #[error(transparent)]
+    Event(#[from] events::EventError),
+    /// The pass could not start (the account's regions could not be listed).
+    #[error("cannot list the account's regions: {0}")]
+    Pass(crate::cloud::CloudError),
+}
+
+impl HandleError {
+    /// The Lambda `errorType` for this failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandleError::Event(events::EventError::Unsupported { .. }) => "UnsupportedEvent",
+            HandleError::Event(_) => "MalformedEvent",
+            HandleError::Pass(_) => "PassFailed",
+        }
+    }
+}
+
+/// Handles one invocation. `Err` is an invocation error: an event this function does not
+/// handle, a malformed one, or a pass that could not start.
+pub async fn handle<A: Account>(
+    account: &A,
+    settings: &Settings,
+    payload: &Value,
+    now: DateTime<Utc>,
+    time_left: Option<Duration>,
+) -> Result<Handled, HandleError> {
+    let event = events::parse(payload)?;
+    match event {
+        Event::Scheduled { .. } => {
+            let regions = regions(account, settings)
+                .await
+                .map_err(HandleError::Pass)?;
+            let deadline = time_left
+                .map(|left| tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN));
+            let opts = PassOptions {
+                dry_run: settings.dry_run,
+                deadline,
+            };
+            let report = run_pass(account, &regions, settings, now, &opts, &|_, _| {}).await;
+            Ok(Handled::Pass(Box::new(report)))
+        }
+        Event::SpotInterruption { .. } | Event::Rebalance { .. } => Ok(Handled::Interruption(
+            interrupt::handle(account, settings, &event, now).await,
+        )),
+    }
+}
+
+/// The pass's metrics as one CloudWatch embedded metric format line (CloudWatch User Guide,
+/// "Embedded metric format specification"): printed to stdout, CloudWatch Logs turns it into
+/// metrics with no `PutMetricData` call and no extra permission.
+pub fn pass_metrics(report: &PassReport, function: &str) -> String {
+    let t = &report.totals;
+    let metrics = [
+        ("GroupsSeen", "Count", t.groups_seen as f64),
+        ("ClonesLaunched", "Count", t.clones_launched as f64),
+        ("Swaps", "Count", t.swaps as f64),
+        ("OrphansTerminated", "Count", t.orphans_terminated as f64),
+        ("Failures", "Count", t.failures as f64),
+        ("HourlySavings", "None", t.hourly_savings_now),
+    ];
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": report.started_at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": metrics
+                    .iter()
+                    .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
+                    .collect::<Vec<_>>(),
+            }],
+        },
+        "FunctionName": function,
+        "DryRun": report.dry_run,
+    });
+    for (name, _, value) in metrics {
+        line[name] = json!(value);
+    }
+    line.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::memory::MemoryCloud;
+
+    #[tokio::test]
+    async fn an_unsupported_event_is_an_error_naming_its_source_and_detail_type() {
+        let cloud = MemoryCloud::new();
+        cloud.add_region("us-east-1", &["us-east-1a"]);
+        let event = json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}});
+        let err = handle(&cloud, &Settings::default(), &event, Utc::now(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "UnsupportedEvent");
+        let text = err.to_string();
+        assert!(
+            text.contains("aws.s3") && text.contains("Object Created"),
+            "{text}"
+        );
+        assert!(cloud.total_call_counts().is_empty(), "nothing was called");
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_event_runs_a_pass_over_the_accounts_regions() {
+        let cloud = MemoryCloud::new();
+        cloud.add_region("us-east-1", &["us-east-1a"]);
+        cloud.add_region("eu-west-1", &["eu-west-1a"]);
+        let event = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+        let s = Settings::from_pairs([("regions", "eu-*")]).unwrap();
+        let Handled::Pass(report) = handle(&cloud, &s, &event, Utc::now(), None).await.unwrap()
+        else {
+            panic!("a pass");
+        };
+        let regions: Vec<&str> = report.regions.iter().map(|r| r.region.as_str()).collect();
+        assert_eq!(regions, ["eu-west-1"]);
+    }
+
+    #[test]
+    fn metrics_are_one_embedded_metric_format_line() {
+        let report = PassReport {
+            started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+            dry_run: false,
+            totals: crate::pass::Totals {
+                groups_seen: 3,
+                clones_launched: 2,
+                swaps: 1,
+                hourly_savings_now: 0.25,
+                ..Default::default()
+            },
+            regions: vec![],
+        };
+        let line = pass_metrics(&report, "spotswap");
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "spotswap");
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for n in &names {
+            assert!(v.get(*n).is_some(), "{n} has a value");
+        }
+        assert_eq!(v["GroupsSeen"], 3.0);
+        assert_eq!(v["HourlySavings"], 0.25);
+        assert_eq!(v["_aws"]["Timestamp"], 1_795_428_000_000_i64);
+    }
+}

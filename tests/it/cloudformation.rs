@@ -1,0 +1,718 @@
+//! The CloudFormation templates (`cloudformation/`) deploy what the code expects: the Rust
+//! function on `provided.al2023`, one pass at a time on a 5-minute schedule that ends before the
+//! next, every setting as a parameter passed under its environment variable, the interruption
+//! rules, and a role that grants no wildcard action and scopes every write it can.
+//!
+//! The templates are read as plain YAML (they use long-form intrinsic functions only); cfn-lint
+//! checks them against CloudFormation's own schemas (`make cfn-lint`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+use spotswap::model::tags;
+use spotswap::settings::SETTINGS;
+use yaml_rust2::{Yaml, YamlLoader};
+
+const MAIN: &str = "cloudformation/spotswap.yaml";
+const REGIONAL: &str = "cloudformation/regional.yaml";
+const TEMPLATES: [&str; 2] = [MAIN, REGIONAL];
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// A YAML node as JSON (CloudFormation templates are JSON documents written in YAML).
+fn to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Integer(i) => json!(i),
+        Yaml::Real(r) => json!(r.parse::<f64>().expect("a YAML real is a number")),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Null => Value::Null,
+        Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        other => panic!("a mapping key that is not a string: {other:?}"),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Yaml::Alias(_) | Yaml::BadValue => panic!("unsupported YAML node: {y:?}"),
+    }
+}
+
+fn load(path: &str) -> Value {
+    let docs = YamlLoader::load_from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(docs.len(), 1, "{path} holds one YAML document");
+    to_json(&docs[0])
+}
+
+fn section<'a>(t: &'a Value, name: &str) -> &'a Map<String, Value> {
+    t[name]
+        .as_object()
+        .unwrap_or_else(|| panic!("no {name} section"))
+}
+
+fn parameter<'a>(t: &'a Value, name: &str) -> &'a Value {
+    section(t, "Parameters")
+        .get(name)
+        .unwrap_or_else(|| panic!("no parameter {name}"))
+}
+
+/// The resources of one type, with their logical ids.
+fn resources_of<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    section(t, "Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(id, r)| (id.as_str(), r))
+        .collect()
+}
+
+fn the_one<'a>(t: &'a Value, kind: &str) -> (&'a str, &'a Value) {
+    let found = resources_of(t, kind);
+    assert_eq!(found.len(), 1, "one {kind}: {found:?}");
+    found[0]
+}
+
+fn function(t: &Value) -> &Value {
+    &the_one(t, "AWS::Lambda::Function").1["Properties"]
+}
+
+fn r#ref(name: &str) -> Value {
+    json!({ "Ref": name })
+}
+
+fn get_att(resource: &str, attribute: &str) -> Value {
+    json!({ "Fn::GetAtt": [resource, attribute] })
+}
+
+/// A value that is one string or a list of strings.
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|s| s.as_str().expect("a list of strings").to_string())
+            .collect(),
+        other => panic!("expected a string or a list of strings: {other}"),
+    }
+}
+
+/// Resource ARNs as text: plain strings, and `Fn::Sub` patterns as written.
+fn resources(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(resources).collect(),
+        Value::Object(o) => match o.get("Fn::Sub") {
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => vec![v.to_string()],
+        },
+        other => strings(other),
+    }
+}
+
+/// The rule whose event pattern matches exactly this detail-type of `aws.ec2`.
+fn rule_for<'a>(t: &'a Value, detail_type: &str) -> (&'a str, &'a Value) {
+    let pattern = json!({"source": ["aws.ec2"], "detail-type": [detail_type]});
+    let found: Vec<_> = resources_of(t, "AWS::Events::Rule")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"]["EventPattern"] == pattern)
+        .collect();
+    assert_eq!(found.len(), 1, "one rule matching exactly {pattern}");
+    found[0]
+}
+
+/// A policy document as IAM will see it: both branches of an `Fn::If`, and a JSON string built
+/// by `Fn::Sub` parsed as JSON, its `${Name}` variables left as written (as in an `Fn::Sub`
+/// resource ARN, which [`resources`] reads as written too).
+fn expand_document(doc: &Value) -> Vec<Value> {
+    if let Some(branches) = doc.get("Fn::If") {
+        let b = branches.as_array().expect("Fn::If takes a list");
+        assert_eq!(b.len(), 3, "Fn::If takes a condition and two values");
+        return [&b[1], &b[2]]
+            .into_iter()
+            .flat_map(expand_document)
+            .collect();
+    }
+    if let Some(sub) = doc.get("Fn::Sub") {
+        let text = match sub {
+            Value::String(s) => s.as_str(),
+            Value::Array(a) => a[0].as_str().expect("Fn::Sub's first item is its text"),
+            other => panic!("Fn::Sub of {other}"),
+        };
+        let parsed: Value = serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("a policy document string that is not JSON ({e}): {text}"));
+        return vec![parsed];
+    }
+    vec![doc.clone()]
+}
+
+/// Every policy document of every role and policy in a template, with a label saying where.
+fn policy_documents(t: &Value) -> Vec<(String, Value)> {
+    let mut docs = Vec::new();
+    for (id, r) in section(t, "Resources") {
+        let p = &r["Properties"];
+        match r["Type"].as_str() {
+            Some("AWS::IAM::Role") => {
+                for d in expand_document(&p["AssumeRolePolicyDocument"]) {
+                    docs.push((format!("{id} trust policy"), d));
+                }
+                for policy in p["Policies"].as_array().into_iter().flatten() {
+                    for d in expand_document(&policy["PolicyDocument"]) {
+                        docs.push((format!("{id} policy {}", policy["PolicyName"]), d));
+                    }
+                }
+            }
+            Some("AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy") => {
+                for d in expand_document(&p["PolicyDocument"]) {
+                    docs.push((id.clone(), d));
+                }
+            }
+            _ => {}
+        }
+    }
+    docs
+}
+
+fn statements(doc: &Value) -> Vec<Value> {
+    match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        s @ Value::Object(_) => vec![s.clone()],
+        other => panic!("a policy document without statements: {other}"),
+    }
+}
+
+/// Every statement of the main stack's function role that grants `action`.
+fn function_statements_granting(action: &str) -> Vec<Value> {
+    let t = load(MAIN);
+    let found: Vec<Value> = policy_documents(&t)
+        .into_iter()
+        .filter(|(label, _)| label.starts_with("FunctionRole policy"))
+        .flat_map(|(_, d)| statements(&d))
+        .filter(|s| strings(&s["Action"]).iter().any(|a| a == action))
+        .collect();
+    assert!(!found.is_empty(), "no statement grants {action}");
+    found
+}
+
+#[test]
+fn the_templates_use_long_form_intrinsic_functions_only() {
+    for path in TEMPLATES {
+        for (n, line) in read(path).lines().enumerate() {
+            let code = line.split(" #").next().unwrap_or("");
+            if code.trim_start().starts_with('#') {
+                continue;
+            }
+            assert!(
+                !code.contains(" !") && !code.contains("- !"),
+                "{path}:{}: a YAML short tag (write Ref: / Fn::Sub: ... instead): {line}",
+                n + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn the_function_is_the_rust_binary_on_provided_al2023_from_s3() {
+    let t = load(MAIN);
+    let f = function(&t);
+    assert_eq!(f["Runtime"], "provided.al2023");
+    assert_eq!(f["Handler"], "bootstrap");
+    assert_eq!(f["Code"]["S3Bucket"], r#ref("CodeS3Bucket"));
+    assert_eq!(f["Code"]["S3Key"], r#ref("CodeS3Key"));
+    assert_eq!(f["Role"], get_att("FunctionRole", "Arn"));
+}
+
+#[test]
+fn the_architecture_is_a_parameter_arm64_by_default_or_x86_64() {
+    let t = load(MAIN);
+    assert_eq!(
+        function(&t)["Architectures"],
+        json!([r#ref("Architecture")])
+    );
+    let p = parameter(&t, "Architecture");
+    assert_eq!(p["Default"], "arm64");
+    assert_eq!(p["AllowedValues"], json!(["arm64", "x86_64"]));
+}
+
+#[test]
+fn a_pass_runs_every_five_minutes_and_ends_before_the_next_one() {
+    let t = load(MAIN);
+    assert_eq!(
+        parameter(&t, "ScheduleExpression")["Default"],
+        "rate(5 minutes)"
+    );
+    let schedules: Vec<_> = resources_of(&t, "AWS::Events::Rule")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"].get("ScheduleExpression").is_some())
+        .collect();
+    assert_eq!(schedules.len(), 1, "one schedule rule");
+    let rule = &schedules[0].1["Properties"];
+    assert_eq!(rule["ScheduleExpression"], r#ref("ScheduleExpression"));
+    assert_eq!(rule["Targets"][0]["Arn"], get_att("Function", "Arn"));
+
+    let f = function(&t);
+    assert_eq!(f["Timeout"], r#ref("Timeout"));
+    let timeout = parameter(&t, "Timeout");
+    let default = timeout["Default"].as_i64().expect("a number");
+    let max = timeout["MaxValue"].as_i64().expect("a number");
+    assert!(
+        default < 300,
+        "Timeout default {default} s < the 300 s period"
+    );
+    assert!(max < 300, "Timeout MaxValue {max} s < the 300 s period");
+    assert!(default <= max);
+
+    // One invocation at a time, and no retry that would overlap the next pass.
+    assert_eq!(f["ReservedConcurrentExecutions"], 1);
+    let (_, invoke) = the_one(&t, "AWS::Lambda::EventInvokeConfig");
+    assert_eq!(invoke["Properties"]["FunctionName"], r#ref("Function"));
+    assert_eq!(invoke["Properties"]["MaximumRetryAttempts"], 0);
+}
+
+#[test]
+fn logs_are_json_lines_in_the_function_log_group_with_a_retention() {
+    let t = load(MAIN);
+    let (id, group) = the_one(&t, "AWS::Logs::LogGroup");
+    let g = &group["Properties"];
+    assert_eq!(
+        g["LogGroupName"],
+        json!({"Fn::Sub": "/aws/lambda/${FunctionName}"})
+    );
+    assert_eq!(g["RetentionInDays"], r#ref("LogRetentionInDays"));
+    let retention = parameter(&t, "LogRetentionInDays");
+    assert_eq!(retention["Default"], 14);
+    assert!(
+        retention["AllowedValues"]
+            .as_array()
+            .is_some_and(|v| v.contains(&json!(14)))
+    );
+    let f = function(&t);
+    assert_eq!(f["FunctionName"], r#ref("FunctionName"));
+    assert_eq!(f["LoggingConfig"]["LogFormat"], "JSON");
+    assert_eq!(f["LoggingConfig"]["LogGroup"], r#ref(id));
+}
+
+#[test]
+fn every_setting_is_a_parameter_with_its_default_passed_as_its_environment_variable() {
+    let t = load(MAIN);
+    let env = function(&t)["Environment"]["Variables"]
+        .as_object()
+        .expect("environment variables");
+    for d in SETTINGS {
+        let name = d.cfn_parameter();
+        let p = parameter(&t, &name);
+        assert_eq!(p["Type"], "String", "{name}");
+        assert_eq!(
+            p["Default"].as_str(),
+            Some(d.default),
+            "{name}'s default is the setting's"
+        );
+        if let Some(allowed) = p["AllowedValues"].as_array() {
+            assert!(
+                allowed.contains(&json!(d.default)),
+                "{name} allows its default"
+            );
+        }
+        assert_eq!(
+            env.get(&d.env()),
+            Some(&r#ref(&name)),
+            "{} is the parameter {name}",
+            d.env()
+        );
+    }
+    // Nothing else: a variable of a removed setting would be ignored silently.
+    let settings: BTreeSet<String> = SETTINGS.iter().map(|d| d.env()).collect();
+    let variables: BTreeSet<String> = env.keys().cloned().collect();
+    assert_eq!(variables, settings);
+}
+
+#[test]
+fn every_parameter_is_used_and_in_one_parameter_group() {
+    for path in TEMPLATES {
+        let t = load(path);
+        let mut grouped = Vec::new();
+        for g in t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+            .as_array()
+            .expect("parameter groups")
+        {
+            grouped.extend(strings(&g["Parameters"]));
+        }
+        let unique: BTreeSet<&String> = grouped.iter().collect();
+        assert_eq!(
+            unique.len(),
+            grouped.len(),
+            "{path}: a parameter in two groups"
+        );
+        let params: BTreeSet<&String> = section(&t, "Parameters").keys().collect();
+        assert_eq!(unique, params, "{path}: parameters and their groups");
+
+        let body = serde_json::to_string(&json!([t["Resources"], t["Conditions"]])).unwrap();
+        for p in params {
+            assert!(
+                body.contains(&format!("{{\"Ref\":\"{p}\"}}"))
+                    || body.contains(&format!("${{{p}}}")),
+                "{path}: parameter {p} is never used"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_interruption_rules_match_exactly_the_spot_interruption_warning() {
+    let t = load(MAIN);
+    let (id, rule) = rule_for(&t, "EC2 Spot Instance Interruption Warning");
+    assert!(rule.get("Condition").is_none(), "always there");
+    assert_eq!(
+        rule["Properties"]["EventPattern"],
+        json!({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
+    );
+    assert_eq!(
+        rule["Properties"]["Targets"][0]["Arn"],
+        get_att("Function", "Arn"),
+        "{id} invokes the function"
+    );
+
+    let r = load(REGIONAL);
+    let (_, forward) = rule_for(&r, "EC2 Spot Instance Interruption Warning");
+    assert_eq!(
+        forward["Properties"]["EventPattern"],
+        json!({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
+    );
+}
+
+#[test]
+fn the_rebalance_rules_exist_only_when_rebalance_recommendations_are_handled() {
+    let t = load(MAIN);
+    let (_, rule) = rule_for(&t, "EC2 Instance Rebalance Recommendation");
+    let condition = rule["Condition"].as_str().expect("a conditional rule");
+    assert_eq!(
+        t["Conditions"][condition],
+        json!({"Fn::Equals": [r#ref("HandleRebalanceRecommendations"), "true"]})
+    );
+    assert_eq!(
+        rule["Properties"]["Targets"][0]["Arn"],
+        get_att("Function", "Arn")
+    );
+    assert_eq!(
+        parameter(&t, "HandleRebalanceRecommendations")["Default"],
+        "false"
+    );
+
+    let r = load(REGIONAL);
+    let (_, forward) = rule_for(&r, "EC2 Instance Rebalance Recommendation");
+    let condition = forward["Condition"].as_str().expect("a conditional rule");
+    let definition = r["Conditions"][condition].to_string();
+    assert!(
+        definition.contains("HandleRebalanceRecommendations"),
+        "{condition}: {definition}"
+    );
+}
+
+#[test]
+fn every_rule_of_the_main_stack_may_invoke_the_function() {
+    let t = load(MAIN);
+    let permissions = resources_of(&t, "AWS::Lambda::Permission");
+    for (id, rule) in resources_of(&t, "AWS::Events::Rule") {
+        let found: Vec<_> = permissions
+            .iter()
+            .filter(|(_, p)| p["Properties"]["SourceArn"] == get_att(id, "Arn"))
+            .collect();
+        assert_eq!(found.len(), 1, "one permission for {id}");
+        let (pid, p) = found[0];
+        assert_eq!(
+            p["Properties"]["Principal"], "events.amazonaws.com",
+            "{pid}"
+        );
+        assert_eq!(p["Properties"]["Action"], "lambda:InvokeFunction", "{pid}");
+        assert_eq!(p["Properties"]["FunctionName"], r#ref("Function"), "{pid}");
+        assert_eq!(
+            p.get("Condition"),
+            rule.get("Condition"),
+            "{pid} exists with {id}"
+        );
+    }
+}
+
+#[test]
+fn no_policy_grants_every_action_or_a_whole_service() {
+    for path in TEMPLATES {
+        let t = load(path);
+        let docs = policy_documents(&t);
+        assert!(!docs.is_empty(), "{path} has policies");
+        for (label, doc) in docs {
+            assert_eq!(doc["Version"], "2012-10-17", "{path} {label}");
+            for s in statements(&doc) {
+                assert!(s.get("NotAction").is_none(), "{path} {label}: NotAction");
+                assert!(
+                    s.get("NotResource").is_none(),
+                    "{path} {label}: NotResource"
+                );
+                assert_eq!(s["Effect"], "Allow", "{path} {label}");
+                let sid = s["Sid"].as_str().unwrap_or_default();
+                assert!(
+                    !sid.is_empty() && sid.chars().all(|c| c.is_ascii_alphanumeric()),
+                    "{path} {label}: every statement has a Sid saying why: {s}"
+                );
+                for action in strings(&s["Action"]) {
+                    assert!(
+                        action != "*" && !action.ends_with(":*"),
+                        "{path} {label}: {action}"
+                    );
+                    assert!(
+                        !action.contains('*'),
+                        "{path} {label}: a wildcard action {action} grants what is not listed"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_reads_are_granted_on_every_resource_without_a_condition() {
+    let t = load(MAIN);
+    for (label, doc) in policy_documents(&t) {
+        if label.contains("trust policy") {
+            continue;
+        }
+        for s in statements(&doc) {
+            let everywhere = resources(&s["Resource"]).iter().any(|r| r == "*");
+            if !everywhere || s.get("Condition").is_some() {
+                continue;
+            }
+            for action in strings(&s["Action"]) {
+                let name = action.split(':').nth(1).unwrap_or_default();
+                assert!(
+                    ["Describe", "Get", "List"]
+                        .iter()
+                        .any(|p| name.starts_with(p)),
+                    "{label}: {action} on every resource, unconditioned"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pass_role_is_only_to_ec2() {
+    for s in function_statements_granting("iam:PassRole") {
+        assert_eq!(
+            s["Condition"],
+            json!({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}),
+        );
+    }
+}
+
+/// Whether a statement applies only when the condition key `key` is present: tested by any
+/// operator but `Null`, or by `Null` with `"false"` (a `Null` of `"true"` requires it absent).
+fn requires(s: &Value, key: &str) -> bool {
+    s["Condition"].as_object().is_some_and(|ops| {
+        ops.iter().any(|(op, keys)| match keys.get(key) {
+            None => false,
+            Some(v) if op == "Null" => v == "false",
+            Some(_) => true,
+        })
+    })
+}
+
+#[test]
+fn ec2_writes_touch_only_clones() {
+    let on_clone = |s: &Value, prefix: &str| {
+        ["aws", "ec2"]
+            .iter()
+            .any(|service| requires(s, &format!("{service}:{prefix}/{}", tags::GROUP)))
+    };
+    // TerminateInstances: only instances carrying spotswap:group.
+    for s in function_statements_granting("ec2:TerminateInstances") {
+        assert_eq!(strings(&s["Action"]), ["ec2:TerminateInstances"]);
+        assert!(
+            on_clone(&s, "ResourceTag"),
+            "TerminateInstances is conditioned on the spotswap:group tag: {s}"
+        );
+    }
+    // RunInstances: the instance and its volumes only with spotswap:group in the request.
+    let launches = function_statements_granting("ec2:RunInstances");
+    let mut created_unconditioned = Vec::new();
+    for s in &launches {
+        let tagged = on_clone(s, "RequestTag");
+        for r in resources(&s["Resource"]) {
+            let created = r.contains(":instance/") || r.contains(":volume/");
+            if created && !tagged {
+                created_unconditioned.push(r);
+            }
+        }
+    }
+    assert!(
+        created_unconditioned.is_empty(),
+        "RunInstances creates these without the spotswap:group tag: {created_unconditioned:?}"
+    );
+    // CreateTags: only in the launch call itself.
+    for s in function_statements_granting("ec2:CreateTags") {
+        assert_eq!(
+            s["Condition"],
+            json!({"StringEquals": {"ec2:CreateAction": "RunInstances"}})
+        );
+    }
+}
+
+#[test]
+fn group_writes_need_the_opt_in_tag_unless_it_is_empty() {
+    let t = load(MAIN);
+    let (_, role) = the_one(&t, "AWS::IAM::Role");
+    let policies = role["Properties"]["Policies"].as_array().expect("policies");
+    let writes: Vec<&Value> = policies
+        .iter()
+        .filter(|p| {
+            p["PolicyDocument"]
+                .to_string()
+                .contains("autoscaling:AttachInstances")
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "one policy holds the group writes");
+    let doc = &writes[0]["PolicyDocument"];
+    let branches = doc["Fn::If"]
+        .as_array()
+        .expect("chosen by the opt-in tag key");
+    let condition = branches[0].as_str().expect("a condition name");
+    assert_eq!(
+        t["Conditions"][condition],
+        json!({"Fn::Not": [{"Fn::Equals": [r#ref("OptInTagKey"), ""]}]})
+    );
+    assert_eq!(parameter(&t, "OptInTagKey")["Default"], "spot-enabled");
+    assert_eq!(parameter(&t, "OptInTagValue")["Default"], "true");
+
+    let scoped = &expand_document(&branches[1])[0];
+    let unscoped = &expand_document(&branches[2])[0];
+    let grants = |d: &Value| -> Vec<(Vec<String>, Vec<String>)> {
+        statements(d)
+            .iter()
+            .map(|s| (strings(&s["Action"]), resources(&s["Resource"])))
+            .collect()
+    };
+    assert_eq!(
+        grants(scoped),
+        grants(unscoped),
+        "both branches grant the same"
+    );
+
+    let granted: BTreeSet<String> = grants(scoped).into_iter().flat_map(|(a, _)| a).collect();
+    let expected: BTreeSet<String> = [
+        "AttachInstances",
+        "DetachInstances",
+        "TerminateInstanceInAutoScalingGroup",
+        "UpdateAutoScalingGroup",
+        "CreateOrUpdateTags",
+        "DeleteTags",
+    ]
+    .iter()
+    .map(|a| format!("autoscaling:{a}"))
+    .collect();
+    assert_eq!(granted, expected);
+
+    let state_tags = json!([tags::MAX_SIZE, tags::INTERRUPTED]);
+    for s in statements(scoped) {
+        assert_eq!(
+            s["Condition"]["StringLike"],
+            json!({"autoscaling:ResourceTag/${OptInTagKey}": "${OptInTagValue}"}),
+            "{s}"
+        );
+    }
+    for d in [scoped, unscoped] {
+        for s in statements(d) {
+            let tagging = strings(&s["Action"]).iter().any(|a| a.ends_with("Tags"));
+            if tagging {
+                assert_eq!(
+                    s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"], state_tags,
+                    "group tags: only spotswap's state tags: {s}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn logs_are_written_only_to_the_function_log_group() {
+    for s in function_statements_granting("logs:PutLogEvents") {
+        assert_eq!(s["Resource"], get_att("LogGroup", "Arn"));
+    }
+}
+
+#[test]
+fn the_main_stack_outputs_what_the_regional_stacks_need() {
+    let t = load(MAIN);
+    let outputs = section(&t, "Outputs");
+    for name in ["FunctionName", "FunctionArn", "RoleArn", "HomeEventBusArn"] {
+        assert!(outputs.contains_key(name), "output {name}");
+    }
+    assert_eq!(
+        outputs["HomeEventBusArn"]["Value"],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"})
+    );
+}
+
+#[test]
+fn the_regional_stack_forwards_to_the_home_bus_and_skips_the_home_region() {
+    let r = load(REGIONAL);
+    assert_eq!(
+        r["Conditions"]["IsHomeRegion"],
+        json!({"Fn::Equals": [r#ref("AWS::Region"), r#ref("HomeRegion")]})
+    );
+    let home_bus = json!({"Fn::If": [
+        "HomeEventBusArnGiven",
+        r#ref("HomeEventBusArn"),
+        {"Fn::Sub": "arn:${AWS::Partition}:events:${HomeRegion}:${AWS::AccountId}:event-bus/default"}
+    ]});
+    for (id, rule) in resources_of(&r, "AWS::Events::Rule") {
+        let targets = rule["Properties"]["Targets"].as_array().expect("targets");
+        assert_eq!(targets.len(), 1, "{id}");
+        assert_eq!(targets[0]["Arn"], home_bus, "{id} targets the home bus");
+        assert_eq!(targets[0]["RoleArn"], get_att("ForwardRole", "Arn"), "{id}");
+    }
+    // The role may put events on that bus and nothing else.
+    let (_, role) = the_one(&r, "AWS::IAM::Role");
+    assert_eq!(
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"],
+        json!({"Service": "events.amazonaws.com"})
+    );
+    let grants: Vec<Value> = role["Properties"]["Policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .flat_map(|p| statements(&p["PolicyDocument"]))
+        .collect();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(strings(&grants[0]["Action"]), ["events:PutEvents"]);
+    assert_eq!(grants[0]["Resource"], home_bus);
+
+    // Nothing forwards in the home region: every resource but the placeholder is conditioned
+    // on a condition that excludes it.
+    for (id, res) in section(&r, "Resources") {
+        let condition = res["Condition"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} is conditional"));
+        if condition == "IsHomeRegion" {
+            assert_eq!(
+                res["Type"], "AWS::CloudFormation::WaitConditionHandle",
+                "{id}"
+            );
+            continue;
+        }
+        let definition = r["Conditions"][condition].to_string();
+        assert!(
+            condition == "ForwardFromThisRegion"
+                || definition.contains("{\"Condition\":\"ForwardFromThisRegion\"}"),
+            "{id}: {condition} = {definition} excludes the home region"
+        );
+    }
+    assert_eq!(
+        r["Conditions"]["ForwardFromThisRegion"],
+        json!({"Fn::Not": [{"Condition": "IsHomeRegion"}]})
+    );
+}

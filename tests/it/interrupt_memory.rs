@@ -1,0 +1,199 @@
+//! Interruption handling over the in-memory cloud: the instance leaves its group through the
+//! group, a replacement is launched, the pool is recorded, and nothing else is touched.
+
+use std::collections::BTreeMap;
+
+use spotswap::cloud::memory::MemoryCloud;
+use spotswap::events::Event;
+use spotswap::interrupt::{Outcome, handle};
+use spotswap::model::{Group, InstanceState, tags};
+use spotswap::settings::{InterruptionAction, Settings};
+
+const REGION: &str = "us-east-1";
+const WRITES: [&str; 5] = [
+    "TerminateInstanceInAutoScalingGroup",
+    "DetachInstances",
+    "CreateOrUpdateTags",
+    "TerminateInstances",
+    "UpdateAutoScalingGroup",
+];
+
+fn group(name: &str, opted_in: bool) -> Group {
+    let mut tags = BTreeMap::new();
+    tags.insert("spot-enabled".to_string(), opted_in.to_string());
+    Group {
+        name: name.into(),
+        min_size: 1,
+        max_size: 4,
+        desired_capacity: 2,
+        health_check_grace_period_secs: 300,
+        tags,
+        propagated_tag_keys: Default::default(),
+        launch: None,
+        mixed_instances_policy: false,
+        warm_pool: false,
+        instance_refresh_in_progress: false,
+        suspended_processes: vec![],
+        members: vec![],
+    }
+}
+
+/// A cloud with group `web` (opted in or not) of two m5.large members; returns one member.
+fn cloud(opted_in: bool) -> (MemoryCloud, String) {
+    let cloud = MemoryCloud::new();
+    cloud.add_region(REGION, &["us-east-1a", "us-east-1b"]);
+    cloud.put_group(REGION, group("web", opted_in));
+    let ids = cloud.launch_group_members(REGION, "web", 2, "m5.large", &[]);
+    (cloud, ids[0].clone())
+}
+
+fn warning(id: &str) -> Event {
+    Event::SpotInterruption {
+        region: REGION.into(),
+        instance_id: id.into(),
+        action: "terminate".into(),
+        time: None,
+    }
+}
+
+fn writes(cloud: &MemoryCloud) -> Vec<String> {
+    cloud
+        .total_call_counts()
+        .into_keys()
+        .filter(|op| WRITES.contains(&op.as_str()))
+        .collect()
+}
+
+fn members(cloud: &MemoryCloud) -> Vec<String> {
+    let g = cloud.group(REGION, "web").unwrap();
+    g.members.iter().map(|m| m.instance_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_warned_instance_is_terminated_in_its_group_which_launches_a_replacement() {
+    let (cloud, id) = cloud(true);
+    let report = handle(&cloud, &Settings::default(), &warning(&id), cloud.now()).await;
+    let Outcome::Replaced {
+        group,
+        action,
+        pool,
+        dry_run,
+    } = &report.outcome
+    else {
+        panic!("{report:?}");
+    };
+    assert_eq!(
+        (group.as_str(), *action, *dry_run),
+        ("web", InterruptionAction::Terminate, false)
+    );
+    assert_eq!(pool.as_deref(), Some("m5.large@us-east-1a"));
+    let g = cloud.group(REGION, "web").unwrap();
+    assert_eq!(g.desired_capacity, 2, "desired capacity kept");
+    assert_eq!(g.members.len(), 2, "a replacement joined");
+    assert!(!members(&cloud).contains(&id));
+    assert_eq!(
+        cloud.instance(REGION, &id).unwrap().state,
+        InstanceState::Terminated
+    );
+    let tag = g.tags.get(tags::INTERRUPTED).expect("the pool is recorded");
+    assert!(tag.starts_with("m5.large@us-east-1a@"), "{tag}");
+}
+
+#[tokio::test]
+async fn with_detach_the_instance_leaves_the_group_and_keeps_running() {
+    let (cloud, id) = cloud(true);
+    let settings = Settings::from_pairs([("interruption-action", "detach")]).unwrap();
+    let report = handle(&cloud, &settings, &warning(&id), cloud.now()).await;
+    assert!(matches!(
+        report.outcome,
+        Outcome::Replaced {
+            action: InterruptionAction::Detach,
+            ..
+        }
+    ));
+    let g = cloud.group(REGION, "web").unwrap();
+    assert_eq!(g.desired_capacity, 2);
+    assert_eq!(g.members.len(), 2);
+    assert!(!members(&cloud).contains(&id));
+    assert_eq!(
+        cloud.instance(REGION, &id).unwrap().state,
+        InstanceState::Running
+    );
+}
+
+#[tokio::test]
+async fn an_instance_of_a_group_not_opted_in_is_left_alone() {
+    let (cloud, id) = cloud(false);
+    let before = members(&cloud);
+    let report = handle(&cloud, &Settings::default(), &warning(&id), cloud.now()).await;
+    assert!(
+        matches!(&report.outcome, Outcome::Ignored { reason } if reason.contains(&id)),
+        "{report:?}"
+    );
+    assert_eq!(members(&cloud), before);
+    assert!(writes(&cloud).is_empty(), "{:?}", cloud.total_call_counts());
+}
+
+#[tokio::test]
+async fn an_instance_in_no_group_is_left_alone() {
+    let (cloud, _) = cloud(true);
+    let report = handle(
+        &cloud,
+        &Settings::default(),
+        &warning("i-00000000000000abc"),
+        cloud.now(),
+    )
+    .await;
+    assert!(matches!(report.outcome, Outcome::Ignored { .. }));
+    assert!(writes(&cloud).is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_says_what_it_would_do_and_does_nothing() {
+    let (cloud, id) = cloud(true);
+    let settings = Settings::from_pairs([("dry-run", "true")]).unwrap();
+    let report = handle(&cloud, &settings, &warning(&id), cloud.now()).await;
+    assert!(matches!(
+        report.outcome,
+        Outcome::Replaced { dry_run: true, .. }
+    ));
+    assert!(members(&cloud).contains(&id));
+    assert!(writes(&cloud).is_empty());
+}
+
+#[tokio::test]
+async fn rebalance_recommendations_are_acted_on_only_when_enabled() {
+    let (cloud, id) = cloud(true);
+    let rebalance = Event::Rebalance {
+        region: REGION.into(),
+        instance_id: id.clone(),
+        time: None,
+    };
+    let report = handle(&cloud, &Settings::default(), &rebalance, cloud.now()).await;
+    assert!(
+        matches!(&report.outcome, Outcome::Ignored { reason } if reason.contains("handle-rebalance-recommendations"))
+    );
+    assert!(members(&cloud).contains(&id));
+    assert!(cloud.total_call_counts().is_empty(), "not even a read");
+    let on = Settings::from_pairs([("handle-rebalance-recommendations", "true")]).unwrap();
+    let report = handle(&cloud, &on, &rebalance, cloud.now()).await;
+    assert!(
+        matches!(report.outcome, Outcome::Replaced { .. }),
+        "{report:?}"
+    );
+    assert!(!members(&cloud).contains(&id));
+}
+
+#[tokio::test]
+async fn the_planner_avoids_the_interrupted_pool_afterwards() {
+    let (cloud, id) = cloud(true);
+    handle(&cloud, &Settings::default(), &warning(&id), cloud.now()).await;
+    let g = cloud.group(REGION, "web").unwrap();
+    let entries = spotswap::plan::parse_interruptions(g.tags.get(tags::INTERRUPTED)).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].0.as_str(), entries[0].1.as_str()),
+        ("m5.large", "us-east-1a")
+    );
+    assert_eq!(entries[0].2, cloud.now());
+}
