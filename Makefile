@@ -54,9 +54,12 @@ lambda: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 	fi
 	@ls -l target/lambda/*/spotswap-lambda/bootstrap.zip
 
-## Lambda figures: zip size and initialisation time through a local runtime API.
+## Lambda figures: zip size and initialisation time of the release binary `make lambda` built,
+## through a local runtime API (the harness itself runs as a debug build).
+BUILD_DIR = $(or $(CARGO_TARGET_DIR),target)
 bench-lambda: lambda
-	$(CARGO) run --locked --release $(FEATURES) --example lambda_bench -- \
+	$(CARGO) run --locked $(FEATURES) --example lambda_bench -- \
+	  --binary $(BUILD_DIR)/x86_64-unknown-linux-gnu/release/spotswap-lambda \
 	  --zip target/lambda/x86_64/spotswap-lambda/bootstrap.zip --runs 10
 
 ## Upload the zip and deploy the main stack to a real account (not run in CI):
