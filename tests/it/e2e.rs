@@ -71,17 +71,7 @@ impl World {
 
     /// In-service members of a group, with whether each runs on spot.
     async fn members(&self, group: &str) -> BTreeMap<String, bool> {
-        let mut out = BTreeMap::new();
-        for m in self.account.instances_of(group).await {
-            if m.lifecycle_state().map(|s| s.as_str()) != Some("InService") {
-                continue;
-            }
-            let id = m.instance_id().unwrap().to_string();
-            let i = self.account.instance(&id).await;
-            let spot = i.instance_lifecycle().map(|l| l.as_str()) == Some("spot");
-            out.insert(id, spot);
-        }
-        out
+        self.account.in_service_members(group).await
     }
 
     /// Live clones (tagged `spotswap:group`), by id, with the instance each replaces.
@@ -153,52 +143,7 @@ impl World {
 
     /// Everything an operator could see change: groups (sizes, tags, members) and instances.
     async fn state(&self) -> String {
-        let groups = self
-            .account
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .send()
-            .await
-            .unwrap();
-        let mut text = String::new();
-        for g in groups.auto_scaling_groups() {
-            let mut tags: Vec<String> = g
-                .tags()
-                .iter()
-                .map(|t| format!("{}={}", t.key().unwrap_or(""), t.value().unwrap_or("")))
-                .collect();
-            tags.sort();
-            let mut members: Vec<&str> = g
-                .instances()
-                .iter()
-                .filter_map(|i| i.instance_id())
-                .collect();
-            members.sort();
-            text.push_str(&format!(
-                "{} {:?}/{:?}/{:?} {tags:?} {members:?}\n",
-                g.auto_scaling_group_name().unwrap_or(""),
-                g.min_size(),
-                g.desired_capacity(),
-                g.max_size()
-            ));
-        }
-        let mut instances: Vec<String> = self
-            .account
-            .all_instances()
-            .await
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {:?} {:?}",
-                    i.instance_id().unwrap_or(""),
-                    i.state().and_then(|s| s.name()),
-                    i.instance_lifecycle()
-                )
-            })
-            .collect();
-        instances.sort();
-        text.push_str(&instances.join("\n"));
-        text
+        self.account.state().await
     }
 }
 

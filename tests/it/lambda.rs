@@ -163,21 +163,8 @@ impl World {
         report
     }
 
-    /// In-service members of a group, with whether each runs on spot.
     async fn members(&self, group: &str) -> BTreeMap<String, bool> {
-        let mut out = BTreeMap::new();
-        for m in self.account.instances_of(group).await {
-            if m.lifecycle_state().map(|s| s.as_str()) != Some("InService") {
-                continue;
-            }
-            let id = m.instance_id().unwrap().to_string();
-            let i = self.account.instance(&id).await;
-            out.insert(
-                id,
-                i.instance_lifecycle().map(|l| l.as_str()) == Some("spot"),
-            );
-        }
-        out
+        self.account.in_service_members(group).await
     }
 
     /// Runs passes (grace period 1 s) until `group` has a spot member swapped in; its id.
@@ -249,60 +236,8 @@ impl World {
         }
     }
 
-    /// Everything an operator could see change: groups (sizes, tags, members) and instances.
     async fn state(&self) -> String {
-        let groups = self
-            .account
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .send()
-            .await
-            .unwrap();
-        let mut text = String::new();
-        for g in groups.auto_scaling_groups() {
-            let mut tags: Vec<String> = g
-                .tags()
-                .iter()
-                .map(|t| format!("{}={}", t.key().unwrap_or(""), t.value().unwrap_or("")))
-                .collect();
-            tags.sort();
-            let mut members: Vec<String> = g
-                .instances()
-                .iter()
-                .map(|i| {
-                    format!(
-                        "{}:{:?}",
-                        i.instance_id().unwrap_or(""),
-                        i.lifecycle_state()
-                    )
-                })
-                .collect();
-            members.sort();
-            text.push_str(&format!(
-                "{} {:?}/{:?}/{:?} {tags:?} {members:?}\n",
-                g.auto_scaling_group_name().unwrap_or(""),
-                g.min_size(),
-                g.desired_capacity(),
-                g.max_size()
-            ));
-        }
-        let mut instances: Vec<String> = self
-            .account
-            .all_instances()
-            .await
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {:?} {:?}",
-                    i.instance_id().unwrap_or(""),
-                    i.state().and_then(|s| s.name()),
-                    i.instance_lifecycle()
-                )
-            })
-            .collect();
-        instances.sort();
-        text.push_str(&instances.join("\n"));
-        text
+        self.account.state().await
     }
 }
 
