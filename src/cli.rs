@@ -511,6 +511,24 @@ pub fn report_table(r: &crate::pass::PassReport) -> String {
                     String::new()
                 }
             );
+            for p in &g.prices {
+                let market = match p.market {
+                    crate::model::Market::OnDemand => "on-demand",
+                    crate::model::Market::Spot => "spot",
+                };
+                let _ = writeln!(
+                    s,
+                    "      {} {market} {}{}: ${:.4}/h ({})",
+                    p.instance_type,
+                    p.os,
+                    p.availability_zone
+                        .as_ref()
+                        .map(|a| format!(" in {a}"))
+                        .unwrap_or_default(),
+                    p.price,
+                    p.source
+                );
+            }
         }
         hourly += sv.hourly_saving;
         monthly += sv.monthly_saving;

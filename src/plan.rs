@@ -438,14 +438,54 @@ struct GroupPricing {
     window: u32,
 }
 
-fn group_skip(group: &Group, skip: Skip) -> Decision {
+/// A skip of a whole group, costed at what the group's in-service instances cost now (a skip
+/// changes nothing, so before and after are equal; `None` when a price is unknown).
+fn group_skip(ctx: &Context, group: &Group, skip: Skip) -> Decision {
+    // The group's own settings where they can be read, the global ones otherwise.
+    let policy = ctx
+        .settings
+        .for_group(&group.tags)
+        .unwrap_or_else(|_| ctx.settings.group.clone());
+    let os = ctx
+        .snap
+        .group_os(group, policy.spot_product_description.as_deref());
+    let pricing = GroupPricing {
+        os,
+        product: policy
+            .spot_product_description
+            .clone()
+            .unwrap_or_else(|| os.spot_product_description().to_string()),
+        multiplier: policy.on_demand_price_multiplier,
+        window: policy.spot_price_window_minutes,
+    };
+    let mut total = Some(0.0);
+    let mut prices: Vec<PriceUsed> = Vec::new();
+    for m in group.members.iter().filter(|m| m.is_in_service()) {
+        let Some(i) = ctx.snap.instances.get(&m.instance_id) else {
+            total = None;
+            continue;
+        };
+        let price = match i.market {
+            Market::OnDemand => on_demand_price(ctx, &pricing, &i.instance_type),
+            Market::Spot => swap_prices(ctx, &pricing, i),
+        };
+        match price {
+            Some(p) => {
+                total = total.map(|t| t + p.price);
+                if !prices.contains(&p) {
+                    prices.push(p);
+                }
+            }
+            None => total = None,
+        }
+    }
     Decision {
         group: group.name.clone(),
         instance: None,
         verdict: Verdict::Skip(skip),
-        hourly_cost_before: None,
-        hourly_cost_after: None,
-        prices: Vec::new(),
+        hourly_cost_before: total,
+        hourly_cost_after: total,
+        prices,
     }
 }
 
@@ -466,7 +506,7 @@ fn plan_group(ctx: &Context, group: &Group, out: &mut Vec<Decision>) {
         |c: &&&Instance| c.auto_scaling_group.is_none() && group.member(&c.instance_id).is_none();
 
     if !ctx.settings.opts_in(&group.tags) {
-        out.push(group_skip(group, Skip::NotOptedIn));
+        out.push(group_skip(ctx, group, Skip::NotOptedIn));
         for c in clones.iter().filter(unattached) {
             out.push(ctx.orphan(&group.name, c, OrphanReason::GroupNotOptedIn, None));
         }
@@ -481,6 +521,7 @@ fn plan_group(ctx: &Context, group: &Group, out: &mut Vec<Decision>) {
                 .unwrap_or(&e.source)
                 .to_string();
             out.push(group_skip(
+                ctx,
                 group,
                 Skip::InvalidSetting {
                     setting: e.setting,
@@ -498,6 +539,7 @@ fn plan_group(ctx: &Context, group: &Group, out: &mut Vec<Decision>) {
             Ok(n) => Some(n),
             Err(_) => {
                 out.push(group_skip(
+                    ctx,
                     group,
                     Skip::InvalidProtocolTag {
                         tag: tags::MAX_SIZE.into(),
@@ -512,6 +554,7 @@ fn plan_group(ctx: &Context, group: &Group, out: &mut Vec<Decision>) {
         Ok(v) => v,
         Err(value) => {
             out.push(group_skip(
+                ctx,
                 group,
                 Skip::InvalidProtocolTag {
                     tag: tags::INTERRUPTED.into(),
@@ -639,13 +682,13 @@ fn plan_group(ctx: &Context, group: &Group, out: &mut Vec<Decision>) {
 
     // 5. Is the group one spotswap may change now?
     if let Some(skip) = blocked {
-        out.push(group_skip(group, skip));
+        out.push(group_skip(ctx, group, skip));
         return;
     }
     let launch = match launch {
         Ok(l) => l,
         Err(skip) => {
-            out.push(group_skip(group, skip));
+            out.push(group_skip(ctx, group, skip));
             return;
         }
     };

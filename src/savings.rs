@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::model::{Market, PriceSource, Snapshot};
-use crate::plan::SpotIndex;
+use crate::plan::{PriceUsed, SpotIndex};
 use crate::settings::Settings;
 
 /// Hours in a month, as AWS bills them.
@@ -28,6 +28,8 @@ pub struct GroupSavings {
     pub hourly_all_on_demand: f64,
     pub hourly_saving: f64,
     pub monthly_saving: f64,
+    /// Every distinct price behind the sums, with where it came from.
+    pub prices: Vec<PriceUsed>,
 }
 
 /// A region's costs.
@@ -73,6 +75,24 @@ pub fn savings(
             hourly_all_on_demand: 0.0,
             hourly_saving: 0.0,
             monthly_saving: 0.0,
+            prices: Vec::new(),
+        };
+        let od_source = if policy.on_demand_price_multiplier == 1.0 {
+            snapshot.on_demand.source.to_string()
+        } else {
+            format!(
+                "{} x {}",
+                snapshot.on_demand.source, policy.on_demand_price_multiplier
+            )
+        };
+        let spot_source = format!(
+            "spot price history, highest over {} min",
+            policy.spot_price_window_minutes
+        );
+        let mut note = |p: PriceUsed| {
+            if !s.prices.contains(&p) {
+                s.prices.push(p);
+            }
         };
         for m in g.members.iter().filter(|m| m.is_in_service()) {
             let Some(i) = snapshot.instances.get(&m.instance_id) else {
@@ -99,6 +119,26 @@ pub fn savings(
                     )
                 }
             };
+            if let Some(o) = od {
+                note(PriceUsed {
+                    instance_type: i.instance_type.clone(),
+                    market: Market::OnDemand,
+                    availability_zone: None,
+                    os,
+                    price: o,
+                    source: od_source.clone(),
+                });
+            }
+            if let (Market::Spot, Some(p)) = (i.market, now_price) {
+                note(PriceUsed {
+                    instance_type: i.instance_type.clone(),
+                    market: Market::Spot,
+                    availability_zone: Some(i.availability_zone.clone()),
+                    os,
+                    price: p,
+                    source: spot_source.clone(),
+                });
+            }
             match (now_price, od) {
                 (Some(n), Some(o)) => {
                     s.hourly_now += n;
@@ -150,6 +190,21 @@ mod tests {
         assert!((g.hourly_all_on_demand - all_od).abs() < 1e-9, "{g:?}");
         assert!((g.monthly_saving - (all_od - now_cost) * 730.0).abs() < 1e-6);
         assert!((s.hourly_saving - g.hourly_saving).abs() < 1e-12);
+        // The prices behind the sums: one on-demand price per type, one spot price per pool.
+        let od: Vec<_> = g
+            .prices
+            .iter()
+            .filter(|p| p.market == Market::OnDemand)
+            .collect();
+        let spot: Vec<_> = g
+            .prices
+            .iter()
+            .filter(|p| p.market == Market::Spot)
+            .collect();
+        assert_eq!(od.len(), 2, "{:?}", g.prices);
+        assert_eq!(spot.len(), 3, "{:?}", g.prices);
+        assert!(spot.iter().all(|p| p.source.contains("spot price history")));
+        assert!(od.iter().all(|p| p.source.contains("bundled")));
     }
 
     #[test]

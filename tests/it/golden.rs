@@ -304,6 +304,12 @@ fn a_group_that_is_not_opted_in_gets_one_skip_and_no_action() {
     assert_eq!(plan.decisions.len(), 1);
     assert_eq!(plan.decisions[0].verdict, Verdict::Skip(Skip::NotOptedIn));
     assert_eq!(plan.decisions[0].instance, None);
+    // A group skip is costed at what the group runs now: three m5.large on-demand.
+    let d = &plan.decisions[0];
+    let cost = d.hourly_cost_before.expect("a known cost");
+    assert!((cost - 3.0 * 0.096).abs() < 1e-9, "{cost}");
+    assert_eq!(d.hourly_cost_after, d.hourly_cost_before);
+    assert_eq!(d.prices.len(), 1);
 }
 
 #[test]
