@@ -81,8 +81,14 @@ fn the_one<'a>(t: &'a Value, kind: &str) -> (&'a str, &'a Value) {
     found[0]
 }
 
+/// The pass function (on the schedule).
 fn function(t: &Value) -> &Value {
-    &the_one(t, "AWS::Lambda::Function").1["Properties"]
+    &t["Resources"]["Function"]["Properties"]
+}
+
+/// The events function (spot interruption warnings, rebalance recommendations).
+fn events_function(t: &Value) -> &Value {
+    &t["Resources"]["EventsFunction"]["Properties"]
 }
 
 fn r#ref(name: &str) -> Value {
@@ -271,21 +277,57 @@ fn a_pass_runs_every_five_minutes_and_ends_before_the_next_one() {
 
     // One invocation at a time, and no retry that would overlap the next pass.
     assert_eq!(f["ReservedConcurrentExecutions"], 1);
-    let (_, invoke) = the_one(&t, "AWS::Lambda::EventInvokeConfig");
-    assert_eq!(invoke["Properties"]["FunctionName"], r#ref("Function"));
-    assert_eq!(invoke["Properties"]["MaximumRetryAttempts"], 0);
+    let invokes = resources_of(&t, "AWS::Lambda::EventInvokeConfig");
+    assert_eq!(invokes.len(), 2, "one per function");
+    for (id, invoke) in &invokes {
+        assert_eq!(invoke["Properties"]["MaximumRetryAttempts"], 0, "{id}");
+    }
+    let functions: Vec<&Value> = invokes
+        .iter()
+        .map(|(_, i)| &i["Properties"]["FunctionName"])
+        .collect();
+    assert!(functions.contains(&&r#ref("Function")));
+    assert!(functions.contains(&&r#ref("EventsFunction")));
+    // The events function never waits behind a pass, and ends well inside EC2's notice.
+    let e = events_function(&t);
+    assert!(e.get("ReservedConcurrentExecutions").is_none());
+    assert!(
+        e["Timeout"].as_i64().is_some_and(|t| t <= 120),
+        "{}",
+        e["Timeout"]
+    );
+    assert_eq!(e["Runtime"], "provided.al2023");
+    assert_eq!(e["Code"], f["Code"], "the same code");
+    assert_eq!(e["Role"], f["Role"]);
 }
 
 #[test]
 fn logs_are_json_lines_in_the_function_log_group_with_a_retention() {
     let t = load(MAIN);
-    let (id, group) = the_one(&t, "AWS::Logs::LogGroup");
-    let g = &group["Properties"];
+    let groups = resources_of(&t, "AWS::Logs::LogGroup");
+    assert_eq!(groups.len(), 2, "one per function");
+    for (gid, group) in &groups {
+        assert_eq!(
+            group["Properties"]["RetentionInDays"],
+            r#ref("LogRetentionInDays"),
+            "{gid}"
+        );
+    }
+    let id = "LogGroup";
+    let g = &t["Resources"][id]["Properties"];
     assert_eq!(
         g["LogGroupName"],
         json!({"Fn::Sub": "/aws/lambda/${FunctionName}"})
     );
-    assert_eq!(g["RetentionInDays"], r#ref("LogRetentionInDays"));
+    assert_eq!(
+        t["Resources"]["EventsLogGroup"]["Properties"]["LogGroupName"],
+        json!({"Fn::Sub": "/aws/lambda/${FunctionName}-events"})
+    );
+    assert_eq!(
+        events_function(&t)["LoggingConfig"]["LogGroup"],
+        r#ref("EventsLogGroup")
+    );
+    assert_eq!(events_function(&t)["LoggingConfig"]["LogFormat"], "JSON");
     let retention = parameter(&t, "LogRetentionInDays");
     assert_eq!(retention["Default"], 14);
     assert!(
@@ -331,6 +373,11 @@ fn every_setting_is_a_parameter_with_its_default_passed_as_its_environment_varia
     let settings: BTreeSet<String> = SETTINGS.iter().map(|d| d.env()).collect();
     let variables: BTreeSet<String> = env.keys().cloned().collect();
     assert_eq!(variables, settings);
+    // Both functions read the same settings.
+    assert_eq!(
+        events_function(&t)["Environment"],
+        function(&t)["Environment"]
+    );
 }
 
 #[test]
@@ -375,8 +422,8 @@ fn the_interruption_rules_match_exactly_the_spot_interruption_warning() {
     );
     assert_eq!(
         rule["Properties"]["Targets"][0]["Arn"],
-        get_att("Function", "Arn"),
-        "{id} invokes the function"
+        get_att("EventsFunction", "Arn"),
+        "{id} invokes the events function"
     );
 
     let r = load(REGIONAL);
@@ -398,7 +445,7 @@ fn the_rebalance_rules_exist_only_when_rebalance_recommendations_are_handled() {
     );
     assert_eq!(
         rule["Properties"]["Targets"][0]["Arn"],
-        get_att("Function", "Arn")
+        get_att("EventsFunction", "Arn")
     );
     assert_eq!(
         parameter(&t, "HandleRebalanceRecommendations")["Default"],
@@ -431,7 +478,13 @@ fn every_rule_of_the_main_stack_may_invoke_the_function() {
             "{pid}"
         );
         assert_eq!(p["Properties"]["Action"], "lambda:InvokeFunction", "{pid}");
-        assert_eq!(p["Properties"]["FunctionName"], r#ref("Function"), "{pid}");
+        // The permission is for the function the rule targets.
+        let target = &rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0];
+        assert_eq!(
+            p["Properties"]["FunctionName"],
+            json!({ "Ref": target }),
+            "{pid}"
+        );
         assert_eq!(
             p.get("Condition"),
             rule.get("Condition"),
@@ -638,9 +691,14 @@ fn group_writes_need_the_opt_in_tag_unless_it_is_empty() {
 }
 
 #[test]
-fn logs_are_written_only_to_the_function_log_group() {
-    for s in function_statements_granting("logs:PutLogEvents") {
-        assert_eq!(s["Resource"], get_att("LogGroup", "Arn"));
+fn logs_are_written_only_to_the_functions_log_groups() {
+    let statements = function_statements_granting("logs:PutLogEvents");
+    assert!(!statements.is_empty());
+    for s in statements {
+        assert_eq!(
+            s["Resource"],
+            json!([get_att("LogGroup", "Arn"), get_att("EventsLogGroup", "Arn")])
+        );
     }
 }
 
