@@ -161,6 +161,26 @@ impl AwsRegion {
         *calls.entry(operation.to_string()).or_default() += 1;
     }
 
+    /// Runs a paginated read to its end, counting every page as one call. `page` makes one
+    /// call with the given token and returns its items and the next token.
+    async fn paginate<T, F, Fut>(&self, operation: &str, mut page: F) -> Result<Vec<T>, CloudError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), CloudError>>,
+    {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            self.count(operation);
+            let (items, next) = page(token).await?;
+            out.extend(items);
+            token = next.filter(|t| !t.is_empty());
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Whether an instance refresh is running for `group`: the newest refresh is listed
     /// first, and only these statuses mean instances are being replaced behind our back.
     async fn refreshing(&self, group: String) -> Result<(String, bool), CloudError> {
@@ -189,30 +209,27 @@ impl AwsRegion {
         &self,
         filters: Vec<ec2::types::Filter>,
     ) -> Result<Vec<Instance>, CloudError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.count("DescribeInstances");
-            let page = self
-                .ec2
-                .describe_instances()
-                .set_filters(Some(filters.clone()))
-                .max_results(1000)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| cloud_error("DescribeInstances", e))?;
-            for r in page.reservations() {
-                out.extend(r.instances().iter().filter_map(convert::instance));
+        self.paginate("DescribeInstances", |token| {
+            let filters = filters.clone();
+            async move {
+                let page = self
+                    .ec2
+                    .describe_instances()
+                    .set_filters(Some(filters))
+                    .max_results(1000)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("DescribeInstances", e))?;
+                let items = page
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances().iter().filter_map(convert::instance))
+                    .collect();
+                Ok((items, page.next_token().map(str::to_string)))
             }
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        })
+        .await
     }
 }
 
@@ -268,28 +285,26 @@ impl Inventory for AwsRegion {
                 .values(k)
                 .build()
         }));
-        let mut raw = Vec::new();
-        let mut token = None;
-        loop {
-            self.count("DescribeAutoScalingGroups");
-            let page = self
-                .autoscaling
-                .describe_auto_scaling_groups()
-                .set_filters((!filters.is_empty()).then(|| filters.clone()))
-                .max_records(100)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
-            raw.extend(page.auto_scaling_groups().iter().cloned());
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let raw = self
+            .paginate("DescribeAutoScalingGroups", |token| {
+                let filters = filters.clone();
+                async move {
+                    let page = self
+                        .autoscaling
+                        .describe_auto_scaling_groups()
+                        .set_filters((!filters.is_empty()).then_some(filters))
+                        .max_records(100)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
+                    Ok((
+                        page.auto_scaling_groups().to_vec(),
+                        page.next_token().map(str::to_string),
+                    ))
+                }
+            })
+            .await?;
         let names: Vec<String> = raw
             .iter()
             .filter_map(|g| g.auto_scaling_group_name().map(str::to_string))
@@ -338,30 +353,30 @@ impl Inventory for AwsRegion {
         let mut out = BTreeMap::new();
         // DescribeAutoScalingInstances takes at most 50 ids.
         for chunk in ids.chunks(50) {
-            let mut token = None;
-            loop {
-                self.count("DescribeAutoScalingInstances");
-                let page = self
-                    .autoscaling
-                    .describe_auto_scaling_instances()
-                    .set_instance_ids(Some(chunk.to_vec()))
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| cloud_error("DescribeAutoScalingInstances", e))?;
-                for i in page.auto_scaling_instances() {
-                    if let (Some(id), Some(g)) = (i.instance_id(), i.auto_scaling_group_name()) {
-                        out.insert(id.to_string(), g.to_string());
-                    }
-                }
-                token = page
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
+            let found = self
+                .paginate("DescribeAutoScalingInstances", |token| async move {
+                    let page = self
+                        .autoscaling
+                        .describe_auto_scaling_instances()
+                        .set_instance_ids(Some(chunk.to_vec()))
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeAutoScalingInstances", e))?;
+                    let items: Vec<(String, String)> = page
+                        .auto_scaling_instances()
+                        .iter()
+                        .filter_map(|i| {
+                            Some((
+                                i.instance_id()?.to_string(),
+                                i.auto_scaling_group_name()?.to_string(),
+                            ))
+                        })
+                        .collect();
+                    Ok((items, page.next_token().map(str::to_string)))
+                })
+                .await?;
+            out.extend(found);
         }
         Ok(out)
     }
@@ -386,34 +401,29 @@ impl Inventory for AwsRegion {
         let configurations: Vec<String> = configurations.into_iter().collect();
         // DescribeLaunchConfigurations takes at most 50 names.
         for chunk in configurations.chunks(50) {
-            let mut token = None;
-            loop {
-                self.count("DescribeLaunchConfigurations");
-                let page = self
-                    .autoscaling
-                    .describe_launch_configurations()
-                    .set_launch_configuration_names(Some(chunk.to_vec()))
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| cloud_error("DescribeLaunchConfigurations", e))?;
-                for lc in page.launch_configurations() {
-                    if let (Some(name), Some(spec)) = (
-                        lc.launch_configuration_name(),
-                        convert::launch_configuration(lc),
-                    ) {
-                        let key = LaunchRef::LaunchConfiguration { name: name.into() }.key();
-                        out.insert(key, spec);
-                    }
-                }
-                token = page
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
+            let found = self
+                .paginate("DescribeLaunchConfigurations", |token| async move {
+                    let page = self
+                        .autoscaling
+                        .describe_launch_configurations()
+                        .set_launch_configuration_names(Some(chunk.to_vec()))
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeLaunchConfigurations", e))?;
+                    let items: Vec<(String, LaunchSpec)> = page
+                        .launch_configurations()
+                        .iter()
+                        .filter_map(|lc| {
+                            let name = lc.launch_configuration_name()?.to_string();
+                            let key = LaunchRef::LaunchConfiguration { name }.key();
+                            Some((key, convert::launch_configuration(lc)?))
+                        })
+                        .collect();
+                    Ok((items, page.next_token().map(str::to_string)))
+                })
+                .await?;
+            out.extend(found);
         }
         // One call per template, asking for every version its groups name.
         for (id, versions) in templates {
@@ -462,35 +472,27 @@ impl Inventory for AwsRegion {
     async fn images(&self, ids: &[String]) -> Result<Vec<Ami>, CloudError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(100) {
-            let mut token = None;
-            loop {
-                self.count("DescribeImages");
-                let page = self
-                    .ec2
-                    .describe_images()
-                    .filters(filter("image-id", chunk.iter().cloned()))
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| cloud_error("DescribeImages", e))?;
-                out.extend(page.images().iter().filter_map(convert::image));
-                token = page
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
+            let found = self
+                .paginate("DescribeImages", |token| async move {
+                    let page = self
+                        .ec2
+                        .describe_images()
+                        .filters(filter("image-id", chunk.iter().cloned()))
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error("DescribeImages", e))?;
+                    let items = page.images().iter().filter_map(convert::image).collect();
+                    Ok((items, page.next_token().map(str::to_string)))
+                })
+                .await?;
+            out.extend(found);
         }
         Ok(out)
     }
 
     async fn instance_types(&self) -> Result<Vec<InstanceTypeSpec>, CloudError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.count("DescribeInstanceTypes");
+        self.paginate("DescribeInstanceTypes", |token| async move {
             let page = self
                 .ec2
                 .describe_instance_types()
@@ -499,50 +501,46 @@ impl Inventory for AwsRegion {
                 .send()
                 .await
                 .map_err(|e| cloud_error("DescribeInstanceTypes", e))?;
-            out.extend(
-                page.instance_types()
-                    .iter()
-                    .filter_map(convert::instance_type),
-            );
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            let items = page
+                .instance_types()
+                .iter()
+                .filter_map(convert::instance_type)
+                .collect();
+            Ok((items, page.next_token().map(str::to_string)))
+        })
+        .await
     }
 
     async fn offerings(&self) -> Result<BTreeMap<String, BTreeSet<String>>, CloudError> {
+        let pairs = self
+            .paginate("DescribeInstanceTypeOfferings", |token| async move {
+                let page = self
+                    .ec2
+                    .describe_instance_type_offerings()
+                    .location_type(ec2::types::LocationType::AvailabilityZone)
+                    .max_results(1000)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("DescribeInstanceTypeOfferings", e))?;
+                let items: Vec<(String, String)> = page
+                    .instance_type_offerings()
+                    .iter()
+                    .filter_map(|o| {
+                        Some((
+                            o.location()?.to_string(),
+                            o.instance_type()?.as_str().to_string(),
+                        ))
+                    })
+                    .collect();
+                Ok((items, page.next_token().map(str::to_string)))
+            })
+            .await?;
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut token = None;
-        loop {
-            self.count("DescribeInstanceTypeOfferings");
-            let page = self
-                .ec2
-                .describe_instance_type_offerings()
-                .location_type(ec2::types::LocationType::AvailabilityZone)
-                .max_results(1000)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| cloud_error("DescribeInstanceTypeOfferings", e))?;
-            for o in page.instance_type_offerings() {
-                if let (Some(t), Some(az)) = (o.instance_type(), o.location()) {
-                    out.entry(az.to_string())
-                        .or_default()
-                        .insert(t.as_str().to_string());
-                }
-            }
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
+        for (az, t) in pairs {
+            out.entry(az).or_default().insert(t);
         }
+        Ok(out)
     }
 
     async fn spot_prices(
@@ -550,33 +548,26 @@ impl Inventory for AwsRegion {
         products: &[String],
         start: DateTime<Utc>,
     ) -> Result<Vec<SpotPricePoint>, CloudError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            self.count("DescribeSpotPriceHistory");
+        let start = aws_smithy_types::DateTime::from_secs(start.timestamp());
+        self.paginate("DescribeSpotPriceHistory", |token| async move {
             let page = self
                 .ec2
                 .describe_spot_price_history()
                 .set_product_descriptions(Some(products.to_vec()))
-                .start_time(aws_smithy_types::DateTime::from_secs(start.timestamp()))
+                .start_time(start)
                 .max_results(1000)
                 .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| cloud_error("DescribeSpotPriceHistory", e))?;
-            out.extend(
-                page.spot_price_history()
-                    .iter()
-                    .filter_map(convert::spot_price),
-            );
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            let items = page
+                .spot_price_history()
+                .iter()
+                .filter_map(convert::spot_price)
+                .collect();
+            Ok((items, page.next_token().map(str::to_string)))
+        })
+        .await
     }
 
     async fn on_demand_prices(
@@ -597,39 +588,39 @@ impl Inventory for AwsRegion {
                         .expect("field, type and value are set")
                 })
                 .collect();
-            let mut token = None;
-            loop {
-                self.count("GetProducts");
-                let page = self
-                    .pricing
-                    .get_products()
-                    .service_code("AmazonEC2")
-                    .format_version("aws_v1")
-                    .set_filters(Some(filters.clone()))
-                    .max_results(100)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| cloud_error("GetProducts", e))?;
-                for entry in page.price_list() {
-                    if let Some((t, price)) = pricing::parse_entry(entry) {
-                        let prices = out.entry(t).or_default();
-                        let slot = match os {
-                            Os::Linux => &mut prices.linux,
-                            Os::Windows => &mut prices.windows,
-                            Os::Rhel => &mut prices.rhel,
-                            Os::Suse => &mut prices.suse,
-                        };
-                        *slot = Some(price);
+            let entries = self
+                .paginate("GetProducts", |token| {
+                    let filters = filters.clone();
+                    async move {
+                        let page = self
+                            .pricing
+                            .get_products()
+                            .service_code("AmazonEC2")
+                            .format_version("aws_v1")
+                            .set_filters(Some(filters))
+                            .max_results(100)
+                            .set_next_token(token)
+                            .send()
+                            .await
+                            .map_err(|e| cloud_error("GetProducts", e))?;
+                        let items: Vec<(String, f64)> = page
+                            .price_list()
+                            .iter()
+                            .filter_map(|e| pricing::parse_entry(e))
+                            .collect();
+                        Ok((items, page.next_token().map(str::to_string)))
                     }
-                }
-                token = page
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
+                })
+                .await?;
+            for (t, price) in entries {
+                let prices = out.entry(t).or_default();
+                let slot = match os {
+                    Os::Linux => &mut prices.linux,
+                    Os::Windows => &mut prices.windows,
+                    Os::Rhel => &mut prices.rhel,
+                    Os::Suse => &mut prices.suse,
+                };
+                *slot = Some(price);
             }
         }
         Ok(out)
