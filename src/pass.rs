@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::cloud::{Account, CloudError};
 use crate::execute::{ExecOptions, Outcome, Status, execute};
-use crate::model::PriceSource;
 use crate::observe::observe;
 use crate::plan::{Plan, plan};
 use crate::savings::{Savings, savings};
@@ -82,14 +81,6 @@ impl PassReport {
     /// 0 when everything went through, 1 when some region or action failed.
     pub fn exit_code(&self) -> u8 {
         u8::from(self.totals.failures > 0)
-    }
-
-    /// Where on-demand prices came from, per region, for the report header.
-    pub fn price_sources(&self) -> BTreeMap<String, PriceSource> {
-        self.regions
-            .iter()
-            .filter_map(|r| Some((r.region.clone(), r.plan.as_ref()?.on_demand_source.clone())))
-            .collect()
     }
 }
 

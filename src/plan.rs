@@ -431,6 +431,7 @@ impl<'a> Context<'a> {
 }
 
 /// How a group is priced: its OS, spot product and multiplier.
+#[derive(Clone)]
 struct GroupPricing {
     os: Os,
     product: String,
@@ -568,7 +569,7 @@ fn plan_group(ctx: &Context, group: &Group, out: &mut Vec<Decision>) {
     // How the group is priced needs its launch spec and AMI; orphan clean-up does not, so a
     // group whose spec is unreadable still gets its clones cleaned up with Linux prices.
     let launch = resolve_launch(ctx, group, &policy);
-    let pricing = launch.as_ref().ok().map(|l| l.pricing.clone_shallow());
+    let pricing = launch.as_ref().ok().map(|l| l.pricing.clone());
     // Whether spotswap may launch and swap in this group now; clean-up happens either way.
     let blocked = eligibility(ctx, group, &policy);
     let can_swap = blocked.is_none() && launch.is_ok();
@@ -874,17 +875,6 @@ struct Launch<'a> {
     ami_needs_from: &'a crate::model::Ami,
     ephemeral: u32,
     pricing: GroupPricing,
-}
-
-impl GroupPricing {
-    fn clone_shallow(&self) -> GroupPricing {
-        GroupPricing {
-            os: self.os,
-            product: self.product.clone(),
-            multiplier: self.multiplier,
-            window: self.window,
-        }
-    }
 }
 
 fn resolve_launch<'a>(

@@ -187,66 +187,50 @@ pub fn image(i: &ec2::Image) -> Option<Ami> {
 /// An instance type from `DescribeInstanceTypes`.
 pub fn instance_type(t: &ec2::InstanceTypeInfo) -> Option<InstanceTypeSpec> {
     let name = t.instance_type()?.as_str().to_string();
+    // Inference accelerators, Neuron devices, FPGAs and media accelerators: four SDK types of
+    // one shape. Neuron devices name no maker; they are AWS's own.
     let mut accelerators = Vec::new();
-    if let Some(info) = t.inference_accelerator_info() {
-        for a in info.accelerators() {
+    macro_rules! accelerators {
+        ($devices:expr, $kind:expr) => {
+            for d in $devices {
+                let maker = d.manufacturer().unwrap_or_default().to_string();
+                accelerators!(@push d, $kind, maker);
+            }
+        };
+        ($devices:expr, $kind:expr, maker = $maker:literal) => {
+            for d in $devices {
+                accelerators!(@push d, $kind, $maker.to_string());
+            }
+        };
+        (@push $d:ident, $kind:expr, $maker:expr) => {
             accelerators.push(AcceleratorSpec {
-                kind: AcceleratorKind::Inference,
-                manufacturer: a.manufacturer().unwrap_or_default().to_string(),
-                name: a.name().unwrap_or_default().to_string(),
-                count: count(a.count()),
-                memory_mib: a
+                kind: $kind,
+                manufacturer: $maker,
+                name: $d.name().unwrap_or_default().to_string(),
+                count: count($d.count()),
+                memory_mib: $d
                     .memory_info()
                     .and_then(|m| m.size_in_mib())
                     .unwrap_or(0)
                     .max(0) as u64,
-            });
-        }
+            })
+        };
+    }
+    if let Some(info) = t.inference_accelerator_info() {
+        accelerators!(info.accelerators(), AcceleratorKind::Inference);
     }
     if let Some(info) = t.neuron_info() {
-        for d in info.neuron_devices() {
-            accelerators.push(AcceleratorSpec {
-                kind: AcceleratorKind::Neuron,
-                manufacturer: "AWS".into(),
-                name: d.name().unwrap_or_default().to_string(),
-                count: count(d.count()),
-                memory_mib: d
-                    .memory_info()
-                    .and_then(|m| m.size_in_mib())
-                    .unwrap_or(0)
-                    .max(0) as u64,
-            });
-        }
+        accelerators!(
+            info.neuron_devices(),
+            AcceleratorKind::Neuron,
+            maker = "AWS"
+        );
     }
     if let Some(info) = t.fpga_info() {
-        for f in info.fpgas() {
-            accelerators.push(AcceleratorSpec {
-                kind: AcceleratorKind::Fpga,
-                manufacturer: f.manufacturer().unwrap_or_default().to_string(),
-                name: f.name().unwrap_or_default().to_string(),
-                count: count(f.count()),
-                memory_mib: f
-                    .memory_info()
-                    .and_then(|m| m.size_in_mib())
-                    .unwrap_or(0)
-                    .max(0) as u64,
-            });
-        }
+        accelerators!(info.fpgas(), AcceleratorKind::Fpga);
     }
     if let Some(info) = t.media_accelerator_info() {
-        for m in info.accelerators() {
-            accelerators.push(AcceleratorSpec {
-                kind: AcceleratorKind::Media,
-                manufacturer: m.manufacturer().unwrap_or_default().to_string(),
-                name: m.name().unwrap_or_default().to_string(),
-                count: count(m.count()),
-                memory_mib: m
-                    .memory_info()
-                    .and_then(|i| i.size_in_mib())
-                    .unwrap_or(0)
-                    .max(0) as u64,
-            });
-        }
+        accelerators!(info.accelerators(), AcceleratorKind::Media);
     }
     let gpus = t
         .gpu_info()
@@ -579,6 +563,115 @@ mod tests {
                 name: None,
                 version: "$Latest".into()
             })
+        );
+    }
+
+    #[test]
+    fn every_kind_of_accelerator_converts_with_its_maker_count_and_memory() {
+        let t = ec2::InstanceTypeInfo::builder()
+            .instance_type(ec2::InstanceType::from("x1.test"))
+            .inference_accelerator_info(
+                ec2::InferenceAcceleratorInfo::builder()
+                    .accelerators(
+                        ec2::InferenceDeviceInfo::builder()
+                            .manufacturer("AWS")
+                            .name("Inferentia")
+                            .count(2)
+                            .memory_info(
+                                ec2::InferenceDeviceMemoryInfo::builder()
+                                    .size_in_mib(8192)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .neuron_info(
+                ec2::NeuronInfo::builder()
+                    .neuron_devices(
+                        ec2::NeuronDeviceInfo::builder()
+                            .name("Trainium")
+                            .count(1)
+                            .memory_info(
+                                ec2::NeuronDeviceMemoryInfo::builder()
+                                    .size_in_mib(32768)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .fpga_info(
+                ec2::FpgaInfo::builder()
+                    .fpgas(
+                        ec2::FpgaDeviceInfo::builder()
+                            .manufacturer("Xilinx")
+                            .name("VU9P")
+                            .count(1)
+                            .memory_info(
+                                ec2::FpgaDeviceMemoryInfo::builder()
+                                    .size_in_mib(65536)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .media_accelerator_info(
+                ec2::MediaAcceleratorInfo::builder()
+                    .accelerators(
+                        ec2::MediaDeviceInfo::builder()
+                            .manufacturer("Xilinx")
+                            .name("U30")
+                            .count(2)
+                            .memory_info(
+                                ec2::MediaDeviceMemoryInfo::builder()
+                                    .size_in_mib(24576)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let got: Vec<(AcceleratorKind, String, String, u32, u64)> = instance_type(&t)
+            .unwrap()
+            .accelerators
+            .into_iter()
+            .map(|a| (a.kind, a.manufacturer, a.name, a.count, a.memory_mib))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    AcceleratorKind::Inference,
+                    "AWS".into(),
+                    "Inferentia".into(),
+                    2,
+                    8192
+                ),
+                (
+                    AcceleratorKind::Neuron,
+                    "AWS".into(),
+                    "Trainium".into(),
+                    1,
+                    32768
+                ),
+                (
+                    AcceleratorKind::Fpga,
+                    "Xilinx".into(),
+                    "VU9P".into(),
+                    1,
+                    65536
+                ),
+                (
+                    AcceleratorKind::Media,
+                    "Xilinx".into(),
+                    "U30".into(),
+                    2,
+                    24576
+                ),
+            ]
         );
     }
 

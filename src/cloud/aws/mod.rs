@@ -88,14 +88,6 @@ impl AwsAccount {
     pub fn new(config: SdkConfig) -> Self {
         AwsAccount { config }
     }
-
-    /// The configuration's own region, where account-level calls go.
-    pub fn home_region(&self) -> String {
-        self.config
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "us-east-1".into())
-    }
 }
 
 impl Account for AwsAccount {
