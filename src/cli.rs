@@ -431,7 +431,7 @@ pub fn pass_table(r: &crate::pass::PassReport) -> String {
                     "  {:<24} {:<20} {:<17} {status}",
                     o.group,
                     o.instance.as_deref().unwrap_or("-"),
-                    o.action
+                    o.action.name()
                 );
             }
         }

@@ -2,7 +2,7 @@
 //! outcome.
 //!
 //! Groups run concurrently (bounded); each group's actions run in plan order. One failure
-//! never stops the others. The swap follows DESIGN.md section 3 to the letter: record the
+//! never stops the others. The swap follows the protocol (README, "How a swap works"): record the
 //! MaxSize on the group before raising it, attach, terminate the on-demand instance through
 //! the group with `ShouldDecrementDesiredCapacity=true`, then restore MaxSize and drop the tag.
 //! A dry run calls nothing. It never decides: every choice was made by the planner.
@@ -14,8 +14,9 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
-use crate::model::{Snapshot, tags};
-use crate::plan::{Action, Decision, Plan};
+use crate::model::Snapshot;
+use crate::plan::{Action, ActionKind, Decision, Plan};
+use crate::protocol;
 
 /// Groups whose actions run at the same time in one region. Auto Scaling's calls share one
 /// throttling bucket per account and region, so a few at a time is plenty.
@@ -59,7 +60,7 @@ pub struct Outcome {
     pub group: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
-    pub action: &'static str,
+    pub action: ActionKind,
     #[serde(flatten)]
     pub status: Status,
     /// Hourly saving the action brings once done, USD (before minus after).
@@ -114,7 +115,7 @@ async fn run_action<A: Actuator>(
     let outcome = |status| Outcome {
         group: d.group.clone(),
         instance: d.instance.clone(),
-        action: a.name(),
+        action: a.kind(),
         status,
         hourly_saving,
     };
@@ -161,35 +162,6 @@ async fn run_action<A: Actuator>(
     })
 }
 
-/// The tags of a clone: the replaced instance's own tags and the group's propagated tags
-/// (never `aws:` keys, which AWS reserves, and never protocol tags of the replaced instance),
-/// then the two protocol tags.
-pub fn clone_tags(snapshot: &Snapshot, group: &str, replaces: &str) -> BTreeMap<String, String> {
-    let usable = |k: &str| {
-        !k.starts_with(tags::AWS_RESERVED_PREFIX) && k != tags::GROUP && k != tags::REPLACES
-    };
-    let mut out: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(g) = snapshot.groups.iter().find(|g| g.name == group) {
-        for k in &g.propagated_tag_keys {
-            if let Some(v) = g.tags.get(k)
-                && usable(k)
-            {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if let Some(i) = snapshot.instances.get(replaces) {
-        for (k, v) in &i.tags {
-            if usable(k) {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    out.insert(tags::GROUP.into(), group.into());
-    out.insert(tags::REPLACES.into(), replaces.into());
-    out
-}
-
 /// Launches a clone, trying the candidates in order: a capacity error moves on to the next
 /// type, any other error stops (it would fail for every type alike).
 async fn launch<A: Actuator>(
@@ -206,6 +178,7 @@ async fn launch<A: Actuator>(
         launch,
         candidates,
         max_price,
+        tags,
         ..
     } = a
     else {
@@ -223,7 +196,6 @@ async fn launch<A: Actuator>(
                 &format!("{launch} is not in the snapshot"),
             )
         })?;
-    let tags = clone_tags(snapshot, group, replaces);
     let mut last = None;
     for c in candidates {
         let l = CloneLaunch {
@@ -277,8 +249,12 @@ async fn swap<A: Actuator>(
     if let Some(m) = max_size {
         // The tag first: if the pass dies after raising MaxSize, the next pass finds the tag
         // and restores the original value.
-        act.tag_group(group, tags::MAX_SIZE, &m.original.to_string())
-            .await?;
+        act.tag_group(
+            group,
+            protocol::MAX_SIZE,
+            &protocol::max_size_value(m.original),
+        )
+        .await?;
         act.set_max_size(group, m.raised).await?;
     }
     if let Err(e) = act.attach(group, clone).await {
@@ -299,7 +275,7 @@ async fn swap<A: Actuator>(
 
 async fn restore_max_size<A: Actuator>(act: &A, group: &str, to: u32) -> Result<(), CloudError> {
     act.set_max_size(group, to).await?;
-    act.untag_group(group, tags::MAX_SIZE).await
+    act.untag_group(group, protocol::MAX_SIZE).await
 }
 
 #[cfg(test)]

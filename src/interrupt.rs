@@ -14,15 +14,12 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use crate::cloud::GroupQuery;
 use crate::cloud::{Account, Actuator, CloudError, Inventory};
 use crate::events::Event;
-use crate::model::{Group, Instance, tags};
-use crate::observe::group_query;
-use crate::plan::{interruption_entry, parse_interruptions};
+use crate::model::{Group, Instance};
+use crate::protocol::{self, Interruption};
 use crate::settings::{InterruptionAction, Settings};
-
-/// AWS caps a tag value at 256 characters.
-const TAG_VALUE_MAX: usize = 256;
 
 /// What became of an interruption signal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,20 +90,13 @@ pub fn decide(
     };
     let pool = instance.map(|i| (i.instance_type.as_str(), i.availability_zone.as_str()));
     let interrupted_tag = pool.map(|(ty, az)| {
-        // Keep the entries still inside the cool-down, newest last, within AWS's size limit;
-        // an unreadable old value is replaced rather than trusted.
+        let latest = Interruption {
+            instance_type: ty.to_string(),
+            availability_zone: az.to_string(),
+            at: now,
+        };
         let cooldown = Duration::minutes(i64::from(policy.interruption_cooldown_minutes));
-        let mut entries: Vec<String> = parse_interruptions(group.tags.get(tags::INTERRUPTED))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(t, z, at)| now - *at < cooldown && !(t == ty && z == az))
-            .map(|(t, z, at)| interruption_entry(&t, &z, at))
-            .collect();
-        entries.push(interruption_entry(ty, az, now));
-        while entries.join(" ").len() > TAG_VALUE_MAX && entries.len() > 1 {
-            entries.remove(0);
-        }
-        entries.join(" ")
+        protocol::record_interruption(&group.tags, &latest, cooldown)
     });
     Decision::Replace {
         group: group.name.clone(),
@@ -176,7 +166,7 @@ async fn react<C: Inventory + Actuator>(
     let group = match membership.get(instance_id) {
         None => None,
         Some(name) => cloud
-            .groups(&group_query(settings))
+            .groups(&GroupQuery::for_settings(settings))
             .await
             .map_err(|e| (name.clone(), e))?
             .into_iter()
@@ -215,7 +205,7 @@ async fn react<C: Inventory + Actuator>(
                 left.map_err(|e| (group.clone(), e))?;
                 if let Some(value) = &interrupted_tag {
                     cloud
-                        .tag_group(&group, tags::INTERRUPTED, value)
+                        .tag_group(&group, protocol::INTERRUPTED, value)
                         .await
                         .map_err(|e| (group.clone(), e))?;
                 }
@@ -234,6 +224,16 @@ async fn react<C: Inventory + Actuator>(
 mod tests {
     use super::*;
     use crate::model::{InstanceState, Market};
+    use crate::protocol::TAG_VALUE_MAX;
+
+    fn interruption_entry(instance_type: &str, az: &str, at: DateTime<Utc>) -> String {
+        Interruption {
+            instance_type: instance_type.into(),
+            availability_zone: az.into(),
+            at,
+        }
+        .entry()
+    }
 
     fn group(tags: &[(&str, &str)]) -> Group {
         Group {
@@ -330,7 +330,7 @@ mod tests {
         let old = interruption_entry("c5.large", "us-east-1b", now() - Duration::hours(3));
         let recent = interruption_entry("m6i.large", "us-east-1c", now() - Duration::minutes(10));
         let value = format!("{old} {recent}");
-        let g = group(&[("spot-enabled", "true"), (tags::INTERRUPTED, &value)]);
+        let g = group(&[("spot-enabled", "true"), (protocol::INTERRUPTED, &value)]);
         let Decision::Replace {
             interrupted_tag, ..
         } = decide(
@@ -363,7 +363,7 @@ mod tests {
             })
             .collect();
         let value = many.join(" ");
-        let g = group(&[("spot-enabled", "true"), (tags::INTERRUPTED, &value)]);
+        let g = group(&[("spot-enabled", "true"), (protocol::INTERRUPTED, &value)]);
         let Decision::Replace {
             interrupted_tag, ..
         } = decide(

@@ -1,7 +1,7 @@
 //! spotswap: swap the on-demand instances of opted-in EC2 Auto Scaling groups for compatible,
 //! cheaper spot instances, without rebuilding the groups.
 //!
-//! A pass is observe -> plan -> execute -> report (DESIGN.md section 2). This library holds all
+//! A pass is observe -> plan -> execute -> report (ARCHITECTURE.md). This library holds all
 //! of it; the binaries only wire configuration, logging and the AWS adapter. The decision core
 //! ([`compat`], [`settings`], [`plan`]) is pure: it never touches the network, the clock or a
 //! logger, so every rule is tested by tables and the dry run is exactly what a real pass would do.
@@ -21,6 +21,8 @@ pub mod observe;
 pub mod pass;
 pub mod plan;
 pub mod price_table;
+pub mod pricing;
+pub mod protocol;
 pub mod savings;
 pub mod schedule;
 pub mod settings;

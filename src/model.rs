@@ -11,24 +11,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Tags spotswap writes. Their names are a public contract (DESIGN.md section 3): the swap
-/// protocol keeps all of its state in them, so a crashed pass can be finished by the next one.
-pub mod tags {
-    /// On a clone: the name of the group it was launched for.
-    pub const GROUP: &str = "spotswap:group";
-    /// On a clone: the id of the on-demand instance it replaces.
-    pub const REPLACES: &str = "spotswap:replaces";
-    /// On a group: its MaxSize before spotswap raised it by one around a swap.
-    pub const MAX_SIZE: &str = "spotswap:max-size";
-    /// On a group: the spot pools (type and AZ) that recently interrupted its instances,
-    /// as space-separated `TYPE@AZ@RFC3339` entries.
-    pub const INTERRUPTED: &str = "spotswap:interrupted";
-    /// The prefix of every per-group setting tag (`spotswap:min-on-demand-number`, ...).
-    pub const SETTING_PREFIX: &str = "spotswap:";
-    /// Tag keys with this prefix are reserved by AWS and can never be copied to a clone.
-    pub const AWS_RESERVED_PREFIX: &str = "aws:";
-}
-
 /// A CPU architecture as EC2 names it (`DescribeInstanceTypes` and `DescribeImages`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Architecture {
@@ -404,7 +386,7 @@ impl Ami {
 }
 
 /// The operating system a group runs, which decides which spot and on-demand prices apply
-/// (DESIGN.md section 6: Windows and RHEL groups are priced as what they are).
+/// (Windows and RHEL groups are priced as what they are, see [`crate::pricing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
@@ -549,10 +531,9 @@ pub struct Instance {
 
 impl Instance {
     /// For a spotswap clone: the group and the instance it was launched to replace.
+    /// (The tags are the swap protocol's: see [`crate::protocol::clone_of`].)
     pub fn clone_of(&self) -> Option<(&str, &str)> {
-        let group = self.tags.get(tags::GROUP)?;
-        let replaces = self.tags.get(tags::REPLACES)?;
-        Some((group.as_str(), replaces.as_str()))
+        crate::protocol::clone_of(self)
     }
 }
 
@@ -652,23 +633,6 @@ pub struct Snapshot {
     #[serde(default)]
     pub spot_prices: Vec<SpotPricePoint>,
     pub on_demand: OnDemandPrices,
-}
-
-impl Snapshot {
-    /// The AMI a group launches, when its launch spec and the AMI are both known.
-    pub fn group_ami(&self, group: &Group) -> Option<&Ami> {
-        let spec = self.launch_specs.get(&group.launch.as_ref()?.key())?;
-        self.amis.get(&spec.image_id)
-    }
-
-    /// The OS a group is priced as: the spot product setting when given, else its AMI's
-    /// platform, else Linux.
-    pub fn group_os(&self, group: &Group, product_setting: Option<&str>) -> Os {
-        product_setting
-            .and_then(Os::from_product_description)
-            .or_else(|| self.group_ami(group).map(Os::of_ami))
-            .unwrap_or(Os::Linux)
-    }
 }
 
 #[cfg(test)]

@@ -15,31 +15,19 @@ use crate::catalog::Catalog;
 use crate::cloud::{CloudError, GroupQuery, Inventory};
 use crate::model::{OnDemandPrices, Os, PriceSource, Snapshot};
 use crate::price_table::BundledPrices;
-use crate::settings::{FilterMode, Settings};
+use crate::pricing::GroupPricing;
+use crate::settings::{GroupPolicy, Settings};
 
-/// A region's snapshot and what had to be filled in from bundled data.
+/// A region's snapshot, each group's policy as resolved for this pass, and what had to be
+/// filled in from bundled data.
 #[derive(Debug, Clone)]
 pub struct Observation {
     pub snapshot: Snapshot,
+    /// Every listed group's policy, by name: resolved here once, reused by the planner and the
+    /// savings report.
+    pub policies: BTreeMap<String, GroupPolicy>,
     /// Reads that failed and were replaced by bundled data, in plain words.
     pub warnings: Vec<String>,
-}
-
-/// The group query for the settings: exact tag values are filtered by Auto Scaling, glob
-/// values only by key (the planner matches the glob); opt-out mode must list every group.
-pub fn group_query(settings: &Settings) -> GroupQuery {
-    let mut q = GroupQuery::default();
-    if settings.tag_filtering_mode == FilterMode::OptOut {
-        return q;
-    }
-    for f in &settings.tag_filters {
-        if f.value.contains(['*', '?']) {
-            q.tag_keys.push(f.key.clone());
-        } else {
-            q.tag_values.push((f.key.clone(), f.value.clone()));
-        }
-    }
-    q
 }
 
 /// Reads one region.
@@ -50,7 +38,8 @@ pub async fn observe<I: Inventory>(
 ) -> Result<Observation, CloudError> {
     let region = inv.region().to_string();
     let mut warnings = Vec::new();
-    let groups = inv.groups(&group_query(settings)).await?;
+    let groups = inv.groups(&GroupQuery::for_settings(settings)).await?;
+    let policies = settings.policies(&groups);
     let mut clones = inv.clones().await?;
     let mut snapshot = Snapshot {
         region: region.clone(),
@@ -68,7 +57,11 @@ pub async fn observe<I: Inventory>(
     };
     if groups.is_empty() && clones.is_empty() {
         // Nothing to do here: no need to read types and prices.
-        return Ok(Observation { snapshot, warnings });
+        return Ok(Observation {
+            snapshot,
+            policies,
+            warnings,
+        });
     }
 
     // Which group each clone is attached to, when its group is not among those listed (not
@@ -145,18 +138,15 @@ pub async fn observe<I: Inventory>(
     let mut products: BTreeSet<String> = BTreeSet::new();
     let mut window = settings.group.spot_price_window_minutes;
     for g in &groups {
-        let Ok(policy) = settings.for_group(&g.tags) else {
-            continue;
+        // Groups with unusable settings are left alone and costed under the global settings.
+        let policy = match &policies[&g.name] {
+            GroupPolicy::OptedIn(p) => p,
+            GroupPolicy::NotOptedIn | GroupPolicy::Invalid(_) => &settings.group,
         };
-        window = window.max(policy.spot_price_window_minutes);
-        let os = snapshot.group_os(g, policy.spot_product_description.as_deref());
-        oses.insert(os);
-        products.insert(
-            policy
-                .spot_product_description
-                .clone()
-                .unwrap_or_else(|| os.spot_product_description().to_string()),
-        );
+        let pricing = GroupPricing::for_group(&snapshot, g, policy);
+        window = window.max(pricing.window);
+        oses.insert(pricing.os);
+        products.insert(pricing.product);
     }
     // Orphans of groups not listed are costed as Linux.
     oses.insert(Os::Linux);
@@ -195,20 +185,9 @@ pub async fn observe<I: Inventory>(
         }
     }
     snapshot.groups = groups;
-    Ok(Observation { snapshot, warnings })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exact_filters_go_to_the_server_and_globs_by_key_only() {
-        let s = Settings::from_pairs([("tag-filters", "spot-enabled=true,team=web*")]).unwrap();
-        let q = group_query(&s);
-        assert_eq!(q.tag_values, vec![("spot-enabled".into(), "true".into())]);
-        assert_eq!(q.tag_keys, vec!["team".to_string()]);
-        let s = Settings::from_pairs([("tag-filtering-mode", "opt-out")]).unwrap();
-        assert_eq!(group_query(&s), GroupQuery::default());
-    }
+    Ok(Observation {
+        snapshot,
+        policies,
+        warnings,
+    })
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::cloud::{Account, CloudError};
 use crate::execute::{ExecOptions, Outcome, Status, execute};
 use crate::observe::observe;
-use crate::plan::{Plan, plan};
+use crate::plan::{ActionKind, Inputs, Plan, plan_with};
 use crate::savings::{Savings, savings};
 use crate::settings::Settings;
 
@@ -148,7 +148,13 @@ async fn region_pass<A: Account>(
             };
         }
     };
-    let p = plan(&observation.snapshot, settings, now);
+    let inputs = Inputs::with_policies(
+        &observation.snapshot,
+        settings,
+        observation.policies.clone(),
+        now,
+    );
+    let p = plan_with(&inputs);
     let actions = p.actions().count();
     progress(
         region,
@@ -170,7 +176,7 @@ async fn region_pass<A: Account>(
         groups: observation.snapshot.groups.len() as u32,
         error: None,
         warnings: observation.warnings,
-        savings: Some(savings(&observation.snapshot, settings, now)),
+        savings: Some(savings(&inputs)),
         plan: Some(p),
         outcomes,
         calls: cloud.call_counts(),
@@ -202,17 +208,16 @@ fn totals(reports: &[RegionReport]) -> Totals {
                 continue;
             }
             match o.action {
-                "launch-clone" => t.clones_launched += 1,
-                "swap" | "complete-swap" => {
+                ActionKind::LaunchClone => t.clones_launched += 1,
+                ActionKind::Swap | ActionKind::CompleteSwap => {
                     t.swaps += 1;
                     t.hourly_savings += o.hourly_saving.unwrap_or(0.0);
                 }
-                "terminate-orphan" => {
+                ActionKind::TerminateOrphan => {
                     t.orphans_terminated += 1;
                     t.hourly_savings += o.hourly_saving.unwrap_or(0.0);
                 }
-                "restore-max-size" => t.max_size_restored += 1,
-                _ => {}
+                ActionKind::RestoreMaxSize => t.max_size_restored += 1,
             }
         }
     }

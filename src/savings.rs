@@ -1,16 +1,17 @@
 //! Savings: what each opted-in group costs per hour now, what it would cost all on-demand,
 //! and the difference, with the prices used and where they came from.
 //!
-//! Pure: a function of a snapshot, the settings and the time. Spot instances are costed at
-//! their pool's spot price judged over the price window (as the planner judges them),
-//! on-demand ones at the on-demand price times the multiplier; an instance whose price is
-//! unknown is counted as unpriced, never as free.
+//! Pure: a function of the pass's [`Inputs`] (the snapshot, each group's settings and pricing,
+//! the region's prices). Every instance is costed by [`crate::pricing`], with the same rule
+//! and the same prices the planner uses; an instance whose price is unknown is counted as
+//! unpriced, never as free.
 
 use serde::Serialize;
 
-use crate::model::{Market, PriceSource, Snapshot};
-use crate::plan::{PriceUsed, SpotIndex};
-use crate::settings::Settings;
+use crate::model::{Market, PriceSource};
+use crate::plan::Inputs;
+use crate::pricing::{PriceUsed, spot_source};
+use crate::settings::GroupPolicy;
 
 /// Hours in a month, as AWS bills them.
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -46,25 +47,16 @@ pub struct Savings {
 }
 
 /// Costs of every opted-in group with usable settings.
-pub fn savings(
-    snapshot: &Snapshot,
-    settings: &Settings,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Savings {
-    let spot = SpotIndex::new(&snapshot.spot_prices);
+pub fn savings(inputs: &Inputs) -> Savings {
+    let snapshot = inputs.snapshot;
+    let prices = &inputs.prices;
     let mut groups = Vec::new();
     for g in &snapshot.groups {
-        if !settings.opts_in(&g.tags) {
+        let gi = inputs.group(g);
+        if !matches!(gi.policy, GroupPolicy::OptedIn(_)) {
             continue;
         }
-        let Ok(policy) = settings.for_group(&g.tags) else {
-            continue;
-        };
-        let os = snapshot.group_os(g, policy.spot_product_description.as_deref());
-        let product = policy
-            .spot_product_description
-            .clone()
-            .unwrap_or_else(|| os.spot_product_description().to_string());
+        let pricing = &gi.pricing;
         let mut s = GroupSavings {
             group: g.name.clone(),
             instances: 0,
@@ -77,21 +69,9 @@ pub fn savings(
             monthly_saving: 0.0,
             prices: Vec::new(),
         };
-        let od_source = if policy.on_demand_price_multiplier == 1.0 {
-            snapshot.on_demand.source.to_string()
-        } else {
-            format!(
-                "{} x {}",
-                snapshot.on_demand.source, policy.on_demand_price_multiplier
-            )
-        };
-        let spot_source = format!(
-            "spot price history, highest over {} min",
-            policy.spot_price_window_minutes
-        );
-        let mut note = |p: PriceUsed| {
-            if !s.prices.contains(&p) {
-                s.prices.push(p);
+        let mut note = |p: &PriceUsed| {
+            if !s.prices.contains(p) {
+                s.prices.push(p.clone());
             }
         };
         for m in g.members.iter().filter(|m| m.is_in_service()) {
@@ -99,50 +79,22 @@ pub fn savings(
                 continue;
             };
             s.instances += 1;
-            let od = snapshot
-                .on_demand
-                .price(&i.instance_type, os)
-                .map(|p| p * policy.on_demand_price_multiplier);
-            let now_price = match i.market {
-                Market::OnDemand => {
-                    s.on_demand += 1;
-                    od
-                }
-                Market::Spot => {
-                    s.spot += 1;
-                    spot.price(
-                        &product,
-                        &i.availability_zone,
-                        &i.instance_type,
-                        now,
-                        policy.spot_price_window_minutes,
-                    )
-                }
-            };
-            if let Some(o) = od {
-                note(PriceUsed {
-                    instance_type: i.instance_type.clone(),
-                    market: Market::OnDemand,
-                    availability_zone: None,
-                    os,
-                    price: o,
-                    source: od_source.clone(),
-                });
+            match i.market {
+                Market::OnDemand => s.on_demand += 1,
+                Market::Spot => s.spot += 1,
             }
-            if let (Market::Spot, Some(p)) = (i.market, now_price) {
-                note(PriceUsed {
-                    instance_type: i.instance_type.clone(),
-                    market: Market::Spot,
-                    availability_zone: Some(i.availability_zone.clone()),
-                    os,
-                    price: p,
-                    source: spot_source.clone(),
-                });
+            let od = prices.on_demand(pricing, &i.instance_type);
+            let now = prices.now(pricing, i);
+            for p in od
+                .iter()
+                .chain(now.iter().filter(|p| p.market == Market::Spot))
+            {
+                note(p);
             }
-            match (now_price, od) {
+            match (now, od) {
                 (Some(n), Some(o)) => {
-                    s.hourly_now += n;
-                    s.hourly_all_on_demand += o;
+                    s.hourly_now += n.price;
+                    s.hourly_all_on_demand += o.price;
                 }
                 _ => s.unpriced += 1,
             }
@@ -157,10 +109,7 @@ pub fn savings(
     Savings {
         region: snapshot.region.clone(),
         on_demand_source: snapshot.on_demand.source.clone(),
-        spot_source: format!(
-            "spot price history, highest over {} min",
-            settings.group.spot_price_window_minutes
-        ),
+        spot_source: spot_source(inputs.settings.group.spot_price_window_minutes),
         groups,
         hourly_now,
         hourly_all_on_demand,
@@ -172,6 +121,8 @@ pub fn savings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Snapshot;
+    use crate::settings::Settings;
 
     #[test]
     fn savings_cost_spot_at_their_pool_price_and_on_demand_at_list() {
@@ -179,7 +130,8 @@ mod tests {
             serde_json::from_str(include_str!("../tests/golden/diversity.json")).unwrap();
         let snapshot: Snapshot = serde_json::from_value(scenario["snapshot"].clone()).unwrap();
         let now = "2023-09-05T14:00:00Z".parse().unwrap();
-        let s = savings(&snapshot, &Settings::default(), now);
+        let settings = Settings::default();
+        let s = savings(&Inputs::new(&snapshot, &settings, now));
         assert_eq!(s.groups.len(), 1);
         let g = &s.groups[0];
         assert_eq!((g.instances, g.spot, g.on_demand, g.unpriced), (9, 3, 6, 0));
@@ -212,7 +164,9 @@ mod tests {
         let scenario: serde_json::Value =
             serde_json::from_str(include_str!("../tests/golden/not_opted_in.json")).unwrap();
         let snapshot: Snapshot = serde_json::from_value(scenario["snapshot"].clone()).unwrap();
-        let s = savings(&snapshot, &Settings::default(), chrono::Utc::now());
+        let settings = Settings::default();
+        let now = "2023-09-05T14:00:00Z".parse().unwrap();
+        let s = savings(&Inputs::new(&snapshot, &settings, now));
         assert!(s.groups.is_empty());
         assert_eq!(s.hourly_saving, 0.0);
     }

@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::glob;
-use crate::model::tags;
+use crate::protocol;
 use crate::schedule::{Schedule, ScheduleState};
 
 /// Whether a setting is global only or may be overridden per group by a tag.
@@ -44,7 +44,7 @@ impl SettingDef {
 
     /// The group tag: `spotswap:min-on-demand-number` (only for group-scoped settings).
     pub fn tag(&self) -> String {
-        format!("{}{}", tags::SETTING_PREFIX, self.stem)
+        format!("{}{}", protocol::SETTING_PREFIX, self.stem)
     }
 
     /// The CloudFormation parameter: `MinOnDemandNumber`.
@@ -358,6 +358,27 @@ pub struct Settings {
     pub handle_rebalance_recommendations: bool,
     /// Defaults for every group, before its tags.
     pub group: GroupSettings,
+    /// The global values of the group-scoped settings as given (or defaulted), with where each
+    /// came from: a group's tags are overlaid on these and parsed as one.
+    group_values: BTreeMap<&'static str, Sourced>,
+}
+
+/// A setting's value as text, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sourced {
+    value: String,
+    source: String,
+}
+
+/// What the settings say about one group: left alone, unusable, or opted in with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupPolicy {
+    /// The group does not carry the filter tags (or carries them in opt-out mode).
+    NotOptedIn,
+    /// A setting tag has a value that cannot be used: the group must be left alone.
+    Invalid(InvalidSetting),
+    /// Opted in, with the global settings overlaid by its tags.
+    OptedIn(GroupSettings),
 }
 
 impl Default for Settings {
@@ -369,19 +390,31 @@ impl Default for Settings {
 
 impl Settings {
     /// Builds settings from `(stem, value)` pairs (flags and environment), over the built-in
-    /// defaults. Every invalid value is reported, not only the first.
+    /// defaults of [`SETTINGS`]. Every invalid value is reported, not only the first.
     pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Settings, Vec<InvalidSetting>> {
-        let mut values: BTreeMap<&'static str, String> = SETTINGS
+        let mut values: BTreeMap<&'static str, Sourced> = SETTINGS
             .iter()
-            .map(|d| (d.stem, d.default.to_string()))
+            .map(|d| {
+                let source = format!("--{} / {}", d.stem, d.env());
+                (
+                    d.stem,
+                    Sourced {
+                        value: d.default.to_string(),
+                        source,
+                    },
+                )
+            })
             .collect();
         let mut errors = Vec::new();
         for (k, v) in pairs {
             match setting(k.as_ref()) {
                 Some(d) => {
-                    values.insert(d.stem, v.as_ref().to_string());
+                    values
+                        .get_mut(d.stem)
+                        .expect("every stem has a value")
+                        .value = v.as_ref().to_string();
                 }
                 None => errors.push(InvalidSetting {
                     setting: k.as_ref().to_string(),
@@ -391,75 +424,45 @@ impl Settings {
                 }),
             }
         }
-        let source = |stem: &str| {
-            let d = setting(stem).expect("stem from SETTINGS");
-            format!("--{} / {}", d.stem, d.env())
-        };
-        let mut group = builtin_group_settings();
-        for d in SETTINGS.iter().filter(|d| d.scope == Scope::Group) {
-            if let Err(problem) = apply_group_setting(&mut group, d.stem, &values[d.stem]) {
-                errors.push(InvalidSetting {
-                    setting: d.stem.into(),
-                    source: source(d.stem),
-                    value: values[d.stem].clone(),
-                    problem,
-                });
-            }
-        }
-        let mut global = |stem: &'static str, r: Result<(), String>| {
-            if let Err(problem) = r {
-                errors.push(InvalidSetting {
-                    setting: stem.into(),
-                    source: source(stem),
-                    value: values[stem].clone(),
-                    problem,
-                });
+        let group = parse_group(&|stem| &values[stem]).map_err(|mut e| errors.append(&mut e));
+        let mut global = |stem: &'static str, problem: Option<String>| {
+            if let Some(problem) = problem {
+                errors.push(values[stem].invalid(stem, problem));
             }
         };
-        let mode = parse_mode(&values["tag-filtering-mode"]);
-        global(
-            "tag-filtering-mode",
-            mode.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
+        let value = |stem: &str| values[stem].value.as_str();
+        let mode = parse_mode(value("tag-filtering-mode"));
+        global("tag-filtering-mode", mode.as_ref().err().cloned());
         let mode = mode.unwrap_or(FilterMode::OptIn);
-        let filters = parse_tag_filters(&values["tag-filters"], mode);
-        global(
-            "tag-filters",
-            filters.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
-        let interruption_action = match values["interruption-action"].trim() {
-            "terminate" => Ok(InterruptionAction::Terminate),
-            "detach" => Ok(InterruptionAction::Detach),
-            _ => Err("expected terminate or detach".to_string()),
-        };
+        let filters = parse_tag_filters(value("tag-filters"), mode);
+        global("tag-filters", filters.as_ref().err().cloned());
+        let interruption_action = parse_interruption_action(value("interruption-action"));
         global(
             "interruption-action",
-            interruption_action
-                .as_ref()
-                .map(|_| ())
-                .map_err(Clone::clone),
+            interruption_action.as_ref().err().cloned(),
         );
-        let rebalance = parse_bool(&values["handle-rebalance-recommendations"]);
+        let rebalance = parse_bool(value("handle-rebalance-recommendations"));
         global(
             "handle-rebalance-recommendations",
-            rebalance.as_ref().map(|_| ()).map_err(Clone::clone),
+            rebalance.as_ref().err().cloned(),
         );
-        let dry_run = parse_bool(&values["dry-run"]);
-        global(
-            "dry-run",
-            dry_run.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
+        let dry_run = parse_bool(value("dry-run"));
+        global("dry-run", dry_run.as_ref().err().cloned());
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Settings {
-            regions: glob::split_list(&values["regions"]),
+            regions: glob::split_list(value("regions")),
             tag_filters: filters.expect("checked above"),
             tag_filtering_mode: mode,
             dry_run: dry_run.expect("checked above"),
             interruption_action: interruption_action.expect("checked above"),
             handle_rebalance_recommendations: rebalance.expect("checked above"),
-            group,
+            group: group.expect("checked above"),
+            group_values: values
+                .into_iter()
+                .filter(|(stem, _)| setting(stem).is_some_and(|d| d.scope == Scope::Group))
+                .collect(),
         })
     }
 
@@ -483,47 +486,64 @@ impl Settings {
         }
     }
 
-    /// The settings for a group: the global values overlaid with the group's tags. The first
-    /// bad tag value is returned as an error, and the group must then be left alone.
+    /// What the settings say about a group with these tags: resolved once per group per pass.
+    pub fn policy(&self, group_tags: &BTreeMap<String, String>) -> GroupPolicy {
+        if !self.opts_in(group_tags) {
+            return GroupPolicy::NotOptedIn;
+        }
+        match self.for_group(group_tags) {
+            Ok(s) => GroupPolicy::OptedIn(s),
+            Err(e) => GroupPolicy::Invalid(e),
+        }
+    }
+
+    /// Every group's policy, by name.
+    pub fn policies(&self, groups: &[crate::model::Group]) -> BTreeMap<String, GroupPolicy> {
+        groups
+            .iter()
+            .map(|g| (g.name.clone(), self.policy(&g.tags)))
+            .collect()
+    }
+
+    /// The settings for a group: the global values overlaid with the group's tags, a spotswap
+    /// tag winning over an AutoSpotting alias for the same setting. The first bad tag value is
+    /// returned as an error, and the group must then be left alone; an alias tag with a bad
+    /// value is an error even where a spotswap tag overrides it, so no typo goes unseen.
     pub fn for_group(
         &self,
         group_tags: &BTreeMap<String, String>,
     ) -> Result<GroupSettings, InvalidSetting> {
-        let mut out = self.group.clone();
-        // Aliases first, so that a spotswap tag wins over an AutoSpotting tag for one setting.
-        for use_alias in [true, false] {
+        let overlay = |with_alias: bool, with_tag: bool| {
+            let mut values = self.group_values.clone();
             for d in SETTINGS.iter().filter(|d| d.scope == Scope::Group) {
-                let key = if use_alias {
-                    match d.alias {
-                        Some(a) => a.to_string(),
-                        None => continue,
+                let alias = d.alias.filter(|_| with_alias).map(str::to_string);
+                let tag = Some(d.tag()).filter(|_| with_tag);
+                for key in [alias, tag].into_iter().flatten() {
+                    if let Some(value) = group_tags.get(&key) {
+                        values.insert(
+                            d.stem,
+                            Sourced {
+                                value: value.clone(),
+                                source: format!("tag {key}"),
+                            },
+                        );
                     }
-                } else {
-                    d.tag()
-                };
-                if let Some(value) = group_tags.get(&key) {
-                    apply_group_setting(&mut out, d.stem, value).map_err(|problem| {
-                        InvalidSetting {
-                            setting: d.stem.into(),
-                            source: format!("tag {key}"),
-                            value: value.clone(),
-                            problem,
-                        }
-                    })?;
                 }
             }
+            parse_group(&|stem| &values[stem]).map_err(|mut errs| errs.remove(0))
+        };
+        let shadowed_alias = SETTINGS.iter().any(|d| {
+            d.alias.is_some_and(|a| group_tags.contains_key(a)) && group_tags.contains_key(&d.tag())
+        });
+        if shadowed_alias {
+            overlay(true, false)?;
         }
+        let out = overlay(true, true)?;
         // A spotswap-prefixed tag that names no setting is most likely a typo: say so rather
         // than ignore it. The protocol's own tags are not settings.
-        let protocol = [
-            tags::GROUP,
-            tags::REPLACES,
-            tags::MAX_SIZE,
-            tags::INTERRUPTED,
-        ];
         for (key, value) in group_tags {
-            if let Some(stem) = key.strip_prefix(tags::SETTING_PREFIX)
-                && !protocol.contains(&key.as_str())
+            if let Some(stem) = key.strip_prefix(protocol::SETTING_PREFIX)
+                && !protocol::PROTOCOL_TAGS.contains(&key.as_str())
                 && !self.tag_filters.iter().any(|f| &f.key == key)
                 && !SETTINGS
                     .iter()
@@ -541,88 +561,172 @@ impl Settings {
     }
 }
 
-fn builtin_group_settings() -> GroupSettings {
-    GroupSettings {
-        min_on_demand_number: 0,
-        min_on_demand_percentage: 0.0,
-        allowed_instance_types: TypeList::default(),
-        disallowed_instance_types: TypeList::default(),
-        on_demand_price_multiplier: 1.0,
-        spot_product_description: None,
-        replacements_per_pass: Budget::Percent(25.0),
-        spot_price_window_minutes: 60,
-        cron_schedule: Schedule::always(),
-        cron_timezone: Tz::UTC,
-        cron_schedule_state: ScheduleState::On,
-        orphan_timeout_minutes: 60,
-        interruption_cooldown_minutes: 60,
-        allow_burstable: false,
+impl Sourced {
+    fn invalid(&self, stem: &str, problem: String) -> InvalidSetting {
+        InvalidSetting {
+            setting: stem.into(),
+            source: self.source.clone(),
+            value: self.value.clone(),
+            problem,
+        }
     }
 }
 
-/// Parses one group-scoped setting into `out`, or says what is wrong with the value.
-fn apply_group_setting(out: &mut GroupSettings, stem: &str, value: &str) -> Result<(), String> {
-    let v = value.trim();
-    match stem {
-        "min-on-demand-number" => out.min_on_demand_number = parse_count(v)?,
-        "min-on-demand-percentage" => out.min_on_demand_percentage = parse_percent(v)?,
-        "allowed-instance-types" => out.allowed_instance_types = TypeList(glob::split_list(v)),
-        "disallowed-instance-types" => {
-            out.disallowed_instance_types = TypeList(glob::split_list(v))
-        }
-        "on-demand-price-multiplier" => {
-            let m: f64 = v
-                .parse()
-                .map_err(|_| "expected a number such as 0.7".to_string())?;
-            // Above 1 would admit spot prices above the on-demand list price, which the spot
-            // max price (the list price) would then refuse at launch.
-            if !(m.is_finite() && m > 0.0 && m <= 1.0) {
-                return Err("expected a number above 0 and at most 1".into());
-            }
-            out.on_demand_price_multiplier = m;
-        }
-        "spot-product-description" => {
-            // Stored as the VPC product description EC2 records spot prices under, whatever
-            // spelling was given: EC2-Classic products are retired, and the planner looks
-            // prices up by this exact string.
-            out.spot_product_description = if v.is_empty() {
-                None
-            } else if let Some(os) = crate::model::Os::from_product_description(v) {
-                Some(os.spot_product_description().to_string())
-            } else {
-                return Err("expected Linux/UNIX, Windows, Red Hat Enterprise Linux or SUSE Linux, optionally followed by (Amazon VPC)".into());
-            }
-        }
-        "replacements-per-pass" => {
-            out.replacements_per_pass =
-                if v.ends_with('%') {
-                    Budget::Percent(parse_percent(v)?)
-                } else {
-                    Budget::Count(parse_count(v).map_err(|_| {
-                        "expected a whole number (3) or a percentage (25%)".to_string()
-                    })?)
-                }
-        }
-        "spot-price-window-minutes" => {
-            let n = parse_count(v)?;
-            if n == 0 {
-                return Err("expected at least 1 minute".into());
-            }
-            out.spot_price_window_minutes = n;
-        }
-        "cron-schedule" => out.cron_schedule = v.parse()?,
-        "cron-timezone" => {
-            out.cron_timezone = v
-                .parse()
-                .map_err(|_| "expected an IANA timezone such as Europe/London".to_string())?
-        }
-        "cron-schedule-state" => out.cron_schedule_state = v.parse()?,
-        "orphan-timeout-minutes" => out.orphan_timeout_minutes = parse_count(v)?,
-        "interruption-cooldown-minutes" => out.interruption_cooldown_minutes = parse_count(v)?,
-        "allow-burstable" => out.allow_burstable = parse_bool(v)?,
-        other => return Err(format!("{other} is not a per-group setting")),
+/// Parses every group-scoped setting from its text: the one place that maps a stem to its
+/// field. Every bad value is reported, in table order.
+fn parse_group<'v>(
+    values: &dyn Fn(&'static str) -> &'v Sourced,
+) -> Result<GroupSettings, Vec<InvalidSetting>> {
+    let mut errors = Vec::new();
+    let mut field = |stem: &'static str, parse: &dyn Fn(&str) -> Result<Parsed, String>| {
+        let v = values(stem);
+        parse(v.value.trim())
+            .map_err(|problem| errors.push(v.invalid(stem, problem)))
+            .ok()
+    };
+    use Parsed as P;
+    let fields = [
+        field("min-on-demand-number", &|v| parse_count(v).map(P::Count)),
+        field("min-on-demand-percentage", &|v| {
+            parse_percent(v).map(P::Number)
+        }),
+        field("allowed-instance-types", &|v| {
+            Ok(P::Types(TypeList(glob::split_list(v))))
+        }),
+        field("disallowed-instance-types", &|v| {
+            Ok(P::Types(TypeList(glob::split_list(v))))
+        }),
+        field("on-demand-price-multiplier", &|v| {
+            parse_multiplier(v).map(P::Number)
+        }),
+        field("spot-product-description", &|v| {
+            parse_product(v).map(P::Product)
+        }),
+        field("replacements-per-pass", &|v| parse_budget(v).map(P::Budget)),
+        field("spot-price-window-minutes", &|v| {
+            parse_window(v).map(P::Count)
+        }),
+        field("cron-schedule", &|v| v.parse().map(P::Schedule)),
+        field("cron-timezone", &|v| {
+            v.parse()
+                .map(P::Timezone)
+                .map_err(|_| "expected an IANA timezone such as Europe/London".to_string())
+        }),
+        field("cron-schedule-state", &|v| v.parse().map(P::State)),
+        field("orphan-timeout-minutes", &|v| parse_count(v).map(P::Count)),
+        field("interruption-cooldown-minutes", &|v| {
+            parse_count(v).map(P::Count)
+        }),
+        field("allow-burstable", &|v| parse_bool(v).map(P::Bool)),
+    ];
+    if !errors.is_empty() {
+        return Err(errors);
     }
-    Ok(())
+    let mut it = fields.into_iter().map(|f| f.expect("no errors"));
+    let mut next = || it.next().expect("one value per field");
+    Ok(GroupSettings {
+        min_on_demand_number: next().count(),
+        min_on_demand_percentage: next().number(),
+        allowed_instance_types: next().types(),
+        disallowed_instance_types: next().types(),
+        on_demand_price_multiplier: next().number(),
+        spot_product_description: next().product(),
+        replacements_per_pass: next().budget(),
+        spot_price_window_minutes: next().count(),
+        cron_schedule: next().schedule(),
+        cron_timezone: next().timezone(),
+        cron_schedule_state: next().state(),
+        orphan_timeout_minutes: next().count(),
+        interruption_cooldown_minutes: next().count(),
+        allow_burstable: next().boolean(),
+    })
+}
+
+/// One parsed group setting, before it lands in its field.
+enum Parsed {
+    Count(u32),
+    Number(f64),
+    Types(TypeList),
+    Product(Option<String>),
+    Budget(Budget),
+    Schedule(Schedule),
+    Timezone(Tz),
+    State(ScheduleState),
+    Bool(bool),
+}
+
+macro_rules! parsed_as {
+    ($($name:ident -> $variant:ident: $ty:ty),* $(,)?) => {
+        impl Parsed {
+            $(fn $name(self) -> $ty {
+                match self {
+                    Parsed::$variant(v) => v,
+                    _ => unreachable!(concat!("the field list and GroupSettings are in step: ", stringify!($name))),
+                }
+            })*
+        }
+    };
+}
+
+parsed_as!(
+    count -> Count: u32,
+    number -> Number: f64,
+    types -> Types: TypeList,
+    product -> Product: Option<String>,
+    budget -> Budget: Budget,
+    schedule -> Schedule: Schedule,
+    timezone -> Timezone: Tz,
+    state -> State: ScheduleState,
+    boolean -> Bool: bool,
+);
+
+fn parse_multiplier(v: &str) -> Result<f64, String> {
+    let m: f64 = v
+        .parse()
+        .map_err(|_| "expected a number such as 0.7".to_string())?;
+    // Above 1 would admit spot prices above the on-demand list price, which the spot max price
+    // (the list price) would then refuse at launch.
+    if !(m.is_finite() && m > 0.0 && m <= 1.0) {
+        return Err("expected a number above 0 and at most 1".into());
+    }
+    Ok(m)
+}
+
+/// Stored as the VPC product description EC2 records spot prices under, whatever spelling was
+/// given: EC2-Classic products are retired, and prices are looked up by this exact string.
+fn parse_product(v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    match crate::model::Os::from_product_description(v) {
+        Some(os) => Ok(Some(os.spot_product_description().to_string())),
+        None => Err("expected Linux/UNIX, Windows, Red Hat Enterprise Linux or SUSE Linux, optionally followed by (Amazon VPC)".into()),
+    }
+}
+
+fn parse_budget(v: &str) -> Result<Budget, String> {
+    if v.ends_with('%') {
+        parse_percent(v).map(Budget::Percent)
+    } else {
+        parse_count(v)
+            .map(Budget::Count)
+            .map_err(|_| "expected a whole number (3) or a percentage (25%)".to_string())
+    }
+}
+
+fn parse_window(v: &str) -> Result<u32, String> {
+    match parse_count(v)? {
+        0 => Err("expected at least 1 minute".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_interruption_action(v: &str) -> Result<InterruptionAction, String> {
+    match v.trim() {
+        "terminate" => Ok(InterruptionAction::Terminate),
+        "detach" => Ok(InterruptionAction::Detach),
+        _ => Err("expected terminate or detach".to_string()),
+    }
 }
 
 fn parse_count(v: &str) -> Result<u32, String> {

@@ -22,8 +22,9 @@ use super::{Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, I
 use crate::catalog::Catalog;
 use crate::model::{
     Ami, Group, Instance, InstanceState, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
-    Os, OsPrices, SpotPricePoint, tags,
+    Os, OsPrices, SpotPricePoint,
 };
+use crate::protocol as tags;
 
 // Items per call, as the real adapter asks for them: a batch of ids or a page of results.
 const INSTANCE_ID_BATCH: usize = 100;

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::model::{
     Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
 };
+use crate::settings::{FilterMode, Settings};
 
 /// What kind of failure an AWS call met, decided by its error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -139,6 +140,25 @@ pub struct GroupQuery {
     pub tag_values: Vec<(String, String)>,
     /// Keys whose value is a glob: only the key's presence is filtered server-side (`tag-key`).
     pub tag_keys: Vec<String>,
+}
+
+impl GroupQuery {
+    /// The query for the settings: exact tag values are filtered by Auto Scaling, glob values
+    /// only by key (the planner matches the glob); opt-out mode must list every group.
+    pub fn for_settings(settings: &Settings) -> GroupQuery {
+        let mut q = GroupQuery::default();
+        if settings.tag_filtering_mode == FilterMode::OptOut {
+            return q;
+        }
+        for f in &settings.tag_filters {
+            if f.value.contains(['*', '?']) {
+                q.tag_keys.push(f.key.clone());
+            } else {
+                q.tag_values.push((f.key.clone(), f.value.clone()));
+            }
+        }
+        q
+    }
 }
 
 /// The read side of one region. Every method is one batched, paginated AWS read.
@@ -303,6 +323,16 @@ pub trait Account: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_filters_go_to_the_server_and_globs_by_key_only() {
+        let s = Settings::from_pairs([("tag-filters", "spot-enabled=true,team=web*")]).unwrap();
+        let q = GroupQuery::for_settings(&s);
+        assert_eq!(q.tag_values, vec![("spot-enabled".into(), "true".into())]);
+        assert_eq!(q.tag_keys, vec!["team".to_string()]);
+        let s = Settings::from_pairs([("tag-filtering-mode", "opt-out")]).unwrap();
+        assert_eq!(GroupQuery::for_settings(&s), GroupQuery::default());
+    }
 
     #[test]
     fn error_codes_map_to_their_kinds() {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use spotswap::model::tags;
+use spotswap::protocol as tags;
 use spotswap::settings::SETTINGS;
 use yaml_rust2::{Yaml, YamlLoader};
 

@@ -25,7 +25,9 @@ use serde_json::Value;
 use spotswap::catalog::Catalog;
 use spotswap::compat::Reason;
 use spotswap::model::Snapshot;
-use spotswap::plan::{Action, Decision, MaxSizeChange, OrphanReason, Plan, Skip, Verdict, plan};
+use spotswap::plan::{
+    Action, ActionKind, Decision, MaxSizeChange, OrphanReason, Plan, Skip, SkipKind, Verdict, plan,
+};
 use spotswap::settings::Settings;
 
 /// Every scenario a test below runs. The harness refuses a name missing here, and
@@ -175,12 +177,12 @@ fn decisions_for<'a>(plan: &'a Plan, group: &str) -> Vec<&'a Decision> {
     plan.decisions.iter().filter(|d| d.group == group).collect()
 }
 
-fn action_names(plan: &Plan) -> Vec<&'static str> {
-    plan.actions().map(|(_, a)| a.name()).collect()
+fn action_kinds(plan: &Plan) -> Vec<ActionKind> {
+    plan.actions().map(|(_, a)| a.kind()).collect()
 }
 
-fn skip_names(plan: &Plan) -> Vec<String> {
-    plan.skips().map(|(_, s)| s.name()).collect()
+fn skip_kinds(plan: &Plan) -> Vec<SkipKind> {
+    plan.skips().map(|(_, s)| s.kind()).collect()
 }
 
 /// The launch-clone actions: (replaced instance, AZ, candidate types, max price).
@@ -218,8 +220,8 @@ fn orphans(plan: &Plan) -> Vec<(&str, &str, OrphanReason)> {
         .collect()
 }
 
-fn count_skips(plan: &Plan, name: &str) -> usize {
-    skip_names(plan).iter().filter(|n| *n == name).count()
+fn count_skips(plan: &Plan, kind: SkipKind) -> usize {
+    skip_kinds(plan).iter().filter(|k| **k == kind).count()
 }
 
 // ---- The scenarios. ----
@@ -255,8 +257,17 @@ fn plain_convergence_launches_a_quarter_of_the_on_demand_instances() {
             "{az}"
         );
     }
-    assert_eq!(count_skips(&plan, "batch-limit"), 6);
+    assert_eq!(count_skips(&plan, SkipKind::BatchLimit), 6);
     assert_eq!(plan.decisions.len(), 8);
+    // The planner computes every clone's tags, so a dry run shows them: the protocol's two,
+    // and the replaced instance's own.
+    for (d, a) in plan.actions() {
+        if let Action::LaunchClone { replaces, tags, .. } = a {
+            assert_eq!(tags.get("spotswap:group"), Some(&d.group));
+            assert_eq!(tags.get("spotswap:replaces"), Some(replaces));
+            assert!(tags.keys().all(|k| !k.starts_with("aws:")), "{tags:?}");
+        }
+    }
 }
 
 #[test]
@@ -315,8 +326,8 @@ fn a_group_that_is_not_opted_in_gets_one_skip_and_no_action() {
 #[test]
 fn a_group_with_a_mixed_instances_policy_is_skipped_without_launches() {
     let plan = run("mixed_instances_policy");
-    assert_eq!(skip_names(&plan), ["mixed-instances-policy"]);
-    assert!(action_names(&plan).is_empty());
+    assert_eq!(skip_kinds(&plan), [SkipKind::MixedInstancesPolicy]);
+    assert!(action_kinds(&plan).is_empty());
 }
 
 #[test]
@@ -361,7 +372,7 @@ fn a_clone_younger_than_the_grace_period_waits_and_counts_against_the_batch() {
         [(Some("i-0a1b2c3d4e5f60001"), "i-0f9e8d7c6b5a40001", 180)]
     );
     assert!(
-        action_names(&plan).is_empty(),
+        action_kinds(&plan).is_empty(),
         "no swap, and the one clone in flight uses up this pass's quarter of 4"
     );
 }
@@ -426,13 +437,13 @@ fn a_leftover_max_size_tag_with_no_swap_in_flight_is_restored() {
         })
         .collect();
     assert_eq!(restores, [(5, 4)]);
-    assert_eq!(action_names(&plan)[0], "restore-max-size");
+    assert_eq!(action_kinds(&plan)[0], ActionKind::RestoreMaxSize);
 }
 
 #[test]
 fn when_every_spot_price_is_above_on_demand_nothing_is_launched() {
     let plan = run("no_cheaper_type");
-    assert!(action_names(&plan).is_empty());
+    assert!(action_kinds(&plan).is_empty());
     let rejected: Vec<&BTreeMap<Reason, u32>> = plan
         .skips()
         .filter_map(|(_, s)| match s {
@@ -478,13 +489,16 @@ fn an_attached_clone_whose_target_is_still_a_member_completes_the_swap() {
         })
         .collect();
     assert_eq!(completes, [("i-0f9e8d7c6b5a40001", "i-0a1b2c3d4e5f60001")]);
-    assert_eq!(action_names(&plan)[0], "complete-swap");
+    assert_eq!(action_kinds(&plan)[0], ActionKind::CompleteSwap);
 }
 
 #[test]
 fn the_instance_a_swap_is_being_completed_for_gets_no_new_clone() {
     let plan = run("interrupted_half_way");
-    assert!(plan.actions().any(|(_, a)| a.name() == "complete-swap"));
+    assert!(
+        plan.actions()
+            .any(|(_, a)| a.kind() == ActionKind::CompleteSwap)
+    );
     assert!(
         launches(&plan).iter().all(|l| l.0 != "i-0a1b2c3d4e5f60001"),
         "{DOUBLE_CLONE_BUG}: {:?}",
@@ -496,10 +510,10 @@ fn the_instance_a_swap_is_being_completed_for_gets_no_new_clone() {
 fn a_crash_after_raising_max_size_completes_the_swap_then_restores_max_size() {
     // Checked without the golden file, which waits for DOUBLE_CLONE_BUG to be fixed.
     let plan = plan_of("interrupted_after_max_size_raise");
-    let names = action_names(&plan);
+    let names = action_kinds(&plan);
     assert_eq!(
         &names[..2],
-        ["complete-swap", "restore-max-size"],
+        [ActionKind::CompleteSwap, ActionKind::RestoreMaxSize],
         "terminate with decrement first (desired 5 -> 4), so MaxSize can come back down to 4"
     );
     assert_eq!(
@@ -515,8 +529,8 @@ fn a_crash_after_raising_max_size_completes_the_swap_then_restores_max_size() {
 fn after_a_crash_mid_swap_the_batch_counts_only_the_on_demand_instances_that_stay() {
     let plan = run("interrupted_after_max_size_raise");
     assert_eq!(
-        &action_names(&plan)[..2],
-        ["complete-swap", "restore-max-size"]
+        &action_kinds(&plan)[..2],
+        [ActionKind::CompleteSwap, ActionKind::RestoreMaxSize]
     );
     let l = launches(&plan);
     assert!(
@@ -623,16 +637,16 @@ fn a_pending_clone_is_terminated_when_on_demand_is_already_at_the_floor() {
 #[test]
 fn unhealthy_protected_and_pending_instances_are_not_replaced() {
     let plan = run("instances_not_replaceable");
-    let by_instance: BTreeMap<&str, String> = plan
+    let by_instance: BTreeMap<&str, SkipKind> = plan
         .skips()
-        .filter_map(|(d, s)| Some((d.instance.as_deref()?, s.name())))
+        .filter_map(|(d, s)| Some((d.instance.as_deref()?, s.kind())))
         .collect();
-    assert_eq!(by_instance["i-0a1b2c3d4e5f60002"], "unhealthy");
+    assert_eq!(by_instance["i-0a1b2c3d4e5f60002"], SkipKind::Unhealthy);
     assert_eq!(
         by_instance["i-0a1b2c3d4e5f60003"],
-        "protected-from-scale-in"
+        SkipKind::ProtectedFromScaleIn
     );
-    assert_eq!(by_instance["i-0a1b2c3d4e5f60004"], "not-in-service");
+    assert_eq!(by_instance["i-0a1b2c3d4e5f60004"], SkipKind::NotInService);
     assert_eq!(
         launches(&plan).iter().map(|l| l.0).collect::<Vec<_>>(),
         ["i-0a1b2c3d4e5f60001"],

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use spotswap::cloud::memory::MemoryCloud;
 use spotswap::events::Event;
 use spotswap::interrupt::{Outcome, handle};
-use spotswap::model::{Group, InstanceState, tags};
+use spotswap::model::{Group, InstanceState};
+use spotswap::protocol as tags;
 use spotswap::settings::{InterruptionAction, Settings};
 
 const REGION: &str = "us-east-1";
@@ -189,11 +190,14 @@ async fn the_planner_avoids_the_interrupted_pool_afterwards() {
     let (cloud, id) = cloud(true);
     handle(&cloud, &Settings::default(), &warning(&id), cloud.now()).await;
     let g = cloud.group(REGION, "web").unwrap();
-    let entries = spotswap::plan::parse_interruptions(g.tags.get(tags::INTERRUPTED)).unwrap();
+    let entries = spotswap::protocol::interruptions(&g.tags).unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(
-        (entries[0].0.as_str(), entries[0].1.as_str()),
+        (
+            entries[0].instance_type.as_str(),
+            entries[0].availability_zone.as_str()
+        ),
         ("m5.large", "us-east-1a")
     );
-    assert_eq!(entries[0].2, cloud.now());
+    assert_eq!(entries[0].at, cloud.now());
 }

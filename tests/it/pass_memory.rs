@@ -15,10 +15,11 @@ use spotswap::cloud::{CloudError, ErrorKind};
 use spotswap::execute::{Outcome, Status};
 use spotswap::model::{
     Ami, Architecture, Group, Instance, LaunchRef, LaunchSpec, Market, OsPrices, Secret,
-    SpotPricePoint, Virtualization, tags,
+    SpotPricePoint, Virtualization,
 };
 use spotswap::pass::{self, PassOptions, PassReport};
-use spotswap::plan::{Action, Decision, OrphanReason, Skip};
+use spotswap::plan::{Action, ActionKind, Decision, OrphanReason, Skip};
+use spotswap::protocol as tags;
 use spotswap::settings::Settings;
 
 // ---------------------------------------------------------------------------------------------
@@ -453,7 +454,7 @@ fn actions(report: &PassReport) -> Vec<(&Decision, &Action)> {
 }
 
 /// The outcomes of one kind of action.
-fn outcomes<'a>(report: &'a PassReport, action: &str) -> Vec<&'a Outcome> {
+fn outcomes(report: &PassReport, action: ActionKind) -> Vec<&Outcome> {
     region(report)
         .outcomes
         .iter()
@@ -624,7 +625,7 @@ async fn dry_run_changes_nothing_in_the_account() {
     // A real pass launches two clones; one loses its on-demand instance out of band, so the
     // next pass has a launch, a swap at MaxSize and an orphan to act on.
     let first = account.pass(&Settings::default()).await;
-    let launched: Vec<&str> = outcomes(&first, "launch-clone")
+    let launched: Vec<&str> = outcomes(&first, ActionKind::LaunchClone)
         .iter()
         .map(|o| o.instance.as_deref().unwrap())
         .collect();
@@ -654,10 +655,15 @@ async fn dry_run_changes_nothing_in_the_account() {
 
         assert!(report.dry_run);
         assert_eq!(report.exit_code(), 0);
-        let planned: BTreeSet<&str> = actions(&report).iter().map(|(_, a)| a.name()).collect();
+        let planned: BTreeSet<ActionKind> =
+            actions(&report).iter().map(|(_, a)| a.kind()).collect();
         assert_eq!(
             planned,
-            BTreeSet::from(["launch-clone", "swap", "terminate-orphan"]),
+            BTreeSet::from([
+                ActionKind::LaunchClone,
+                ActionKind::Swap,
+                ActionKind::TerminateOrphan
+            ]),
             "{report:#?}"
         );
         let outcomes = &region(&report).outcomes;
@@ -691,7 +697,7 @@ async fn a_capacity_error_on_the_first_candidate_falls_through_to_the_next_candi
         panic!("one launch expected: {report:#?}");
     };
     assert_eq!(candidates[0].instance_type, "m5a.large");
-    let [launch] = outcomes(&report, "launch-clone")[..] else {
+    let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
         panic!("one launch outcome expected");
     };
     let Status::Done {
@@ -743,7 +749,7 @@ async fn a_launch_with_no_capacity_for_any_candidate_fails_without_a_clone() {
     let [(_, Action::LaunchClone { candidates, .. })] = actions(&report)[..] else {
         panic!("one launch expected: {report:#?}");
     };
-    let [launch] = outcomes(&report, "launch-clone")[..] else {
+    let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
         panic!("one launch outcome expected");
     };
     let Status::Failed { error } = &launch.status else {
@@ -782,7 +788,7 @@ async fn a_failure_in_one_group_does_not_stop_another_groups_actions() {
 
     assert_eq!(report.exit_code(), 1);
     assert_eq!(report.totals.failures, 1);
-    let swaps = outcomes(&report, "swap");
+    let swaps = outcomes(&report, ActionKind::Swap);
     assert_eq!(swaps.len(), 2, "{report:#?}");
     let failed: Vec<&&Outcome> = swaps.iter().filter(|o| o.failed()).collect();
     let [failed] = failed[..] else {
@@ -793,7 +799,7 @@ async fn a_failure_in_one_group_does_not_stop_another_groups_actions() {
     assert_ne!(failed.group, other.group);
     // Both groups, the failing one included, still launched their next clone.
     for g in ["api", "web"] {
-        let launches = outcomes(&report, "launch-clone");
+        let launches = outcomes(&report, ActionKind::LaunchClone);
         assert!(
             launches.iter().any(|o| o.group == g && is_done(o)),
             "{g}: {launches:#?}"
@@ -826,7 +832,7 @@ async fn crash_mid_swap(max: u32) {
     let ids = account.add_group("web", 2, max, &[]);
     let settings = Settings::default();
     let first = account.pass(&settings).await;
-    let [launch] = outcomes(&first, "launch-clone")[..] else {
+    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
         panic!("one launch expected: {first:#?}");
     };
     let replaced = launch.instance.clone().unwrap();
@@ -845,7 +851,7 @@ async fn crash_mid_swap(max: u32) {
     let crashed = account.pass(&settings).await;
 
     assert_eq!(crashed.exit_code(), 1);
-    let [swap] = outcomes(&crashed, "swap")[..] else {
+    let [swap] = outcomes(&crashed, ActionKind::Swap)[..] else {
         panic!("one swap expected: {crashed:#?}");
     };
     assert!(swap.failed());
@@ -873,7 +879,7 @@ async fn crash_mid_swap(max: u32) {
     let next = account.pass(&settings).await;
 
     assert_eq!(next.exit_code(), 0, "{next:#?}");
-    let [complete] = outcomes(&next, "complete-swap")[..] else {
+    let [complete] = outcomes(&next, ActionKind::CompleteSwap)[..] else {
         panic!("one complete-swap expected: {next:#?}");
     };
     assert!(is_done(complete));
@@ -883,7 +889,7 @@ async fn crash_mid_swap(max: u32) {
     assert_eq!((g.desired_capacity, g.max_size), (2, max));
     assert!(!g.tags.contains_key(tags::MAX_SIZE));
     if max == 2 {
-        let restored = outcomes(&next, "restore-max-size");
+        let restored = outcomes(&next, ActionKind::RestoreMaxSize);
         assert!(restored.len() == 1 && is_done(restored[0]), "{next:#?}");
     }
     account.wait();
@@ -907,7 +913,7 @@ async fn an_orphan_clone_whose_instance_was_terminated_out_of_band_is_terminated
     account.add_group("web", 4, 10, &[]);
     let settings = Settings::default();
     let first = account.pass(&settings).await;
-    let [launch] = outcomes(&first, "launch-clone")[..] else {
+    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
         panic!("one launch expected: {first:#?}");
     };
     let Status::Done {
@@ -938,7 +944,7 @@ async fn an_orphan_clone_whose_instance_was_terminated_out_of_band_is_terminated
             reason: OrphanReason::TargetGone
         }]
     );
-    assert!(is_done(outcomes(&report, "terminate-orphan")[0]));
+    assert!(is_done(outcomes(&report, ActionKind::TerminateOrphan)[0]));
     assert_eq!(report.totals.orphans_terminated, 1);
     assert!(account.instance(clone).state.is_gone());
     assert!(account.group("web").member(clone).is_none());
@@ -961,7 +967,7 @@ async fn a_clone_that_never_boots_is_terminated_after_grace_plus_orphan_timeout(
     account.cloud.set_boot_delay(Duration::from_secs(3 * 3600));
     let settings = Settings::default();
     let first = account.pass(&settings).await;
-    let [launch] = outcomes(&first, "launch-clone")[..] else {
+    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
         panic!("one launch expected: {first:#?}");
     };
     let Status::Done {
@@ -977,7 +983,7 @@ async fn a_clone_that_never_boots_is_terminated_after_grace_plus_orphan_timeout(
     for _ in 0..20 {
         account.wait();
         let report = account.pass(&settings).await;
-        if outcomes(&report, "terminate-orphan")
+        if outcomes(&report, ActionKind::TerminateOrphan)
             .iter()
             .any(|o| o.instance.as_deref() == Some(clone.as_str()) && is_done(o))
         {
@@ -985,7 +991,7 @@ async fn a_clone_that_never_boots_is_terminated_after_grace_plus_orphan_timeout(
             break;
         }
         assert!(
-            outcomes(&report, "launch-clone").is_empty(),
+            outcomes(&report, ActionKind::LaunchClone).is_empty(),
             "one clone at a time: {report:#?}"
         );
     }
@@ -1040,7 +1046,7 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
     account.add_group("web", 8, 10, &[]);
     let settings = Settings::default();
     let first = account.pass(&settings).await;
-    let launches = outcomes(&first, "launch-clone");
+    let launches = outcomes(&first, ActionKind::LaunchClone);
     assert_eq!(launches.len(), 2);
     // The first clone's instance is terminated out of band: that clone is an orphan now.
     account
@@ -1059,11 +1065,11 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
     let deferred: Vec<&Outcome> = region(&report)
         .outcomes
         .iter()
-        .filter(|o| o.action == "launch-clone" || o.action == "swap")
+        .filter(|o| o.action == ActionKind::LaunchClone || o.action == ActionKind::Swap)
         .collect();
     assert!(
-        deferred.iter().any(|o| o.action == "swap")
-            && deferred.iter().any(|o| o.action == "launch-clone"),
+        deferred.iter().any(|o| o.action == ActionKind::Swap)
+            && deferred.iter().any(|o| o.action == ActionKind::LaunchClone),
         "{report:#?}"
     );
     assert!(
@@ -1072,7 +1078,7 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
     );
     assert_eq!(report.totals.deferred as usize, deferred.len());
     assert_eq!((report.totals.clones_launched, report.totals.swaps), (0, 0));
-    let [orphan] = outcomes(&report, "terminate-orphan")[..] else {
+    let [orphan] = outcomes(&report, ActionKind::TerminateOrphan)[..] else {
         panic!("one orphan expected: {report:#?}");
     };
     assert!(is_done(orphan));
@@ -1226,7 +1232,7 @@ async fn a_clone_lost_before_its_swap_is_relaunched_by_a_later_pass() {
     let ids = account.add_group("web", 1, 10, &[]);
     let settings = Settings::default();
     let first = account.pass(&settings).await;
-    let [launch] = outcomes(&first, "launch-clone")[..] else {
+    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
         panic!("one launch expected: {first:#?}");
     };
     let Status::Done {
@@ -1243,7 +1249,7 @@ async fn a_clone_lost_before_its_swap_is_relaunched_by_a_later_pass() {
     let report = account.pass(&settings).await;
 
     assert_eq!(report.exit_code(), 0);
-    let [relaunch] = outcomes(&report, "launch-clone")[..] else {
+    let [relaunch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
         panic!("a new launch for {} expected: {report:#?}", ids[0]);
     };
     let Status::Done {
@@ -1290,7 +1296,7 @@ async fn a_swap_at_max_size_that_fails_at_any_step_is_finished_by_later_passes()
         let report = account.pass(&settings).await;
 
         assert_eq!(report.exit_code(), 1, "{op}: {report:#?}");
-        let swaps = outcomes(&report, "swap");
+        let swaps = outcomes(&report, ActionKind::Swap);
         assert!(swaps.len() == 1 && swaps[0].failed(), "{op}: {swaps:#?}");
         account.wait();
         account.converge(&settings).await;

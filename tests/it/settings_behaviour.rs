@@ -11,9 +11,10 @@ use spotswap::catalog::Catalog;
 use spotswap::compat::Reason;
 use spotswap::model::{
     Ami, Architecture, Group, Instance, InstanceState, LaunchRef, LaunchSpec, Market, Member,
-    OnDemandPrices, Os, OsPrices, PriceSource, Snapshot, SpotPricePoint, Virtualization, tags,
+    OnDemandPrices, Os, OsPrices, PriceSource, Snapshot, SpotPricePoint, Virtualization,
 };
 use spotswap::plan::{self, Action, OrphanReason, Plan, Skip, Verdict};
+use spotswap::protocol::{self as tags, Interruption};
 use spotswap::settings::{SETTINGS, Scope, Settings, setting};
 
 /// The stems this file has behaviour tests for. Every test below goes through [`ways`] or
@@ -871,7 +872,12 @@ fn an_instance_whose_stuck_clone_is_terminated_waits_a_pass_for_the_next() {
 #[test]
 fn interruption_cooldown_minutes_sets_how_long_an_interrupted_pool_is_avoided() {
     // m5a.large in us-east-1a interrupted the group 90 minutes ago.
-    let entry = plan::interruption_entry("m5a.large", AZS[0], now() - Duration::minutes(90));
+    let entry = Interruption {
+        instance_type: "m5a.large".into(),
+        availability_zone: AZS[0].into(),
+        at: now() - Duration::minutes(90),
+    }
+    .entry();
     let mut snap = snapshot(1);
     group_mut(&mut snap)
         .tags
@@ -888,7 +894,12 @@ fn interruption_cooldown_minutes_sets_how_long_an_interrupted_pool_is_avoided() 
     }
     // Other AZs are not affected by the entry.
     let mut snap = snapshot(2);
-    let entry = plan::interruption_entry("m5a.large", AZS[0], now() - Duration::minutes(90));
+    let entry = Interruption {
+        instance_type: "m5a.large".into(),
+        availability_zone: AZS[0].into(),
+        at: now() - Duration::minutes(90),
+    }
+    .entry();
     group_mut(&mut snap)
         .tags
         .insert(tags::INTERRUPTED.into(), entry);

@@ -329,7 +329,7 @@ impl Inventory for AwsRegion {
 
     async fn clones(&self) -> Result<Vec<Instance>, CloudError> {
         self.describe_instances(vec![
-            filter("tag-key", [crate::model::tags::GROUP]),
+            filter("tag-key", [crate::protocol::GROUP]),
             filter(
                 "instance-state-name",
                 ["pending", "running", "stopping", "stopped"],

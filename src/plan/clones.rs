@@ -1,0 +1,310 @@
+//! Clone bookkeeping: what becomes of the clones earlier passes launched. Each is attached
+//! (done, or a swap to complete), pending (waiting for the group's grace period, or ready to
+//! swap in), or an orphan to terminate; a MaxSize a previous pass left raised is restored.
+//!
+//! The swap protocol's steps are in the README ("How a swap works"): a ready clone is attached,
+//! then the on-demand instance leaves through the group with desired capacity decremented, and
+//! a full group gets one more slot of MaxSize for the length of the swap. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration;
+
+use crate::model::{Group, Instance, InstanceState, Market, Member};
+use crate::pricing::GroupPricing;
+use crate::protocol;
+use crate::settings::GroupSettings;
+
+use super::{Action, Ctx, Decision, MaxSizeChange, OrphanReason, Skip, Verdict, costs};
+
+/// Whether a clone is outside its group: not attached, as EC2 and the group both say.
+pub fn is_unattached(group: &Group, clone: &Instance) -> bool {
+    clone.auto_scaling_group.is_none() && group.member(&clone.instance_id).is_none()
+}
+
+/// The group's clones, classified.
+#[derive(Debug, Default)]
+pub struct Bookkeeping<'a> {
+    /// Attached clones whose replaced instance is still a member: a pass stopped mid-swap.
+    pub half_done: Vec<&'a Instance>,
+    /// One unattached clone per replaced instance that is still in service, with whether it
+    /// is ready to swap in.
+    pub pending: Vec<(&'a Instance, bool)>,
+    /// Clones to terminate, by id.
+    pub orphans: Vec<(&'a Instance, OrphanReason)>,
+}
+
+/// Classifies the group's live clones. A clone whose replaced instance is gone, that was
+/// stopped, or that waited past the grace period plus the orphan timeout (unless it can be
+/// swapped in now) is an orphan; of several clones of one instance, one is kept.
+pub fn classify<'a>(
+    ctx: &Ctx,
+    group: &Group,
+    clones: &[&'a Instance],
+    policy: &GroupSettings,
+    can_swap: bool,
+) -> Bookkeeping<'a> {
+    let now = ctx.now();
+    let grace = Duration::seconds(i64::from(group.health_check_grace_period_secs));
+    let timeout = grace + Duration::minutes(i64::from(policy.orphan_timeout_minutes));
+    let mut book = Bookkeeping::default();
+    let mut by_target: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+    for &c in clones {
+        let (_, replaces) = protocol::clone_of(c).expect("clones are tagged");
+        if !is_unattached(group, c) {
+            let replaced_still_member = group.member(&c.instance_id).is_some()
+                && group
+                    .member(replaces)
+                    .is_some_and(|m| !m.lifecycle_state.starts_with("Terminating"));
+            if replaced_still_member {
+                book.half_done.push(c);
+            }
+            continue;
+        }
+        let target_ok = group.member(replaces).is_some_and(Member::is_in_service)
+            && ctx
+                .snap()
+                .instances
+                .get(replaces)
+                .is_some_and(|i| !i.state.is_gone());
+        if !target_ok {
+            book.orphans.push((c, OrphanReason::TargetGone));
+        } else if matches!(c.state, InstanceState::Stopped | InstanceState::Stopping) {
+            book.orphans.push((c, OrphanReason::NotRunning));
+        } else if now - c.launch_time > timeout && !(can_swap && c.state == InstanceState::Running)
+        {
+            // A clone that can be swapped in now is, however long it waited: terminating it
+            // and launching another would only pay twice for the same capacity.
+            book.orphans.push((c, OrphanReason::Timeout));
+        } else {
+            by_target.entry(replaces).or_default().push(c);
+        }
+    }
+    for (_, mut cs) in by_target {
+        // Keep one clone per target: running first, then the oldest, then by id.
+        cs.sort_by(|a, b| {
+            (a.state != InstanceState::Running)
+                .cmp(&(b.state != InstanceState::Running))
+                .then(a.launch_time.cmp(&b.launch_time))
+                .then(a.instance_id.cmp(&b.instance_id))
+        });
+        for extra in &cs[1..] {
+            book.orphans.push((extra, OrphanReason::Duplicate));
+        }
+        let keep = cs[0];
+        let ready = keep.state == InstanceState::Running && now - keep.launch_time >= grace;
+        book.pending.push((keep, ready));
+    }
+    book.pending
+        .sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
+    book.orphans
+        .sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
+    book
+}
+
+/// The group after the swaps a previous pass left half done are completed.
+#[derive(Debug, Default)]
+pub struct AfterCompletions<'a> {
+    /// Desired capacity once they are.
+    pub desired: u32,
+    /// The instances leaving the group.
+    pub leaving: BTreeSet<&'a str>,
+}
+
+/// Completes half-done swaps: terminates the replaced instance through the group.
+pub fn complete_swaps<'a>(
+    ctx: &Ctx,
+    group: &Group,
+    pricing: &GroupPricing,
+    book: &Bookkeeping<'a>,
+    out: &mut Vec<Decision>,
+) -> AfterCompletions<'a> {
+    let mut after = AfterCompletions {
+        desired: group.desired_capacity,
+        leaving: BTreeSet::new(),
+    };
+    for clone in &book.half_done {
+        let (_, replaces) = protocol::clone_of(clone).expect("clones are tagged");
+        out.push(costs::swap(
+            ctx,
+            group,
+            pricing,
+            clone,
+            replaces,
+            Action::CompleteSwap {
+                clone: clone.instance_id.clone(),
+                replaces: replaces.to_string(),
+            },
+        ));
+        after.desired = after.desired.saturating_sub(1);
+        after.leaving.insert(replaces);
+    }
+    after
+}
+
+/// Restores a MaxSize a previous pass left raised, never below desired capacity (which Auto
+/// Scaling would refuse). Returns the MaxSize the group has after this pass's restores.
+pub fn restore_max_size(
+    group: &Group,
+    leftover: Option<u32>,
+    desired: u32,
+    out: &mut Vec<Decision>,
+) -> u32 {
+    let Some(original) = leftover else {
+        return group.max_size;
+    };
+    let restored = original.max(desired);
+    out.push(Decision {
+        group: group.name.clone(),
+        instance: None,
+        verdict: Verdict::Act(Action::RestoreMaxSize {
+            current: group.max_size,
+            restored,
+        }),
+        hourly_cost_before: Some(0.0),
+        hourly_cost_after: Some(0.0),
+        prices: Vec::new(),
+    });
+    restored
+}
+
+/// Terminates the orphans found by [`classify`].
+pub fn terminate_orphans(
+    ctx: &Ctx,
+    group: &Group,
+    pricing: &GroupPricing,
+    book: &Bookkeeping,
+    out: &mut Vec<Decision>,
+) {
+    for (c, reason) in &book.orphans {
+        out.push(costs::orphan(ctx, &group.name, c, *reason, pricing));
+    }
+}
+
+/// What the launch stage starts from, once swaps are planned.
+#[derive(Debug, Default)]
+pub struct LaunchState<'a> {
+    /// In-service on-demand members (not leaving).
+    pub on_demand_ids: BTreeSet<&'a str>,
+    /// On-demand instances left once in-flight clones are swapped in.
+    pub on_demand: u32,
+    /// On-demand instances the group keeps.
+    pub keep: u32,
+    /// Instances that already have a clone.
+    pub in_flight: BTreeSet<&'a str>,
+    /// Clones still waiting after this pass.
+    pub unready: u32,
+    /// Clones that stay in flight (waiting or being swapped in this pass).
+    pub kept: Vec<&'a Instance>,
+    /// Instances whose clone this pass terminates as stuck, by that clone: they wait one pass
+    /// before the next try, so a launch that keeps failing costs one clone per pass at most.
+    pub retry_next_pass: BTreeMap<&'a str, &'a str>,
+}
+
+/// Swaps in ready clones and lets the others wait, within the on-demand floor: a clone whose
+/// swap would take on-demand capacity below the group's minimum is not needed any more.
+#[allow(clippy::too_many_arguments)]
+pub fn swaps<'a>(
+    ctx: &Ctx<'a>,
+    group: &'a Group,
+    policy: &GroupSettings,
+    pricing: &GroupPricing,
+    book: &Bookkeeping<'a>,
+    after: &AfterCompletions<'a>,
+    max_size: u32,
+    out: &mut Vec<Decision>,
+) -> LaunchState<'a> {
+    let now = ctx.now();
+    let grace = Duration::seconds(i64::from(group.health_check_grace_period_secs));
+    // An instance whose swap is being completed is leaving: it is neither capacity to keep
+    // nor an instance to replace.
+    let in_service: Vec<&Member> = group
+        .members
+        .iter()
+        .filter(|m| m.is_in_service() && !after.leaving.contains(m.instance_id.as_str()))
+        .collect();
+    let on_demand_ids: BTreeSet<&str> = in_service
+        .iter()
+        .filter(|m| {
+            ctx.snap()
+                .instances
+                .get(&m.instance_id)
+                .is_some_and(|i| i.market == Market::OnDemand)
+        })
+        .map(|m| m.instance_id.as_str())
+        .collect();
+    let keep = policy.min_on_demand(in_service.len() as u32);
+    let mut state = LaunchState {
+        on_demand: on_demand_ids.len() as u32,
+        on_demand_ids,
+        keep,
+        ..LaunchState::default()
+    };
+    for &(clone, ready) in &book.pending {
+        let (_, replaces) = protocol::clone_of(clone).expect("clones are tagged");
+        if state.on_demand <= keep {
+            out.push(costs::orphan(
+                ctx,
+                &group.name,
+                clone,
+                OrphanReason::NotNeeded,
+                pricing,
+            ));
+            continue;
+        }
+        state.on_demand -= 1;
+        state.in_flight.insert(replaces);
+        state.kept.push(clone);
+        if ready {
+            // The attach raises desired capacity by one and fails past MaxSize (Auto Scaling
+            // API reference, AttachInstances), so a full group gets one more slot for the
+            // length of the swap.
+            let max_change = (after.desired + 1 > max_size).then_some(MaxSizeChange {
+                original: max_size,
+                raised: after.desired + 1,
+            });
+            out.push(costs::swap(
+                ctx,
+                group,
+                pricing,
+                clone,
+                replaces,
+                Action::Swap {
+                    clone: clone.instance_id.clone(),
+                    replaces: replaces.to_string(),
+                    max_size: max_change,
+                },
+            ));
+        } else {
+            state.unready += 1;
+            let skip = if clone.state == InstanceState::Running {
+                let ready_at = clone.launch_time + grace;
+                Skip::CloneNotReady {
+                    clone: clone.instance_id.clone(),
+                    ready_in_seconds: (ready_at - now).num_seconds().max(0),
+                }
+            } else {
+                Skip::CloneStarting {
+                    clone: clone.instance_id.clone(),
+                    state: clone.state,
+                }
+            };
+            let mut d = costs::instance_skip(ctx, group, pricing, replaces, skip);
+            if let Some(p) = ctx.inputs.prices.now(pricing, clone) {
+                d.hourly_cost_after = Some(p.price);
+                d.prices.push(p);
+            }
+            out.push(d);
+        }
+    }
+    state.retry_next_pass = book
+        .orphans
+        .iter()
+        .filter(|(_, r)| matches!(r, OrphanReason::Timeout | OrphanReason::NotRunning))
+        .map(|(c, _)| {
+            let (_, replaces) = protocol::clone_of(c).expect("clones are tagged");
+            (replaces, c.instance_id.as_str())
+        })
+        .collect();
+    state
+}

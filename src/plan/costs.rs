@@ -1,0 +1,112 @@
+//! Costing decisions: every decision carries what it concerns costs per hour now and once it
+//! is carried out, with the prices behind both, all from [`crate::pricing`].
+//!
+//! A skip changes nothing, so its costs before and after are equal; a swap goes from the
+//! replaced instance's on-demand price to the clone's spot price; an orphan termination from
+//! the clone's spot price to nothing. An unknown price leaves a cost `None`, never zero. Pure.
+
+use crate::model::{Group, Instance};
+use crate::pricing::{GroupPricing, PriceUsed};
+
+use super::{Action, Ctx, Decision, OrphanReason, Skip, Verdict};
+
+/// A skip of a whole group, costed at what its in-service instances cost now.
+pub fn group_skip(ctx: &Ctx, group: &Group, pricing: &GroupPricing, skip: Skip) -> Decision {
+    let mut total = Some(0.0);
+    let mut prices: Vec<PriceUsed> = Vec::new();
+    for m in group.members.iter().filter(|m| m.is_in_service()) {
+        let price = ctx
+            .snap()
+            .instances
+            .get(&m.instance_id)
+            .and_then(|i| ctx.inputs.prices.now(pricing, i));
+        match price {
+            Some(p) => {
+                total = total.map(|t| t + p.price);
+                if !prices.contains(&p) {
+                    prices.push(p);
+                }
+            }
+            None => total = None,
+        }
+    }
+    Decision {
+        group: group.name.clone(),
+        instance: None,
+        verdict: Verdict::Skip(skip),
+        hourly_cost_before: total,
+        hourly_cost_after: total,
+        prices,
+    }
+}
+
+/// A skip of one on-demand instance, costed at its on-demand price before and after.
+pub fn instance_skip(
+    ctx: &Ctx,
+    group: &Group,
+    pricing: &GroupPricing,
+    instance_id: &str,
+    skip: Skip,
+) -> Decision {
+    let od = ctx
+        .snap()
+        .instances
+        .get(instance_id)
+        .and_then(|i| ctx.inputs.prices.on_demand(pricing, &i.instance_type));
+    Decision {
+        group: group.name.clone(),
+        instance: Some(instance_id.to_string()),
+        verdict: Verdict::Skip(skip),
+        hourly_cost_before: od.as_ref().map(|p| p.price),
+        hourly_cost_after: od.as_ref().map(|p| p.price),
+        prices: od.into_iter().collect(),
+    }
+}
+
+/// A swap or swap completion: the replaced instance's on-demand price before, the clone's
+/// spot price after.
+pub fn swap(
+    ctx: &Ctx,
+    group: &Group,
+    pricing: &GroupPricing,
+    clone: &Instance,
+    replaces: &str,
+    action: Action,
+) -> Decision {
+    let od = ctx
+        .snap()
+        .instances
+        .get(replaces)
+        .and_then(|i| ctx.inputs.prices.on_demand(pricing, &i.instance_type));
+    let spot = ctx.inputs.prices.now(pricing, clone);
+    Decision {
+        group: group.name.clone(),
+        instance: Some(replaces.to_string()),
+        verdict: Verdict::Act(action),
+        hourly_cost_before: od.as_ref().map(|p| p.price),
+        hourly_cost_after: spot.as_ref().map(|p| p.price),
+        prices: od.into_iter().chain(spot).collect(),
+    }
+}
+
+/// An orphan termination, costed at the clone's spot price before and nothing after.
+pub fn orphan(
+    ctx: &Ctx,
+    group: &str,
+    clone: &Instance,
+    reason: OrphanReason,
+    pricing: &GroupPricing,
+) -> Decision {
+    let price = ctx.inputs.prices.now(pricing, clone);
+    Decision {
+        group: group.to_string(),
+        instance: Some(clone.instance_id.clone()),
+        verdict: Verdict::Act(Action::TerminateOrphan {
+            clone: clone.instance_id.clone(),
+            reason,
+        }),
+        hourly_cost_before: price.as_ref().map(|p| p.price),
+        hourly_cost_after: Some(0.0),
+        prices: price.into_iter().collect(),
+    }
+}

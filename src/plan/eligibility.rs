@@ -1,0 +1,300 @@
+//! Group eligibility: whether spotswap may launch and swap in a group now, what the group's
+//! protocol tags say, and what its clones are launched from.
+//!
+//! A group that is blocked still gets its clones cleaned up (that is the bookkeeping stage's
+//! job); only new launches and swaps wait. Pure.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{Ami, Group, LaunchRef, Snapshot};
+use crate::protocol::{self, Interruption};
+use crate::schedule::ScheduleState;
+use crate::settings::GroupSettings;
+
+use super::Skip;
+
+/// Auto Scaling processes whose suspension means the user has paused changes that a swap
+/// needs: attaching is a launch for Auto Scaling, removing the old instance a termination.
+pub const BLOCKING_PROCESSES: [&str; 2] = ["Launch", "Terminate"];
+
+/// What the group's protocol tags say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtocolState {
+    /// The MaxSize a previous pass recorded before raising it, still to be restored.
+    pub leftover_max: Option<u32>,
+    /// Pools that recently interrupted the group's instances.
+    pub interruptions: Vec<Interruption>,
+}
+
+/// Reads the group's protocol tags; an unreadable one leaves the group untouched.
+pub fn protocol_state(group: &Group) -> Result<ProtocolState, Skip> {
+    let leftover_max =
+        protocol::max_size(&group.tags).map_err(|value| Skip::InvalidProtocolTag {
+            tag: protocol::MAX_SIZE.into(),
+            value,
+        })?;
+    let interruptions =
+        protocol::interruptions(&group.tags).map_err(|value| Skip::InvalidProtocolTag {
+            tag: protocol::INTERRUPTED.into(),
+            value,
+        })?;
+    Ok(ProtocolState {
+        leftover_max,
+        interruptions,
+    })
+}
+
+/// Why spotswap must not launch or swap in this group now, if so.
+pub fn blocked(group: &Group, policy: &GroupSettings, now: DateTime<Utc>) -> Option<Skip> {
+    // Mixed instances policies already buy spot their own way; warm pools and instance
+    // refreshes replace instances behind our back. AutoSpotting skipped the first silently.
+    if group.mixed_instances_policy {
+        return Some(Skip::MixedInstancesPolicy);
+    }
+    if group.warm_pool {
+        return Some(Skip::WarmPool);
+    }
+    if group.instance_refresh_in_progress {
+        return Some(Skip::InstanceRefreshInProgress);
+    }
+    let suspended: Vec<String> = group
+        .suspended_processes
+        .iter()
+        .filter(|p| BLOCKING_PROCESSES.contains(&p.as_str()))
+        .cloned()
+        .collect();
+    if !suspended.is_empty() {
+        return Some(Skip::ProcessesSuspended {
+            processes: suspended,
+        });
+    }
+    if !policy
+        .cron_schedule
+        .allows(now, policy.cron_timezone, policy.cron_schedule_state)
+    {
+        return Some(Skip::OutsideSchedule {
+            schedule: policy.cron_schedule.to_string(),
+            timezone: policy.cron_timezone.name().to_string(),
+            state: match policy.cron_schedule_state {
+                ScheduleState::On => "on".into(),
+                ScheduleState::Off => "off".into(),
+            },
+        });
+    }
+    None
+}
+
+/// What a group's clones are launched from: its launch reference and what its AMI needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    pub launch_ref: &'a LaunchRef,
+    pub ami: &'a Ami,
+    /// Instance-store volumes mapped by the launch spec or the AMI.
+    pub ephemeral: u32,
+}
+
+/// The group's launch spec and AMI, or why they cannot be used.
+pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch<'a>, Skip> {
+    let Some(launch_ref) = group.launch.as_ref() else {
+        return Err(Skip::NoLaunchSpec { launch: None });
+    };
+    let Some(spec) = snap.launch_specs.get(&launch_ref.key()) else {
+        return Err(Skip::NoLaunchSpec {
+            launch: Some(launch_ref.to_string()),
+        });
+    };
+    let Some(ami) = snap.amis.get(&spec.image_id) else {
+        return Err(Skip::AmiNotFound {
+            image_id: spec.image_id.clone(),
+        });
+    };
+    Ok(Launch {
+        launch_ref,
+        ami,
+        ephemeral: spec.ephemeral_mappings().max(ami.ephemeral_mappings()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use std::collections::BTreeMap;
+
+    fn group() -> Group {
+        serde_json::from_value(serde_json::json!({
+            "name": "web", "min_size": 1, "max_size": 4, "desired_capacity": 2,
+            "health_check_grace_period_secs": 300
+        }))
+        .unwrap()
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_group_is_blocked_by_what_replaces_instances_behind_its_back_or_a_closed_schedule() {
+        // Monday 2026-11-23 10:00 UTC.
+        let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let open = Settings::default().group;
+        let closed = Settings::default()
+            .for_group(&tags(&[("spotswap:cron-schedule", "0-8 *")]))
+            .unwrap();
+        let inverted = Settings::default()
+            .for_group(&tags(&[
+                ("spotswap:cron-schedule", "0-8 *"),
+                ("spotswap:cron-schedule-state", "off"),
+            ]))
+            .unwrap();
+        type Case = (&'static str, fn(&mut Group), bool, Option<&'static str>);
+        let cases: [Case; 9] = [
+            ("a plain group", |_| {}, true, None),
+            (
+                "a mixed instances policy",
+                |g| g.mixed_instances_policy = true,
+                true,
+                Some("mixed-instances-policy"),
+            ),
+            (
+                "a warm pool",
+                |g| g.warm_pool = true,
+                true,
+                Some("warm-pool"),
+            ),
+            (
+                "an instance refresh",
+                |g| g.instance_refresh_in_progress = true,
+                true,
+                Some("instance-refresh-in-progress"),
+            ),
+            (
+                "Launch suspended",
+                |g| g.suspended_processes = vec!["Launch".into()],
+                true,
+                Some("processes-suspended"),
+            ),
+            (
+                "Terminate suspended",
+                |g| g.suspended_processes = vec!["AZRebalance".into(), "Terminate".into()],
+                true,
+                Some("processes-suspended"),
+            ),
+            (
+                "only AZRebalance suspended",
+                |g| g.suspended_processes = vec!["AZRebalance".into()],
+                true,
+                None,
+            ),
+            (
+                "outside the schedule",
+                |_| {},
+                false,
+                Some("outside-schedule"),
+            ),
+            (
+                "the policy wins over the schedule",
+                |g| g.mixed_instances_policy = true,
+                false,
+                Some("mixed-instances-policy"),
+            ),
+        ];
+        for (name, change, schedule_open, want) in cases {
+            let mut g = group();
+            change(&mut g);
+            let policy = if schedule_open { &open } else { &closed };
+            let got = blocked(&g, policy, now);
+            assert_eq!(got.as_ref().map(Skip::name), want, "{name}");
+        }
+        // "off" inverts the window: the same closed hours now allow acting.
+        assert_eq!(blocked(&group(), &inverted, now), None);
+        let Some(Skip::ProcessesSuspended { processes }) = blocked(
+            &Group {
+                suspended_processes: vec!["AZRebalance".into(), "Terminate".into()],
+                ..group()
+            },
+            &open,
+            now,
+        ) else {
+            panic!("blocked by suspended processes");
+        };
+        assert_eq!(
+            processes,
+            ["Terminate"],
+            "only the blocking processes are named"
+        );
+    }
+
+    #[test]
+    fn unreadable_protocol_tags_leave_the_group_alone() {
+        let mut g = group();
+        assert_eq!(
+            protocol_state(&g),
+            Ok(ProtocolState {
+                leftover_max: None,
+                interruptions: vec![]
+            })
+        );
+        g.tags = tags(&[(protocol::MAX_SIZE, "3")]);
+        assert_eq!(protocol_state(&g).unwrap().leftover_max, Some(3));
+        g.tags = tags(&[(protocol::MAX_SIZE, "x")]);
+        assert_eq!(
+            protocol_state(&g),
+            Err(Skip::InvalidProtocolTag {
+                tag: protocol::MAX_SIZE.into(),
+                value: "x".into()
+            })
+        );
+        g.tags = tags(&[(protocol::INTERRUPTED, "m5.large")]);
+        assert!(matches!(
+            protocol_state(&g),
+            Err(Skip::InvalidProtocolTag { tag, .. }) if tag == protocol::INTERRUPTED
+        ));
+    }
+
+    #[test]
+    fn a_launch_needs_the_spec_and_its_ami() {
+        let mut snap: Snapshot = serde_json::from_value(serde_json::json!({
+            "region": "us-east-1",
+            "on_demand": {"source": {"kind": "live"}, "prices": {}}
+        }))
+        .unwrap();
+        let mut g = group();
+        assert!(matches!(
+            resolve_launch(&snap, &g),
+            Err(Skip::NoLaunchSpec { launch: None })
+        ));
+        let lc = LaunchRef::LaunchConfiguration { name: "lc".into() };
+        g.launch = Some(lc.clone());
+        assert!(matches!(
+            resolve_launch(&snap, &g),
+            Err(Skip::NoLaunchSpec { launch: Some(l) }) if l == "launch configuration lc"
+        ));
+        snap.launch_specs.insert(
+            lc.key(),
+            crate::model::LaunchSpec {
+                image_id: "ami-1".into(),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            resolve_launch(&snap, &g),
+            Err(Skip::AmiNotFound { image_id }) if image_id == "ami-1"
+        ));
+        snap.amis.insert(
+            "ami-1".into(),
+            Ami {
+                image_id: "ami-1".into(),
+                ..Default::default()
+            },
+        );
+        let l = resolve_launch(&snap, &g).unwrap();
+        assert_eq!(
+            (l.launch_ref, l.ami.image_id.as_str(), l.ephemeral),
+            (&lc, "ami-1", 0)
+        );
+    }
+}

@@ -1,0 +1,494 @@
+//! Launch choice: which on-demand instances get a spot clone this pass, and of which types.
+//!
+//! Instances are taken from the AZ with the most on-demand instances left, oldest first, so a
+//! batch never drains one AZ. For each, every known instance type is judged: compatibility
+//! ([`crate::compat`]), offering in the AZ, the interruption cool-down, and a known spot price
+//! at most the on-demand price times the multiplier (an unknown price is never "free"). The
+//! eligible types are ranked so launches rotate over the cheapest few pools instead of racing
+//! to the single cheapest one, which concentrates interruptions. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration;
+
+use crate::compat::{AmiNeeds, Reason, Requirements};
+use crate::model::{Group, Instance, InstanceState, InstanceTypeSpec, Market};
+use crate::pricing::{GroupPricing, PriceUsed, spot_source};
+use crate::protocol::{self, Interruption};
+use crate::settings::GroupSettings;
+
+use super::clones::LaunchState;
+use super::eligibility::Launch;
+use super::{Action, Candidate, Ctx, Decision, Skip, Verdict, costs};
+
+/// How many of the cheapest compatible types a group's launches rotate over, least used first.
+/// Racing to the single cheapest pool concentrates interruptions; three pools keep most of the
+/// saving while no one interruption takes out the group.
+pub const DIVERSITY_WIDTH: usize = 3;
+
+/// Candidate types handed to one launch, in order: capacity errors fall through to the next.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// Plans this pass's launches for the group: a batch of its on-demand instances, spread over
+/// AZs, within the on-demand floor and the `replacements-per-pass` budget; every instance not
+/// launched for gets a skip with the reason.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_launches(
+    ctx: &Ctx,
+    group: &Group,
+    policy: &GroupSettings,
+    pricing: &GroupPricing,
+    launch: &Launch,
+    interruptions: &[Interruption],
+    state: LaunchState,
+    out: &mut Vec<Decision>,
+) {
+    // Candidates: on-demand, in service, healthy, unprotected, running, without a clone.
+    let mut victims: Vec<&Instance> = Vec::new();
+    for id in &state.on_demand_ids {
+        if state.in_flight.contains(id) {
+            continue;
+        }
+        if let Some(clone) = state.retry_next_pass.get(id) {
+            let skip = Skip::PreviousCloneTerminated {
+                clone: clone.to_string(),
+            };
+            out.push(costs::instance_skip(ctx, group, pricing, id, skip));
+            continue;
+        }
+        let member = group.member(id).expect("ids come from members");
+        let instance = ctx
+            .snap()
+            .instances
+            .get(*id)
+            .expect("on-demand ids are known instances");
+        let skip = if !member.is_healthy() {
+            Some(Skip::Unhealthy)
+        } else if member.protected_from_scale_in {
+            Some(Skip::ProtectedFromScaleIn)
+        } else if instance.state != InstanceState::Running {
+            Some(Skip::NotRunning {
+                state: instance.state,
+            })
+        } else {
+            None
+        };
+        match skip {
+            Some(s) => out.push(costs::instance_skip(ctx, group, pricing, id, s)),
+            None => victims.push(instance),
+        }
+    }
+    // On-demand members not in service are left to Auto Scaling.
+    for m in &group.members {
+        if !m.is_in_service()
+            && ctx
+                .snap()
+                .instances
+                .get(&m.instance_id)
+                .is_some_and(|i| i.market == Market::OnDemand)
+        {
+            out.push(costs::instance_skip(
+                ctx,
+                group,
+                pricing,
+                &m.instance_id,
+                Skip::NotInService {
+                    lifecycle_state: m.lifecycle_state.clone(),
+                },
+            ));
+        }
+    }
+
+    let room = state.on_demand.saturating_sub(state.keep);
+    let replaceable = (victims.len() as u32).min(room);
+    let allowance = policy
+        .replacements_per_pass
+        .allowance(replaceable + state.unready);
+    let limit = allowance.saturating_sub(state.unready).min(replaceable);
+
+    // Types already in use in the group, so launches rotate over the cheapest pools.
+    let mut usage: BTreeMap<String, u32> = BTreeMap::new();
+    for m in &group.members {
+        if let Some(i) = ctx.snap().instances.get(&m.instance_id)
+            && i.market == Market::Spot
+        {
+            *usage.entry(i.instance_type.clone()).or_default() += 1;
+        }
+    }
+    // Clones this pass terminates do not count: their pools are not in use any more.
+    for c in &state.kept {
+        *usage.entry(c.instance_type.clone()).or_default() += 1;
+    }
+
+    let mut launched = 0u32;
+    let mut batch_limited = 0u32;
+    for victim in spread_over_azs(victims) {
+        let id = victim.instance_id.as_str();
+        // Past the floor, an instance will stay on-demand whatever the batch: say so.
+        if launched + batch_limited >= room {
+            out.push(costs::instance_skip(
+                ctx,
+                group,
+                pricing,
+                id,
+                Skip::MinOnDemand {
+                    keep: state.keep,
+                    on_demand: state.on_demand_ids.len() as u32,
+                },
+            ));
+            continue;
+        }
+        if launched >= limit {
+            batch_limited += 1;
+            out.push(costs::instance_skip(
+                ctx,
+                group,
+                pricing,
+                id,
+                Skip::BatchLimit { limit },
+            ));
+            continue;
+        }
+        match launch_for(
+            ctx,
+            group,
+            policy,
+            pricing,
+            launch,
+            interruptions,
+            &usage,
+            victim,
+        ) {
+            Ok(d) => {
+                if let Verdict::Act(Action::LaunchClone { candidates, .. }) = &d.verdict {
+                    *usage
+                        .entry(candidates[0].instance_type.clone())
+                        .or_default() += 1;
+                }
+                out.push(d);
+                launched += 1;
+            }
+            Err(skip) => out.push(costs::instance_skip(ctx, group, pricing, id, skip)),
+        }
+    }
+}
+
+/// Orders instances so that consecutive picks come from the AZ with the most on-demand
+/// instances left, oldest instance first within an AZ: a batch never drains one AZ.
+pub fn spread_over_azs(victims: Vec<&Instance>) -> Vec<&Instance> {
+    let mut by_az: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+    for v in victims {
+        by_az
+            .entry(v.availability_zone.as_str())
+            .or_default()
+            .push(v);
+    }
+    for list in by_az.values_mut() {
+        // Reversed, so pop() takes the oldest.
+        list.sort_by(|a, b| {
+            b.launch_time
+                .cmp(&a.launch_time)
+                .then(b.instance_id.cmp(&a.instance_id))
+        });
+    }
+    let mut out = Vec::new();
+    loop {
+        let next = by_az
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)))
+            .map(|(az, _)| *az);
+        let Some(az) = next else { break };
+        let list = by_az.get_mut(az).expect("key from map");
+        out.push(list.pop().expect("non-empty"));
+    }
+    out
+}
+
+/// Chooses and ranks the candidate types for one instance, or says why there are none.
+#[allow(clippy::too_many_arguments)]
+fn launch_for(
+    ctx: &Ctx,
+    group: &Group,
+    policy: &GroupSettings,
+    pricing: &GroupPricing,
+    launch: &Launch,
+    interruptions: &[Interruption],
+    usage: &BTreeMap<String, u32>,
+    victim: &Instance,
+) -> Result<Decision, Skip> {
+    let Some(base) = ctx.snap().instance_types.get(&victim.instance_type) else {
+        return Err(Skip::UnknownInstanceType {
+            instance_type: victim.instance_type.clone(),
+        });
+    };
+    let Some(od) = ctx.inputs.prices.on_demand(pricing, &victim.instance_type) else {
+        return Err(Skip::NoOnDemandPrice {
+            instance_type: victim.instance_type.clone(),
+            os: pricing.os,
+        });
+    };
+    let list_price = od.price / pricing.multiplier;
+    let req = Requirements {
+        base,
+        ami: AmiNeeds::from_ami(launch.ami, base),
+        ephemeral_mappings: launch.ephemeral,
+        allowed: &policy.allowed_instance_types,
+        disallowed: &policy.disallowed_instance_types,
+        allow_burstable: policy.allow_burstable,
+    };
+    let az = victim.availability_zone.as_str();
+    let offered = ctx.snap().offerings.get(az);
+    let cooldown = Duration::minutes(i64::from(policy.interruption_cooldown_minutes));
+    let mut rejected: BTreeMap<Reason, u32> = BTreeMap::new();
+    let mut ok: Vec<Candidate> = Vec::new();
+    for c in ctx.snap().instance_types.values() {
+        match judge(
+            ctx,
+            &req,
+            c,
+            az,
+            offered,
+            interruptions,
+            cooldown,
+            pricing,
+            od.price,
+        ) {
+            Ok(price) => ok.push(Candidate {
+                instance_type: c.instance_type.clone(),
+                spot_price: price,
+            }),
+            Err(r) => *rejected.entry(r).or_default() += 1,
+        }
+    }
+    if ok.is_empty() {
+        return Err(Skip::NoCheaperType { rejected });
+    }
+    let candidates = rank(ok, usage);
+    let first = &candidates[0];
+    let spot = PriceUsed {
+        instance_type: first.instance_type.clone(),
+        market: Market::Spot,
+        availability_zone: Some(az.to_string()),
+        os: pricing.os,
+        price: first.spot_price,
+        source: spot_source(pricing.window),
+    };
+    let tags = protocol::clone_tags(group, Some(victim));
+    Ok(Decision {
+        group: group.name.clone(),
+        instance: Some(victim.instance_id.clone()),
+        hourly_cost_before: Some(od.price),
+        hourly_cost_after: Some(first.spot_price),
+        prices: vec![od, spot],
+        verdict: Verdict::Act(Action::LaunchClone {
+            replaces: victim.instance_id.clone(),
+            replaced_type: victim.instance_type.clone(),
+            availability_zone: az.to_string(),
+            subnet_id: victim.subnet_id.clone(),
+            launch: launch.launch_ref.clone(),
+            candidates,
+            max_price: list_price,
+            product_description: pricing.product.clone(),
+            tags,
+        }),
+    })
+}
+
+/// Judges one candidate type for one instance: compatibility, then placement and price.
+/// Returns the windowed spot price of an eligible candidate.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    ctx: &Ctx,
+    req: &Requirements,
+    c: &InstanceTypeSpec,
+    az: &str,
+    offered: Option<&BTreeSet<String>>,
+    interruptions: &[Interruption],
+    cooldown: Duration,
+    pricing: &GroupPricing,
+    limit: f64,
+) -> Result<f64, Reason> {
+    req.check(c)?;
+    if offered.is_some_and(|o| !o.contains(&c.instance_type)) {
+        return Err(Reason::NotOffered);
+    }
+    if interruptions
+        .iter()
+        .any(|e| e.is_pool(&c.instance_type, az) && ctx.now() - e.at < cooldown)
+    {
+        return Err(Reason::RecentlyInterrupted);
+    }
+    // Unknown price = not eligible, never "free" (DESIGN.md section 4).
+    let price = ctx
+        .inputs
+        .prices
+        .spot_price(pricing, az, &c.instance_type)
+        .ok_or(Reason::NoSpotPrice)?;
+    if price > limit {
+        return Err(Reason::TooExpensive);
+    }
+    Ok(price)
+}
+
+/// Ranks eligible candidates: the [`DIVERSITY_WIDTH`] cheapest first, least used in the group
+/// first among them, then the rest by price. Ties break by name, so plans are stable.
+pub fn rank(mut ok: Vec<Candidate>, usage: &BTreeMap<String, u32>) -> Vec<Candidate> {
+    ok.sort_by(|a, b| {
+        a.spot_price
+            .total_cmp(&b.spot_price)
+            .then(a.instance_type.cmp(&b.instance_type))
+    });
+    let width = DIVERSITY_WIDTH.min(ok.len());
+    let used = |c: &Candidate| usage.get(&c.instance_type).copied().unwrap_or(0);
+    ok[..width].sort_by(|a, b| {
+        used(a)
+            .cmp(&used(b))
+            .then(a.spot_price.total_cmp(&b.spot_price))
+            .then(a.instance_type.cmp(&b.instance_type))
+    });
+    ok.truncate(MAX_CANDIDATES);
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn candidate(ty: &str, price: f64) -> Candidate {
+        Candidate {
+            instance_type: ty.into(),
+            spot_price: price,
+        }
+    }
+
+    fn names(c: &[Candidate]) -> Vec<&str> {
+        c.iter().map(|c| c.instance_type.as_str()).collect()
+    }
+
+    #[test]
+    fn ranking_rotates_over_the_three_cheapest_least_used_first_then_by_price() {
+        let ok = || {
+            vec![
+                candidate("m6i.large", 0.045),
+                candidate("m5a.large", 0.040),
+                candidate("m5.large", 0.050),
+                candidate("m6a.large", 0.042),
+                candidate("m5n.large", 0.060),
+            ]
+        };
+        // (usage in the group, expected order)
+        let cases: [(&[(&str, u32)], [&str; 5]); 4] = [
+            (
+                &[],
+                [
+                    "m5a.large",
+                    "m6a.large",
+                    "m6i.large",
+                    "m5.large",
+                    "m5n.large",
+                ],
+            ),
+            (
+                &[("m5a.large", 1)],
+                [
+                    "m6a.large",
+                    "m6i.large",
+                    "m5a.large",
+                    "m5.large",
+                    "m5n.large",
+                ],
+            ),
+            (
+                &[("m5a.large", 2), ("m6a.large", 1), ("m6i.large", 1)],
+                [
+                    "m6a.large",
+                    "m6i.large",
+                    "m5a.large",
+                    "m5.large",
+                    "m5n.large",
+                ],
+            ),
+            // Usage outside the three cheapest does not move them.
+            (
+                &[("m5.large", 5)],
+                [
+                    "m5a.large",
+                    "m6a.large",
+                    "m6i.large",
+                    "m5.large",
+                    "m5n.large",
+                ],
+            ),
+        ];
+        for (usage, want) in cases {
+            let usage: BTreeMap<String, u32> =
+                usage.iter().map(|(t, n)| (t.to_string(), *n)).collect();
+            assert_eq!(names(&rank(ok(), &usage)), want, "usage {usage:?}");
+        }
+        // Equal prices break by name, so plans are stable.
+        let tied = vec![candidate("b", 0.04), candidate("a", 0.04)];
+        assert_eq!(names(&rank(tied, &BTreeMap::new())), ["a", "b"]);
+        // At most MAX_CANDIDATES go to a launch.
+        let many: Vec<Candidate> = (0..20)
+            .map(|i| candidate(&format!("t{i:02}"), 0.01 * f64::from(i + 1)))
+            .collect();
+        assert_eq!(rank(many, &BTreeMap::new()).len(), MAX_CANDIDATES);
+    }
+
+    fn instance(id: &str, az: &str, launched: &str) -> Instance {
+        Instance {
+            instance_id: id.into(),
+            instance_type: "m5.large".into(),
+            availability_zone: az.into(),
+            subnet_id: None,
+            market: Market::OnDemand,
+            state: InstanceState::Running,
+            launch_time: launched.parse::<DateTime<Utc>>().unwrap(),
+            image_id: None,
+            auto_scaling_group: Some("web".into()),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn instances_are_taken_from_the_az_with_most_left_oldest_first() {
+        let t = |h: u32| format!("2026-11-23T{h:02}:00:00Z");
+        // (instances as (id, AZ, launch hour), expected order of ids)
+        type Case = (Vec<(&'static str, &'static str, u32)>, Vec<&'static str>);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![]),
+            (vec![("i-1", "a", 1)], vec!["i-1"]),
+            // One AZ: oldest first.
+            (
+                vec![("i-1", "a", 3), ("i-2", "a", 1), ("i-3", "a", 2)],
+                vec!["i-2", "i-3", "i-1"],
+            ),
+            // The fuller AZ first, then alternate as they even out; ties go to the first AZ.
+            (
+                vec![
+                    ("i-1", "a", 1),
+                    ("i-2", "b", 1),
+                    ("i-3", "b", 2),
+                    ("i-4", "b", 3),
+                    ("i-5", "c", 1),
+                ],
+                vec!["i-2", "i-3", "i-1", "i-4", "i-5"],
+            ),
+            // Equal launch times break by id.
+            (vec![("i-9", "a", 1), ("i-8", "a", 1)], vec!["i-8", "i-9"]),
+        ];
+        for (input, want) in cases {
+            let instances: Vec<Instance> = input
+                .iter()
+                .map(|(id, az, h)| instance(id, az, &t(*h)))
+                .collect();
+            let got: Vec<&str> = spread_over_azs(instances.iter().collect())
+                .iter()
+                .map(|i| i.instance_id.as_str())
+                .collect();
+            assert_eq!(got, want, "{input:?}");
+        }
+    }
+}

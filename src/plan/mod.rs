@@ -1,0 +1,197 @@
+//! The planner: `plan(snapshot, settings, now) -> Plan`, every decision of a pass as data.
+//!
+//! For each group it decides, from what the snapshot shows and nothing else, which spot clones
+//! to launch, which ready clones to swap in, which clones are orphans, and which leftover
+//! MaxSize changes to restore; everything it leaves alone gets a skip with a reason. The swap
+//! protocol's state lives in tags ([`crate::protocol`]), so re-planning from a fresh snapshot
+//! after any crash finishes what a previous pass started.
+//!
+//! It runs in stages, one file each: [`inputs`] (each group's settings and pricing, resolved
+//! once), [`eligibility`] (may spotswap change the group now, and what does it launch),
+//! [`clones`] (the bookkeeping of clones already launched: swaps, completions, orphans, MaxSize
+//! restores) and [`launch`] (which instances get a clone, of which types). [`costs`] puts
+//! prices on every decision.
+//!
+//! Pure: no I/O, no clock (`now` is passed in), no logging, no randomness. Iteration is over
+//! sorted maps and explicit sorts, so the same input gives the same plan.
+
+pub mod clones;
+pub mod costs;
+pub mod eligibility;
+pub mod inputs;
+pub mod launch;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{Group, Instance, Snapshot};
+use crate::protocol;
+use crate::settings::{GroupPolicy, Settings};
+
+pub use crate::pricing::PriceUsed;
+pub use inputs::{GroupInputs, Inputs};
+pub use launch::{DIVERSITY_WIDTH, MAX_CANDIDATES};
+pub use types::*;
+
+/// Plans a pass over one region's snapshot, resolving each group's settings and pricing.
+pub fn plan(snapshot: &Snapshot, settings: &Settings, now: DateTime<Utc>) -> Plan {
+    plan_with(&Inputs::new(snapshot, settings, now))
+}
+
+/// Plans a pass from inputs resolved once for the region (the pass shares them with the
+/// savings report).
+pub fn plan_with(inputs: &Inputs) -> Plan {
+    let ctx = Ctx::new(inputs);
+    let snapshot = inputs.snapshot;
+    let mut out = Vec::new();
+    let mut groups: Vec<&Group> = snapshot.groups.iter().collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    for g in &groups {
+        plan_group(&ctx, g, &mut out);
+    }
+    // Clones whose group is not in the snapshot: the group was deleted or is no longer opted
+    // in (discovery only lists opted-in groups). Unattached ones can only cost money.
+    let known: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let fallback = inputs.fallback_pricing();
+    for (group, clones) in &ctx.clones {
+        if known.contains(group) {
+            continue;
+        }
+        for c in clones.iter().filter(|c| c.auto_scaling_group.is_none()) {
+            out.push(costs::orphan(
+                &ctx,
+                group,
+                c,
+                OrphanReason::GroupNotOptedIn,
+                &fallback,
+            ));
+        }
+    }
+    Plan {
+        region: snapshot.region.clone(),
+        on_demand_source: snapshot.on_demand.source.clone(),
+        decisions: out,
+    }
+}
+
+/// The inputs plus lookups built once per plan.
+pub struct Ctx<'a> {
+    pub inputs: &'a Inputs<'a>,
+    /// Live clones (not shutting down or terminated) by the group they were launched for.
+    pub clones: BTreeMap<&'a str, Vec<&'a Instance>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(inputs: &'a Inputs<'a>) -> Self {
+        let mut clones: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+        for i in inputs.snapshot.instances.values() {
+            if let Some((group, _)) = protocol::clone_of(i)
+                && !i.state.is_gone()
+            {
+                clones.entry(group).or_default().push(i);
+            }
+        }
+        Ctx { inputs, clones }
+    }
+
+    /// The snapshot being planned.
+    pub fn snap(&self) -> &'a Snapshot {
+        self.inputs.snapshot
+    }
+
+    /// The moment planned for.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inputs.now
+    }
+}
+
+fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
+    let clones: &[&Instance] = ctx.clones.get(group.name.as_str()).map_or(&[], |v| v);
+    let gi = ctx.inputs.group(group);
+    let pricing = &gi.pricing;
+    let policy = match &gi.policy {
+        GroupPolicy::NotOptedIn => {
+            out.push(costs::group_skip(ctx, group, pricing, Skip::NotOptedIn));
+            for c in clones.iter().filter(|c| clones::is_unattached(group, c)) {
+                out.push(costs::orphan(
+                    ctx,
+                    &group.name,
+                    c,
+                    OrphanReason::GroupNotOptedIn,
+                    pricing,
+                ));
+            }
+            return;
+        }
+        GroupPolicy::Invalid(e) => {
+            let tag = e
+                .source
+                .strip_prefix("tag ")
+                .unwrap_or(&e.source)
+                .to_string();
+            let skip = Skip::InvalidSetting {
+                setting: e.setting.clone(),
+                tag,
+                value: e.value.clone(),
+                problem: e.problem.clone(),
+            };
+            out.push(costs::group_skip(ctx, group, pricing, skip));
+            return;
+        }
+        GroupPolicy::OptedIn(policy) => policy,
+    };
+    let state = match eligibility::protocol_state(group) {
+        Ok(s) => s,
+        Err(skip) => {
+            out.push(costs::group_skip(ctx, group, pricing, skip));
+            return;
+        }
+    };
+
+    // Launching needs the group's launch spec and AMI; clean-up does not, so a group whose
+    // spec is unreadable still gets its clones cleaned up.
+    let launch = eligibility::resolve_launch(ctx.snap(), group);
+    // Whether spotswap may launch and swap in this group now; clean-up happens either way.
+    let blocked = eligibility::blocked(group, policy, ctx.now());
+    let can_swap = blocked.is_none() && launch.is_ok();
+
+    let book = clones::classify(ctx, group, clones, policy, can_swap);
+    let after_completions = clones::complete_swaps(ctx, group, pricing, &book, out);
+    let max_size =
+        clones::restore_max_size(group, state.leftover_max, after_completions.desired, out);
+    clones::terminate_orphans(ctx, group, pricing, &book, out);
+
+    if let Some(skip) = blocked {
+        out.push(costs::group_skip(ctx, group, pricing, skip));
+        return;
+    }
+    let launch = match launch {
+        Ok(l) => l,
+        Err(skip) => {
+            out.push(costs::group_skip(ctx, group, pricing, skip));
+            return;
+        }
+    };
+    let next = clones::swaps(
+        ctx,
+        group,
+        policy,
+        pricing,
+        &book,
+        &after_completions,
+        max_size,
+        out,
+    );
+    launch::plan_launches(
+        ctx,
+        group,
+        policy,
+        pricing,
+        &launch,
+        &state.interruptions,
+        next,
+        out,
+    );
+}

@@ -1,0 +1,361 @@
+//! The plan's types: a region's decisions, each an action or a skip with a reason, costed.
+//!
+//! These are the data a dry run shows and a pass executes; they serialise to the plan JSON of
+//! `spotswap plan --output json` and the golden scenarios. Every action, skip and orphan reason
+//! has one stable kebab-case word, the same in JSON, tables, logs and metrics. Plain data: no
+//! behaviour beyond naming, no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use strum::{EnumDiscriminants, IntoStaticStr};
+
+use crate::compat::Reason;
+use crate::model::{InstanceState, LaunchRef, Os, PriceSource};
+use crate::pricing::PriceUsed;
+
+/// A pass's decisions for one region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub region: String,
+    /// Where the on-demand prices came from, and how old they are when bundled.
+    pub on_demand_source: PriceSource,
+    pub decisions: Vec<Decision>,
+}
+
+impl Plan {
+    /// The actions, in the order they must run within each group.
+    pub fn actions(&self) -> impl Iterator<Item = (&Decision, &Action)> {
+        self.decisions.iter().filter_map(|d| match &d.verdict {
+            Verdict::Act(a) => Some((d, a)),
+            Verdict::Skip(_) => None,
+        })
+    }
+
+    /// The skips.
+    pub fn skips(&self) -> impl Iterator<Item = (&Decision, &Skip)> {
+        self.decisions.iter().filter_map(|d| match &d.verdict {
+            Verdict::Skip(s) => Some((d, s)),
+            Verdict::Act(_) => None,
+        })
+    }
+}
+
+/// One decision: about a group, or about one instance of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub group: String,
+    /// The instance concerned: the replaced on-demand instance for launches, swaps and waits,
+    /// the clone for orphan terminations; none for group-level decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    pub verdict: Verdict,
+    /// Hourly cost of what the decision concerns now, in USD; `None` where a price is unknown.
+    pub hourly_cost_before: Option<f64>,
+    /// Hourly cost once the decision is carried out.
+    pub hourly_cost_after: Option<f64>,
+    /// The prices behind the two costs.
+    #[serde(default)]
+    pub prices: Vec<PriceUsed>,
+}
+
+/// Act or skip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Act(Action),
+    Skip(Skip),
+}
+
+/// A candidate type for a clone, as ranked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub instance_type: String,
+    /// The spot price judged over the window, USD per hour.
+    pub spot_price: f64,
+}
+
+/// A MaxSize change around a swap: raised by one so the attach fits, restored afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxSizeChange {
+    pub original: u32,
+    pub raised: u32,
+}
+
+/// What a pass does. Each group's actions run in the order the plan lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, EnumDiscriminants)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+#[strum_discriminants(
+    name(ActionKind),
+    derive(Serialize, Deserialize, IntoStaticStr, PartialOrd, Ord, Hash),
+    serde(rename_all = "kebab-case"),
+    strum(serialize_all = "kebab-case"),
+    doc = "The kind of an action, without its details: what outcomes and totals count."
+)]
+pub enum Action {
+    /// Launch a spot clone of an on-demand instance, trying the candidates in order, with
+    /// the tags computed by the planner (the protocol's `spotswap:group` and
+    /// `spotswap:replaces` among them) applied in the launch call itself.
+    LaunchClone {
+        replaces: String,
+        replaced_type: String,
+        availability_zone: String,
+        #[serde(default)]
+        subnet_id: Option<String>,
+        launch: LaunchRef,
+        candidates: Vec<Candidate>,
+        /// The spot max price: the replaced type's on-demand price.
+        max_price: f64,
+        product_description: String,
+        /// Every tag the clone is launched with (see [`crate::protocol::clone_tags`]).
+        tags: BTreeMap<String, String>,
+    },
+    /// Attach a ready clone, then terminate the on-demand instance through the group with
+    /// `ShouldDecrementDesiredCapacity=true`; raise and restore MaxSize around it when full.
+    Swap {
+        clone: String,
+        replaces: String,
+        #[serde(default)]
+        max_size: Option<MaxSizeChange>,
+    },
+    /// A clone is attached but the instance it replaces is still in the group: a pass stopped
+    /// mid-swap. Terminate the replaced instance through the group, decrementing desired.
+    CompleteSwap { clone: String, replaces: String },
+    /// Terminate a clone that will never be swapped in.
+    TerminateOrphan { clone: String, reason: OrphanReason },
+    /// Put MaxSize back to the value recorded in `spotswap:max-size` and remove the tag.
+    RestoreMaxSize { current: u32, restored: u32 },
+}
+
+impl Action {
+    /// The stable kebab-case word for this action, as the plan's JSON names it.
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
+
+    /// The kind of this action.
+    pub fn kind(&self) -> ActionKind {
+        self.into()
+    }
+}
+
+impl ActionKind {
+    /// The stable kebab-case word for this kind.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Why a clone is an orphan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoStaticStr)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum OrphanReason {
+    /// The instance it replaces is gone, or no longer in service in the group.
+    TargetGone,
+    /// Its group is gone or no longer opted in.
+    GroupNotOptedIn,
+    /// Still unattached past the grace period plus the orphan timeout.
+    Timeout,
+    /// Another clone of the same instance is kept.
+    Duplicate,
+    /// Stopped or otherwise not going to run.
+    NotRunning,
+    /// Swapping it in would take on-demand capacity below the group's minimum.
+    NotNeeded,
+}
+
+/// Why a group or an instance is left alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, EnumDiscriminants)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+#[strum_discriminants(
+    name(SkipKind),
+    derive(Serialize, Deserialize, IntoStaticStr, PartialOrd, Ord, Hash),
+    serde(rename_all = "kebab-case"),
+    strum(serialize_all = "kebab-case"),
+    doc = "The kind of a skip, without its details."
+)]
+pub enum Skip {
+    NotOptedIn,
+    /// A setting tag has a value that cannot be used: the group is left untouched.
+    InvalidSetting {
+        setting: String,
+        tag: String,
+        value: String,
+        problem: String,
+    },
+    /// A tag spotswap itself writes holds a value it cannot read: the group is left untouched.
+    InvalidProtocolTag {
+        tag: String,
+        value: String,
+    },
+    MixedInstancesPolicy,
+    WarmPool,
+    InstanceRefreshInProgress,
+    ProcessesSuspended {
+        processes: Vec<String>,
+    },
+    OutsideSchedule {
+        schedule: String,
+        timezone: String,
+        state: String,
+    },
+    /// The group has no launch configuration or template spotswap can read.
+    NoLaunchSpec {
+        launch: Option<String>,
+    },
+    AmiNotFound {
+        image_id: String,
+    },
+    UnknownInstanceType {
+        instance_type: String,
+    },
+    NoOnDemandPrice {
+        instance_type: String,
+        os: Os,
+    },
+    /// No compatible type is cheaper; `rejected` counts the candidate types by first failure.
+    NoCheaperType {
+        rejected: BTreeMap<Reason, u32>,
+    },
+    /// The group keeps this many on-demand instances.
+    MinOnDemand {
+        keep: u32,
+        on_demand: u32,
+    },
+    /// This pass's launches for the group are used up.
+    BatchLimit {
+        limit: u32,
+    },
+    NotInService {
+        lifecycle_state: String,
+    },
+    Unhealthy,
+    ProtectedFromScaleIn,
+    NotRunning {
+        state: InstanceState,
+    },
+    /// The instance is not in the snapshot's instance list.
+    InstanceNotFound,
+    /// A clone is launched and waits for the group's grace period.
+    CloneNotReady {
+        clone: String,
+        ready_in_seconds: i64,
+    },
+    /// A clone is launched and not yet running.
+    CloneStarting {
+        clone: String,
+        state: InstanceState,
+    },
+    /// This pass terminates the instance's stuck clone; the next pass may try again.
+    PreviousCloneTerminated {
+        clone: String,
+    },
+}
+
+impl Skip {
+    /// The stable kebab-case word for this skip, as the plan's JSON names it.
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
+
+    /// The kind of this skip.
+    pub fn kind(&self) -> SkipKind {
+        self.into()
+    }
+}
+
+impl SkipKind {
+    /// The stable kebab-case word for this kind.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl OrphanReason {
+    /// The stable kebab-case word for this reason.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_word(v: &impl Serialize, tag: &str) -> String {
+        let v = serde_json::to_value(v).unwrap();
+        match v.get(tag) {
+            Some(t) => t.as_str().unwrap().to_string(),
+            None => v.as_str().unwrap().to_string(),
+        }
+    }
+
+    #[test]
+    fn every_stable_name_is_the_word_the_json_uses() {
+        let actions = [
+            Action::Swap {
+                clone: "i-2".into(),
+                replaces: "i-1".into(),
+                max_size: None,
+            },
+            Action::CompleteSwap {
+                clone: "i-2".into(),
+                replaces: "i-1".into(),
+            },
+            Action::TerminateOrphan {
+                clone: "i-2".into(),
+                reason: OrphanReason::TargetGone,
+            },
+            Action::RestoreMaxSize {
+                current: 4,
+                restored: 3,
+            },
+            Action::LaunchClone {
+                replaces: "i-1".into(),
+                replaced_type: "m5.large".into(),
+                availability_zone: "us-east-1a".into(),
+                subnet_id: None,
+                launch: LaunchRef::LaunchConfiguration { name: "lc".into() },
+                candidates: vec![],
+                max_price: 0.096,
+                product_description: "Linux/UNIX (Amazon VPC)".into(),
+                tags: BTreeMap::new(),
+            },
+        ];
+        for a in &actions {
+            assert_eq!(a.name(), serde_word(a, "type"));
+            assert_eq!(a.kind().name(), a.name());
+            assert_eq!(serde_word(&a.kind(), "type"), a.name());
+        }
+        let skips = [
+            Skip::NotOptedIn,
+            Skip::MixedInstancesPolicy,
+            Skip::BatchLimit { limit: 2 },
+            Skip::NoCheaperType {
+                rejected: BTreeMap::new(),
+            },
+            Skip::InvalidProtocolTag {
+                tag: "t".into(),
+                value: "v".into(),
+            },
+            Skip::CloneNotReady {
+                clone: "i-2".into(),
+                ready_in_seconds: 3,
+            },
+        ];
+        for s in &skips {
+            assert_eq!(s.name(), serde_word(s, "reason"));
+            assert_eq!(s.kind().name(), s.name());
+        }
+        for r in [
+            OrphanReason::TargetGone,
+            OrphanReason::GroupNotOptedIn,
+            OrphanReason::NotNeeded,
+        ] {
+            assert_eq!(r.name(), serde_word(&r, "reason"));
+        }
+    }
+}

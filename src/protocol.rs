@@ -1,0 +1,289 @@
+//! The swap protocol's state, as it lives in tags: every tag key spotswap reads or writes, the
+//! codecs of their values, and the tags a clone is launched with.
+//!
+//! A Lambda remembers nothing between runs and may stop at any point, so every step of a swap
+//! is recorded on AWS resources and every pass re-derives what to do from what it sees (README,
+//! "How a swap works"). The tag names are a public contract: renaming one strands the swaps in
+//! flight. This module only names and encodes; it decides nothing, and it is pure (no I/O, no
+//! clock, no logging).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::model::{Group, Instance};
+
+/// On a clone: the name of the group it was launched for.
+pub const GROUP: &str = "spotswap:group";
+/// On a clone: the id of the on-demand instance it replaces.
+pub const REPLACES: &str = "spotswap:replaces";
+/// On a group: its MaxSize before spotswap raised it by one around a swap.
+pub const MAX_SIZE: &str = "spotswap:max-size";
+/// On a group: the spot pools (type and AZ) that recently interrupted its instances, as
+/// space-separated `TYPE@AZ@RFC3339` entries.
+pub const INTERRUPTED: &str = "spotswap:interrupted";
+/// Every tag the protocol itself writes; none of them is a setting.
+pub const PROTOCOL_TAGS: [&str; 4] = [GROUP, REPLACES, MAX_SIZE, INTERRUPTED];
+/// The prefix of every per-group setting tag (`spotswap:min-on-demand-number`, ...).
+pub const SETTING_PREFIX: &str = "spotswap:";
+/// Tag keys with this prefix are reserved by AWS and can never be set by a caller (EC2 User
+/// Guide, "Tag restrictions"), so they are never copied to a clone.
+pub const AWS_RESERVED_PREFIX: &str = "aws:";
+/// AWS caps a tag value at 256 Unicode characters (EC2 User Guide, "Tag restrictions").
+pub const TAG_VALUE_MAX: usize = 256;
+
+/// For a spotswap clone: the group and the instance it was launched to replace.
+pub fn clone_of(instance: &Instance) -> Option<(&str, &str)> {
+    let group = instance.tags.get(GROUP)?;
+    let replaces = instance.tags.get(REPLACES)?;
+    Some((group.as_str(), replaces.as_str()))
+}
+
+/// The tags a clone is launched with: the group's propagated tags, then the replaced
+/// instance's own tags (never `aws:` keys, which AWS reserves, and never the protocol tags of
+/// the replaced instance), then the two protocol tags, which always win.
+pub fn clone_tags(group: &Group, replaced: Option<&Instance>) -> BTreeMap<String, String> {
+    let usable = |k: &str| !k.starts_with(AWS_RESERVED_PREFIX) && k != GROUP && k != REPLACES;
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for k in &group.propagated_tag_keys {
+        if let Some(v) = group.tags.get(k)
+            && usable(k)
+        {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(i) = replaced {
+        for (k, v) in &i.tags {
+            if usable(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let replaces = replaced.map_or("", |i| i.instance_id.as_str());
+    out.insert(GROUP.into(), group.name.clone());
+    out.insert(REPLACES.into(), replaces.into());
+    out
+}
+
+/// Reads `spotswap:max-size`: `Ok(None)` when absent, `Err` with the value when unreadable.
+pub fn max_size(tags: &BTreeMap<String, String>) -> Result<Option<u32>, String> {
+    match tags.get(MAX_SIZE) {
+        None => Ok(None),
+        Some(v) => v.trim().parse::<u32>().map(Some).map_err(|_| v.clone()),
+    }
+}
+
+/// The value `spotswap:max-size` records.
+pub fn max_size_value(original: u32) -> String {
+    original.to_string()
+}
+
+/// One entry of `spotswap:interrupted`: a spot pool that interrupted the group, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    pub instance_type: String,
+    pub availability_zone: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Interruption {
+    /// The entry as the tag holds it: `TYPE@AZ@RFC3339`.
+    pub fn entry(&self) -> String {
+        format!(
+            "{}@{}@{}",
+            self.instance_type,
+            self.availability_zone,
+            self.at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )
+    }
+
+    /// Whether this entry is about the pool `(instance_type, az)`.
+    pub fn is_pool(&self, instance_type: &str, az: &str) -> bool {
+        self.instance_type == instance_type && self.availability_zone == az
+    }
+}
+
+/// Reads `spotswap:interrupted`: space-separated `TYPE@AZ@RFC3339` entries. `Err` carries the
+/// unreadable value.
+pub fn interruptions(tags: &BTreeMap<String, String>) -> Result<Vec<Interruption>, String> {
+    let Some(v) = tags.get(INTERRUPTED) else {
+        return Ok(Vec::new());
+    };
+    v.split_whitespace()
+        .map(|entry| {
+            let mut parts = entry.splitn(3, '@');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(t), Some(az), Some(at)) if !t.is_empty() && !az.is_empty() => {
+                    let at = DateTime::parse_from_rfc3339(at)
+                        .map_err(|_| v.clone())?
+                        .with_timezone(&Utc);
+                    Ok(Interruption {
+                        instance_type: t.to_string(),
+                        availability_zone: az.to_string(),
+                        at,
+                    })
+                }
+                _ => Err(v.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The value of `spotswap:interrupted` after `latest`: the entries still inside the cool-down
+/// (other pools only), oldest first, then `latest`, dropping the oldest until it fits AWS's
+/// tag value limit. An unreadable old value is replaced rather than trusted.
+pub fn record_interruption(
+    tags: &BTreeMap<String, String>,
+    latest: &Interruption,
+    cooldown: chrono::Duration,
+) -> String {
+    let mut entries: Vec<String> = interruptions(tags)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            latest.at - e.at < cooldown
+                && !e.is_pool(&latest.instance_type, &latest.availability_zone)
+        })
+        .map(|e| e.entry())
+        .collect();
+    entries.push(latest.entry());
+    while entries.join(" ").len() > TAG_VALUE_MAX && entries.len() > 1 {
+        entries.remove(0);
+    }
+    entries.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InstanceState, Market};
+    use chrono::Duration;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn interruption_entries_round_trip_through_the_tag() {
+        let e = Interruption {
+            instance_type: "m5a.large".into(),
+            availability_zone: "us-east-1a".into(),
+            at: at("2026-11-23T10:00:00Z"),
+        };
+        assert_eq!(e.entry(), "m5a.large@us-east-1a@2026-11-23T10:00:00Z");
+        let t = tags(&[(INTERRUPTED, &format!("{} {}", e.entry(), e.entry()))]);
+        assert_eq!(interruptions(&t).unwrap(), vec![e.clone(), e]);
+        assert_eq!(interruptions(&tags(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn unreadable_protocol_tags_are_errors_carrying_the_value() {
+        for bad in [
+            "m5.large",
+            "m5.large@us-east-1a@yesterday",
+            "@us-east-1a@2026-11-23T10:00:00Z",
+        ] {
+            assert_eq!(
+                interruptions(&tags(&[(INTERRUPTED, bad)])),
+                Err(bad.to_string())
+            );
+        }
+        assert_eq!(max_size(&tags(&[(MAX_SIZE, "four")])), Err("four".into()));
+        assert_eq!(max_size(&tags(&[(MAX_SIZE, " 4 ")])), Ok(Some(4)));
+        assert_eq!(max_size(&tags(&[])), Ok(None));
+        assert_eq!(max_size_value(4), "4");
+    }
+
+    #[test]
+    fn recording_an_interruption_keeps_recent_entries_within_the_tag_limit() {
+        let now = at("2026-11-23T10:00:00Z");
+        let entry = |t: &str, az: &str, ago: i64| Interruption {
+            instance_type: t.into(),
+            availability_zone: az.into(),
+            at: now - Duration::minutes(ago),
+        };
+        let old = entry("c5.large", "us-east-1b", 180);
+        let recent = entry("m6i.large", "us-east-1c", 10);
+        let same_pool = entry("m5a.large", "us-east-1a", 5);
+        let value = [&old, &recent, &same_pool].map(|e| e.entry()).join(" ");
+        let latest = entry("m5a.large", "us-east-1a", 0);
+        let got = record_interruption(&tags(&[(INTERRUPTED, &value)]), &latest, Duration::hours(1));
+        assert_eq!(got, format!("{} {}", recent.entry(), latest.entry()));
+
+        let many: Vec<String> = (0..20)
+            .map(|i| entry(&format!("m{i}.large"), "us-east-1a", i).entry())
+            .collect();
+        let got = record_interruption(
+            &tags(&[(INTERRUPTED, &many.join(" "))]),
+            &latest,
+            Duration::hours(1),
+        );
+        assert!(got.len() <= TAG_VALUE_MAX, "{}", got.len());
+        assert!(got.ends_with(&latest.entry()));
+        // An unreadable value is replaced, not trusted.
+        let got = record_interruption(&tags(&[(INTERRUPTED, "junk")]), &latest, Duration::hours(1));
+        assert_eq!(got, latest.entry());
+    }
+
+    #[test]
+    fn a_clone_gets_the_groups_propagated_tags_the_instances_tags_and_the_protocol_tags() {
+        let group = Group {
+            name: "web".into(),
+            min_size: 1,
+            max_size: 4,
+            desired_capacity: 2,
+            health_check_grace_period_secs: 300,
+            tags: tags(&[("team", "web"), ("cost", "group"), ("private", "x")]),
+            propagated_tag_keys: ["team".to_string(), "cost".to_string()].into(),
+            launch: None,
+            mixed_instances_policy: false,
+            warm_pool: false,
+            instance_refresh_in_progress: false,
+            suspended_processes: vec![],
+            members: vec![],
+        };
+        let instance = Instance {
+            instance_id: "i-1".into(),
+            instance_type: "m5.large".into(),
+            availability_zone: "us-east-1a".into(),
+            subnet_id: None,
+            market: Market::OnDemand,
+            state: InstanceState::Running,
+            launch_time: at("2026-11-23T10:00:00Z"),
+            image_id: None,
+            auto_scaling_group: Some("web".into()),
+            tags: tags(&[
+                ("cost", "instance"),
+                ("aws:autoscaling:groupName", "web"),
+                (GROUP, "other"),
+                (REPLACES, "i-0"),
+                ("Name", "web-1"),
+            ]),
+        };
+        let got = clone_tags(&group, Some(&instance));
+        assert_eq!(
+            got,
+            tags(&[
+                ("team", "web"),
+                ("cost", "instance"),
+                ("Name", "web-1"),
+                (GROUP, "web"),
+                (REPLACES, "i-1"),
+            ])
+        );
+        assert_eq!(
+            clone_of(&Instance {
+                tags: got,
+                ..instance
+            }),
+            Some(("web", "i-1"))
+        );
+    }
+}
