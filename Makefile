@@ -5,8 +5,9 @@ MOTO_VERSION := 5.2.5
 CFN_LINT_VERSION := 1.58.0
 CARGO_LAMBDA_VERSION := 1.9.2
 VENV := .venv
-# The Lambda function is behind a feature, so the CLI never carries the Lambda runtime; tests
-# and lints build both.
+# The Lambda function is behind a feature, so the CLI never carries the Lambda runtime. Every
+# debug build here (test, lint's clippy aside, demo) uses the same features, so the AWS SDK is
+# compiled once for all of them: a different feature set would rebuild the whole SDK.
 FEATURES := --features lambda
 
 .PHONY: all build test lint fmt cfn-lint data demo lambda bench-lambda package deploy clean
@@ -37,8 +38,8 @@ cfn-lint: $(VENV)/.cfn-lint-$(CFN_LINT_VERSION)
 ## spotswap's main job on a local AWS emulator: seeds an account in two regions and runs
 ## passes of the real binary until every opted-in group has converged.
 demo: $(VENV)/.moto-$(MOTO_VERSION)
-	$(CARGO) build --locked --bin spotswap --example demo
-	$(CARGO) run --locked --quiet --example demo
+	$(CARGO) build --locked $(FEATURES) --bin spotswap --example demo
+	$(CARGO) run --locked $(FEATURES) --quiet --example demo
 
 ## The Lambda zip for provided.al2023 (target/lambda/spotswap-lambda/bootstrap.zip), built by
 ## cargo-lambda (from PyPI, in .venv). x86_64 always; arm64 too where the aarch64 standard

@@ -120,7 +120,7 @@ impl Catalog {
 
     /// Where the data came from: `Some` for the bundled catalog, `None` for [`Catalog::from_specs`].
     /// Adds every type this catalog knows and `types` lacks: live `DescribeInstanceTypes` data
-    /// first, this catalog second (DESIGN.md section 6). Returns how many were added.
+    /// first, this catalog second (data/README.md). Returns how many were added.
     pub fn fill_missing(&self, types: &mut BTreeMap<String, InstanceTypeSpec>) -> usize {
         let before = types.len();
         for spec in self.iter() {

@@ -1,5 +1,5 @@
 //! Compatibility: can a spot instance of type C stand in for an instance of type T running a
-//! given AMI? (DESIGN.md section 4.)
+//! given AMI? (README, "Which types, and why".)
 //!
 //! The answer is a list of small checks run in a fixed order; the first that fails gives the
 //! reason, as a stable word users can rely on (`architecture`, `memory`, ...). Price and
@@ -18,8 +18,22 @@ use crate::settings::TypeList;
 
 /// Why a candidate type was rejected. The first fourteen are the compatibility checks, in the
 /// order they run; the rest are the planner's price and placement checks, which run after them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Reason {
     Architecture,
     Virtualization,
@@ -46,28 +60,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// The stable word for this reason.
+    /// The stable word for this reason, as the plan's JSON names it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Architecture => "architecture",
-            Reason::Virtualization => "virtualization",
-            Reason::BootMode => "boot-mode",
-            Reason::Ena => "ena",
-            Reason::Vcpus => "vcpus",
-            Reason::Memory => "memory",
-            Reason::Gpu => "gpu",
-            Reason::Accelerator => "accelerator",
-            Reason::InstanceStore => "instance-store",
-            Reason::Burstable => "burstable",
-            Reason::BareMetal => "bare-metal",
-            Reason::NotAllowed => "not-allowed",
-            Reason::Disallowed => "disallowed",
-            Reason::NoSpot => "no-spot",
-            Reason::NotOffered => "not-offered",
-            Reason::RecentlyInterrupted => "recently-interrupted",
-            Reason::NoSpotPrice => "no-spot-price",
-            Reason::TooExpensive => "too-expensive",
-        }
+        self.into()
     }
 }
 
@@ -600,6 +595,11 @@ mod tests {
         for w in &words {
             let r: Reason = serde_json::from_value(serde_json::Value::String(w.clone())).unwrap();
             assert_eq!(r.as_str(), w);
+        }
+        // Every reason, the planner's included: one word, the same in JSON and in text.
+        use strum::IntoEnumIterator as _;
+        for r in Reason::iter() {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str(), "{r:?}");
         }
     }
 }

@@ -2,97 +2,64 @@
 //! outcome.
 //!
 //! Groups run concurrently (bounded); each group's actions run in plan order. One failure
-//! never stops the others. The swap follows the protocol (README, "How a swap works"): record the
+//! never stops the others. The swap follows the protocol (README, "How it decides"): record the
 //! MaxSize on the group before raising it, attach, terminate the on-demand instance through
 //! the group with `ShouldDecrementDesiredCapacity=true`, then restore MaxSize and drop the tag.
-//! A dry run calls nothing. It never decides: every choice was made by the planner.
+//! A dry run calls nothing. It never decides: every choice was made by the planner. It logs
+//! one record per outcome and per skip, never the launch spec (user data may hold secrets).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
 use crate::model::Snapshot;
-use crate::plan::{Action, ActionKind, Decision, Plan};
+use crate::pass::PassOptions;
+use crate::plan::{Action, Decision, Plan, Skip, Verdict};
 use crate::protocol;
+use crate::report::{Outcome, Status};
 
 /// Groups whose actions run at the same time in one region. Auto Scaling's calls share one
 /// throttling bucket per account and region, so a few at a time is plenty.
 pub const GROUP_CONCURRENCY: usize = 4;
 
-/// How to execute.
-#[derive(Debug, Clone)]
-pub struct ExecOptions {
-    /// Call nothing; report what would have been done.
-    pub dry_run: bool,
-    /// The pass's time, for idempotency tokens.
-    pub now: DateTime<Utc>,
-    /// No launch or swap starts after this instant (the Lambda's deadline less a margin);
-    /// what is left is picked up by the next pass.
-    pub deadline: Option<tokio::time::Instant>,
-}
-
-/// What happened to one action.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "kebab-case")]
-pub enum Status {
-    Done {
-        /// For launches: the clone's id and type.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        instance_id: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        instance_type: Option<String>,
-    },
-    Failed {
-        error: CloudError,
-    },
-    /// Dry run: nothing was called.
-    DryRun,
-    /// Not started: too little time left in this invocation.
-    Deferred,
-}
-
-/// The outcome of one action.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    pub group: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
-    pub action: ActionKind,
-    #[serde(flatten)]
-    pub status: Status,
-    /// Hourly saving the action brings once done, USD (before minus after).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hourly_saving: Option<f64>,
-}
-
-impl Outcome {
-    /// Whether the action failed.
-    pub fn failed(&self) -> bool {
-        matches!(self.status, Status::Failed { .. })
-    }
-}
-
-/// Carries out every action of `plan`.
+/// Carries out every action of `plan`, group by group, logging each group's skips (debug) and
+/// each action's outcome (info, or warn for a failure) inside a span for the group.
 pub async fn execute<A: Actuator>(
     act: &A,
     snapshot: &Snapshot,
     plan: &Plan,
-    opts: &ExecOptions,
+    opts: &PassOptions,
 ) -> Vec<Outcome> {
-    let mut by_group: BTreeMap<&str, Vec<(&Decision, &Action)>> = BTreeMap::new();
-    for (d, a) in plan.actions() {
-        by_group.entry(d.group.as_str()).or_default().push((d, a));
+    let mut by_group: BTreeMap<&str, Vec<&Decision>> = BTreeMap::new();
+    for d in &plan.decisions {
+        by_group.entry(d.group.as_str()).or_default().push(d);
     }
-    let mut results: Vec<(usize, Vec<Outcome>)> = stream::iter(by_group.into_values().enumerate())
-        .map(|(i, actions)| async move {
-            let mut out = Vec::new();
-            for (d, a) in actions {
-                out.push(run_action(act, snapshot, d, a, opts).await);
+    let mut results: Vec<(usize, Vec<Outcome>)> = stream::iter(by_group.into_iter().enumerate())
+        .map(|(i, (group, decisions))| {
+            let span = info_span!("group", group = %group);
+            async move {
+                let mut out = Vec::new();
+                for d in decisions {
+                    match &d.verdict {
+                        Verdict::Skip(skip) => debug!(
+                            instance = d.instance.as_deref().unwrap_or(""),
+                            reason = skip.name(),
+                            details = %skip_details(skip),
+                            "skip"
+                        ),
+                        Verdict::Act(a) => {
+                            let o = run_action(act, snapshot, d, a, opts).await;
+                            log_outcome(&o);
+                            out.push(o);
+                        }
+                    }
+                }
+                (i, out)
             }
-            (i, out)
+            .instrument(span)
         })
         .buffer_unordered(GROUP_CONCURRENCY)
         .collect()
@@ -101,12 +68,61 @@ pub async fn execute<A: Actuator>(
     results.into_iter().flat_map(|(_, o)| o).collect()
 }
 
+/// A skip's details as `key=value` pairs (its JSON fields but the reason word).
+fn skip_details(skip: &Skip) -> String {
+    let value = serde_json::to_value(skip).unwrap_or_default();
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "reason")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One log record per action outcome. Nothing from the launch spec is logged: it may hold
+/// user data.
+fn log_outcome(o: &Outcome) {
+    let instance = o.instance.as_deref().unwrap_or("");
+    let action = o.action.name();
+    match &o.status {
+        Status::Done {
+            instance_id,
+            instance_type,
+        } => info!(
+            instance,
+            action,
+            result = "done",
+            clone = instance_id.as_deref().unwrap_or(""),
+            instance_type = instance_type.as_deref().unwrap_or(""),
+            "{action} done"
+        ),
+        Status::DryRun => info!(instance, action, result = "dry-run", "{action} (dry run)"),
+        Status::Deferred => info!(
+            instance,
+            action,
+            result = "deferred",
+            "{action} deferred to the next pass"
+        ),
+        Status::Failed { error } => warn!(
+            instance,
+            action,
+            result = "failed",
+            operation = %error.operation,
+            code = error.code.as_deref().unwrap_or(""),
+            error = %error.message,
+            "{action} failed"
+        ),
+    }
+}
+
 async fn run_action<A: Actuator>(
     act: &A,
     snapshot: &Snapshot,
     d: &Decision,
     a: &Action,
-    opts: &ExecOptions,
+    opts: &PassOptions,
 ) -> Outcome {
     let hourly_saving = match (d.hourly_cost_before, d.hourly_cost_after) {
         (Some(b), Some(a)) => Some(b - a),

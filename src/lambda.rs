@@ -14,9 +14,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::cloud::Account;
+use crate::error::Error;
 use crate::events::{self, Event};
 use crate::interrupt;
-use crate::pass::{PassOptions, PassReport, regions, run_pass};
+use crate::pass::{self, PassOptions};
+use crate::report::PassReport;
 use crate::settings::{SETTINGS, Settings};
 
 /// Time kept free at the end of an invocation: no launch or swap starts later than this
@@ -28,16 +30,11 @@ pub const METRICS_NAMESPACE: &str = "spotswap";
 
 /// Reads the settings from the environment variables the CloudFormation template sets (the
 /// same names as the CLI's: `MIN_ON_DEMAND_NUMBER`, ...).
-pub fn settings_from_env() -> Result<Settings, String> {
+pub fn settings_from_env() -> Result<Settings, Error> {
     let pairs = SETTINGS
         .iter()
         .filter_map(|d| std::env::var(d.env()).ok().map(|v| (d.stem, v)));
-    Settings::from_pairs(pairs).map_err(|errs| {
-        errs.iter()
-            .map(|e| format!("invalid setting: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+    Settings::from_pairs(pairs).map_err(Error::Settings)
 }
 
 /// What the invocation returns.
@@ -58,50 +55,25 @@ impl Handled {
     }
 }
 
-/// Why an invocation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandleError {
-    /// An event this function does not handle, or a malformed one: nothing was touched.
-    #[error(transparent)]
-    Event(#[from] events::EventError),
-    /// The pass could not start (the account's regions could not be listed).
-    #[error("cannot list the account's regions: {0}")]
-    Pass(crate::cloud::CloudError),
-}
-
-impl HandleError {
-    /// The Lambda `errorType` for this failure.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            HandleError::Event(events::EventError::Unsupported { .. }) => "UnsupportedEvent",
-            HandleError::Event(_) => "MalformedEvent",
-            HandleError::Pass(_) => "PassFailed",
-        }
-    }
-}
-
-/// Handles one invocation. `Err` is an invocation error: an event this function does not
-/// handle, a malformed one, or a pass that could not start.
+/// Handles one invocation. `Err` is an invocation error ([`Error::kind`] is its Lambda
+/// `errorType`): an event this function does not handle, a malformed one, or a pass that could
+/// not start.
 pub async fn handle<A: Account>(
     account: &A,
     settings: &Settings,
     payload: &Value,
     now: DateTime<Utc>,
     time_left: Option<Duration>,
-) -> Result<Handled, HandleError> {
+) -> Result<Handled, Error> {
     let event = events::parse(payload)?;
     match event {
         Event::Scheduled { .. } => {
-            let regions = regions(account, settings)
-                .await
-                .map_err(HandleError::Pass)?;
-            let deadline = time_left
-                .map(|left| tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN));
             let opts = PassOptions {
-                dry_run: settings.dry_run,
-                deadline,
+                deadline: time_left
+                    .map(|left| tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN)),
+                ..PassOptions::new(settings, now)
             };
-            let report = run_pass(account, &regions, settings, now, &opts, &|_, _| {}).await;
+            let report = pass::run(account, settings, &opts).await?;
             Ok(Handled::Pass(Box::new(report)))
         }
         Event::SpotInterruption { .. } | Event::Rebalance { .. } => Ok(Handled::Interruption(
@@ -186,7 +158,7 @@ mod tests {
         let report = PassReport {
             started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
             dry_run: false,
-            totals: crate::pass::Totals {
+            totals: crate::report::Totals {
                 groups_seen: 3,
                 clones_launched: 2,
                 swaps: 1,

@@ -7,9 +7,9 @@
 //! logger, so every rule is tested by tables and the dry run is exactly what a real pass would do.
 
 pub mod catalog;
-pub mod cli;
 pub mod cloud;
 pub mod compat;
+mod error;
 pub mod events;
 pub mod execute;
 pub mod glob;
@@ -23,6 +23,9 @@ pub mod plan;
 pub mod price_table;
 pub mod pricing;
 pub mod protocol;
+pub mod report;
 pub mod savings;
 pub mod schedule;
 pub mod settings;
+
+pub use error::{Error, Result};

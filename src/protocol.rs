@@ -3,7 +3,7 @@
 //!
 //! A Lambda remembers nothing between runs and may stop at any point, so every step of a swap
 //! is recorded on AWS resources and every pass re-derives what to do from what it sees (README,
-//! "How a swap works"). The tag names are a public contract: renaming one strands the swaps in
+//! "How it decides"). The tag names are a public contract: renaming one strands the swaps in
 //! flight. This module only names and encodes; it decides nothing, and it is pure (no I/O, no
 //! clock, no logging).
 

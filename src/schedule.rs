@@ -12,6 +12,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
+use crate::Error;
+
 /// An hours-and-weekdays window. Weekdays count from Sunday = 0 (7 is Sunday too).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Schedule {
@@ -30,12 +32,12 @@ pub enum ScheduleState {
 }
 
 impl FromStr for ScheduleState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
         match s.trim() {
             "on" => Ok(ScheduleState::On),
             "off" => Ok(ScheduleState::Off),
-            _ => Err("expected on or off".into()),
+            _ => Err(Error::Invalid("expected on or off".into())),
         }
     }
 }
@@ -76,16 +78,17 @@ impl fmt::Display for Schedule {
 }
 
 impl FromStr for Schedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
         let fields: Vec<&str> = s.split_whitespace().collect();
         let [hours, weekdays] = fields.as_slice() else {
-            return Err(
+            return Err(Error::Invalid(
                 "expected two fields, \"<hours> <weekdays>\", for example \"9-17 1-5\"".into(),
-            );
+            ));
         };
-        let hours = parse_field(hours, 0, 23).map_err(|e| format!("hours: {e}"))?;
-        let days = parse_field(weekdays, 0, 7).map_err(|e| format!("weekdays: {e}"))?;
+        let hours = parse_field(hours, 0, 23).map_err(|e| Error::Invalid(format!("hours: {e}")))?;
+        let days =
+            parse_field(weekdays, 0, 7).map_err(|e| Error::Invalid(format!("weekdays: {e}")))?;
         let mut h = [false; 24];
         for v in hours {
             h[v as usize] = true;

@@ -1,5 +1,5 @@
 //! Settings: global values from flags and environment variables, and per-group overrides from
-//! group tags, with precedence tag > global > built-in default (DESIGN.md section 7).
+//! group tags, with precedence tag > global > built-in default (README, "Settings").
 //!
 //! Every setting has one name stem used on every surface: flag `--min-on-demand-number`, env
 //! `MIN_ON_DEMAND_NUMBER`, CloudFormation parameter `MinOnDemandNumber`, group tag
@@ -14,6 +14,7 @@ use std::fmt;
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::Error;
 use crate::glob;
 use crate::protocol;
 use crate::schedule::{Schedule, ScheduleState};
@@ -45,6 +46,11 @@ impl SettingDef {
     /// The group tag: `spotswap:min-on-demand-number` (only for group-scoped settings).
     pub fn tag(&self) -> String {
         format!("{}{}", protocol::SETTING_PREFIX, self.stem)
+    }
+
+    /// Whether the setting is true or false (its default says so): a switch on the command line.
+    pub fn is_bool(&self) -> bool {
+        matches!(self.default, "true" | "false")
     }
 
     /// The CloudFormation parameter: `MinOnDemandNumber`.
@@ -606,13 +612,17 @@ fn parse_group<'v>(
         field("spot-price-window-minutes", &|v| {
             parse_window(v).map(P::Count)
         }),
-        field("cron-schedule", &|v| v.parse().map(P::Schedule)),
+        field("cron-schedule", &|v| {
+            v.parse().map(P::Schedule).map_err(|e: Error| e.to_string())
+        }),
         field("cron-timezone", &|v| {
             v.parse()
                 .map(P::Timezone)
                 .map_err(|_| "expected an IANA timezone such as Europe/London".to_string())
         }),
-        field("cron-schedule-state", &|v| v.parse().map(P::State)),
+        field("cron-schedule-state", &|v| {
+            v.parse().map(P::State).map_err(|e: Error| e.to_string())
+        }),
         field("orphan-timeout-minutes", &|v| parse_count(v).map(P::Count)),
         field("interruption-cooldown-minutes", &|v| {
             parse_count(v).map(P::Count)

@@ -1,7 +1,7 @@
 //! The `spotswap-lambda` function: a thin shell around [`spotswap::lambda`]. It reads the
 //! settings and the AWS configuration once per container, then hands every invocation to the
-//! library and logs a summary (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`) plus the pass's metrics
-//! in CloudWatch embedded metric format.
+//! library, which logs through `tracing` (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`); this shell
+//! adds the pass's metrics in CloudWatch embedded metric format and the interruption outcome.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,23 +39,9 @@ async fn main() -> Result<(), Error> {
         {
             Ok(handled) => {
                 match &handled {
-                    Handled::Pass(report) => {
-                        let t = &report.totals;
-                        tracing::info!(
-                            regions = t.regions,
-                            groups = t.groups_seen,
-                            clones_launched = t.clones_launched,
-                            swaps = t.swaps,
-                            orphans_terminated = t.orphans_terminated,
-                            failures = t.failures,
-                            deferred = t.deferred,
-                            hourly_savings = t.hourly_savings_now,
-                            dry_run = report.dry_run,
-                            "pass done"
-                        );
-                        // An EMF line must reach stdout as it is, not inside a log record.
-                        println!("{}", pass_metrics(report, function));
-                    }
+                    // The pass logged its own summary ("pass done"). An EMF line must reach
+                    // stdout as it is, not inside a log record.
+                    Handled::Pass(report) => println!("{}", pass_metrics(report, function)),
                     Handled::Interruption(r) => match &r.outcome {
                         Outcome::Ignored { reason } => tracing::info!(
                             region = %r.region,

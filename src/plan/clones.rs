@@ -2,7 +2,7 @@
 //! (done, or a swap to complete), pending (waiting for the group's grace period, or ready to
 //! swap in), or an orphan to terminate; a MaxSize a previous pass left raised is restored.
 //!
-//! The swap protocol's steps are in the README ("How a swap works"): a ready clone is attached,
+//! The swap protocol's steps are in the README ("How it decides"): a ready clone is attached,
 //! then the on-demand instance leaves through the group with desired capacity decremented, and
 //! a full group gets one more slot of MaxSize for the length of the swap. Pure.
 
@@ -307,4 +307,206 @@ pub fn swaps<'a>(
         })
         .collect();
     state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Snapshot;
+    use crate::plan::Inputs;
+    use crate::settings::Settings;
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-23T10:00:00Z".parse().unwrap()
+    }
+
+    /// A clone of `replaces`, `age_min` minutes old, attached to `web` or not.
+    fn clone(
+        id: &str,
+        replaces: &str,
+        state: &str,
+        age_min: i64,
+        attached: bool,
+    ) -> serde_json::Value {
+        json!({
+            "instance_id": id, "instance_type": "m5a.large", "availability_zone": "us-east-1a",
+            "market": "spot", "state": state,
+            "launch_time": now() - Duration::minutes(age_min),
+            "auto_scaling_group": if attached { Some("web") } else { None },
+            "tags": {"spotswap:group": "web", "spotswap:replaces": replaces}
+        })
+    }
+
+    /// Group `web` (grace 300 s) with on-demand members i-1 (in service) and i-2 (terminating),
+    /// the given clones, and attached clones as members.
+    fn snapshot(clones: &[serde_json::Value]) -> Snapshot {
+        let mut members = vec![
+            json!({"instance_id": "i-1", "lifecycle_state": "InService", "health_status": "Healthy"}),
+            json!({"instance_id": "i-2", "lifecycle_state": "Terminating", "health_status": "Healthy"}),
+        ];
+        let mut instances = serde_json::Map::new();
+        for id in ["i-1", "i-2"] {
+            instances.insert(id.into(), json!({
+                "instance_id": id, "instance_type": "m5.large", "availability_zone": "us-east-1a",
+                "market": "on-demand", "state": "running", "launch_time": now() - Duration::days(1),
+                "auto_scaling_group": "web"
+            }));
+        }
+        for c in clones {
+            let id = c["instance_id"].as_str().unwrap();
+            if c["auto_scaling_group"] == "web" {
+                members.push(json!({"instance_id": id, "lifecycle_state": "InService", "health_status": "Healthy"}));
+            }
+            instances.insert(id.into(), c.clone());
+        }
+        serde_json::from_value(json!({
+            "region": "us-east-1",
+            "groups": [{"name": "web", "min_size": 1, "max_size": 4, "desired_capacity": 2,
+                        "health_check_grace_period_secs": 300, "members": members,
+                        "tags": {"spot-enabled": "true"}}],
+            "instances": instances,
+            "on_demand": {"source": {"kind": "live"}, "prices": {}}
+        }))
+        .unwrap()
+    }
+
+    /// What became of each clone: `half-done`, `ready`, `waiting`, an orphan reason, or `done`.
+    fn classified(clones: &[serde_json::Value], can_swap: bool) -> Vec<(String, String)> {
+        let snap = snapshot(clones);
+        let settings = Settings::default();
+        let inputs = Inputs::new(&snap, &settings, now());
+        let ctx = Ctx::new(&inputs);
+        let group = &snap.groups[0];
+        let live = ctx.clones.get("web").cloned().unwrap_or_default();
+        let book = classify(&ctx, group, &live, &settings.group, can_swap);
+        let mut out: Vec<(String, String)> = Vec::new();
+        for c in &book.half_done {
+            out.push((c.instance_id.clone(), "half-done".into()));
+        }
+        for (c, ready) in &book.pending {
+            let what = if *ready { "ready" } else { "waiting" };
+            out.push((c.instance_id.clone(), what.into()));
+        }
+        for (c, reason) in &book.orphans {
+            out.push((c.instance_id.clone(), reason.name().into()));
+        }
+        for c in live {
+            if !out.iter().any(|(id, _)| *id == c.instance_id) {
+                out.push((c.instance_id.clone(), "done".into()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn each_clone_is_pending_half_done_done_or_an_orphan_with_its_reason() {
+        // (case, clones, can the group swap now, expected)
+        type Case = (
+            &'static str,
+            Vec<serde_json::Value>,
+            bool,
+            Vec<(&'static str, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "past the grace period",
+                vec![clone("s-1", "i-1", "running", 10, false)],
+                true,
+                vec![("s-1", "ready")],
+            ),
+            (
+                "inside the grace period",
+                vec![clone("s-1", "i-1", "running", 2, false)],
+                true,
+                vec![("s-1", "waiting")],
+            ),
+            (
+                "still starting",
+                vec![clone("s-1", "i-1", "pending", 10, false)],
+                true,
+                vec![("s-1", "waiting")],
+            ),
+            (
+                "its instance left the group",
+                vec![clone("s-1", "i-9", "running", 10, false)],
+                true,
+                vec![("s-1", "target-gone")],
+            ),
+            (
+                "its instance is terminating",
+                vec![clone("s-1", "i-2", "running", 10, false)],
+                true,
+                vec![("s-1", "target-gone")],
+            ),
+            (
+                "stopped",
+                vec![clone("s-1", "i-1", "stopped", 10, false)],
+                true,
+                vec![("s-1", "not-running")],
+            ),
+            (
+                "past the timeout but swappable now",
+                vec![clone("s-1", "i-1", "running", 70, false)],
+                true,
+                vec![("s-1", "ready")],
+            ),
+            (
+                "past the timeout in a blocked group",
+                vec![clone("s-1", "i-1", "running", 70, false)],
+                false,
+                vec![("s-1", "timeout")],
+            ),
+            (
+                "past the timeout and never running",
+                vec![clone("s-1", "i-1", "pending", 70, false)],
+                true,
+                vec![("s-1", "timeout")],
+            ),
+            (
+                "attached, its instance still a member",
+                vec![clone("s-1", "i-1", "running", 10, true)],
+                true,
+                vec![("s-1", "half-done")],
+            ),
+            (
+                "attached, its instance gone",
+                vec![clone("s-1", "i-9", "running", 10, true)],
+                true,
+                vec![("s-1", "done")],
+            ),
+            (
+                "attached, its instance terminating",
+                vec![clone("s-1", "i-2", "running", 10, true)],
+                true,
+                vec![("s-1", "done")],
+            ),
+            (
+                "two clones of one instance: the running one, then the older, is kept",
+                vec![
+                    clone("s-1", "i-1", "pending", 20, false),
+                    clone("s-2", "i-1", "running", 5, false),
+                    clone("s-3", "i-1", "running", 10, false),
+                ],
+                true,
+                vec![("s-1", "duplicate"), ("s-2", "duplicate"), ("s-3", "ready")],
+            ),
+            (
+                "gone clones are not counted",
+                vec![clone("s-1", "i-1", "terminated", 10, false)],
+                true,
+                vec![],
+            ),
+        ];
+        for (name, clones, can_swap, want) in cases {
+            let got = classified(&clones, can_swap);
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
 }

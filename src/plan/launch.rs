@@ -319,7 +319,7 @@ fn judge(
     {
         return Err(Reason::RecentlyInterrupted);
     }
-    // Unknown price = not eligible, never "free" (DESIGN.md section 4).
+    // Unknown price = not eligible, never "free" (README, "Which types, and why").
     let price = ctx
         .inputs
         .prices
@@ -379,7 +379,8 @@ mod tests {
             ]
         };
         // (usage in the group, expected order)
-        let cases: [(&[(&str, u32)], [&str; 5]); 4] = [
+        type Case<'a> = (&'a [(&'a str, u32)], [&'a str; 5]);
+        let cases: [Case; 4] = [
             (
                 &[],
                 [

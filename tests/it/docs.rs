@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use spotswap::cli::{SettingsOutput, settings_reference};
-
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("reading {path}: {e}"))
@@ -13,7 +11,12 @@ fn read(path: &str) -> String {
 #[test]
 fn the_readme_settings_reference_is_the_generated_one() {
     let readme = read("README.md");
-    let table = settings_reference(SettingsOutput::Markdown);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotswap"))
+        .args(["settings", "--output", "markdown"])
+        .output()
+        .expect("the spotswap binary runs");
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8(out.stdout).expect("UTF-8");
     assert!(
         readme.contains(&table),
         "README.md's settings table is stale: regenerate it with \

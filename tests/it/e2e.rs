@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use spotswap::cloud::aws::AwsAccount;
-use spotswap::pass::{PassOptions, PassReport, run_pass};
+use spotswap::pass::{self, PassOptions};
 use spotswap::plan::{Skip, Verdict};
+use spotswap::report::PassReport;
 use spotswap::settings::Settings;
 
 use crate::moto::Emulator;
@@ -34,21 +35,14 @@ async fn world() -> World {
 impl World {
     /// One pass, in process, as `spotswap run` makes it.
     async fn pass(&self, settings: &[(&str, &str)]) -> PassReport {
-        let settings = Settings::from_pairs(settings.iter().copied()).expect("valid settings");
+        // The emulator lists every region; the pass covers the one seeded.
+        let settings = Settings::from_pairs(settings.iter().copied().chain([("regions", REGION)]))
+            .expect("valid settings");
         let aws = AwsAccount::new(self.emu.sdk_config(REGION));
-        let opts = PassOptions {
-            dry_run: settings.dry_run,
-            deadline: None,
-        };
-        let report = run_pass(
-            &aws,
-            &[REGION.to_string()],
-            &settings,
-            Utc::now(),
-            &opts,
-            &|_, _| {},
-        )
-        .await;
+        let opts = PassOptions::new(&settings, Utc::now());
+        let report = pass::run(&aws, &settings, &opts)
+            .await
+            .expect("the pass starts");
         for r in &report.regions {
             assert!(r.error.is_none(), "region error: {:?}", r.error);
         }

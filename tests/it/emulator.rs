@@ -631,7 +631,7 @@ async fn moto_run_instances_spot_with_tag_specifications_reports_spot_lifecycle_
         account.instance(&on_demand).await.instance_lifecycle(),
         None
     );
-    // Tag filters on DescribeInstances work (the lifecycle filter does not: see DESIGN.md).
+    // Tag filters on DescribeInstances work (the lifecycle filter does not, a moto gap).
     let found = account
         .ec2
         .describe_instances()

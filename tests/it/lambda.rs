@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{Value, json};
 use spotswap::cloud::aws::AwsAccount;
-use spotswap::pass::{PassOptions, PassReport, run_pass};
+use spotswap::pass::{self, PassOptions};
+use spotswap::report::PassReport;
 use spotswap::settings::Settings;
 
 use crate::moto::Emulator;
@@ -144,21 +145,17 @@ impl World {
 
     /// One pass through the library, as `spotswap run` makes it.
     async fn pass(&self, settings: &[(&str, &str)]) -> PassReport {
-        let settings = Settings::from_pairs(settings.iter().copied()).expect("valid settings");
+        // The emulator lists every region; the pass covers the one seeded.
+        let settings = Settings::from_pairs(settings.iter().copied().chain([("regions", REGION)]))
+            .expect("valid settings");
         let aws = AwsAccount::new(self.emu.sdk_config(REGION));
         let opts = PassOptions {
             dry_run: false,
-            deadline: None,
+            ..PassOptions::new(&settings, Utc::now())
         };
-        let report = run_pass(
-            &aws,
-            &[REGION.to_string()],
-            &settings,
-            Utc::now(),
-            &opts,
-            &|_, _| {},
-        )
-        .await;
+        let report = pass::run(&aws, &settings, &opts)
+            .await
+            .expect("the pass starts");
         assert_eq!(report.totals.failures, 0, "{report:#?}");
         report
     }

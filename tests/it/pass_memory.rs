@@ -1,6 +1,6 @@
 //! Component tests of the real pass (observe -> plan -> execute) over [`MemoryCloud`], the
 //! in-memory AWS account: passes run one after another with the clock moved on between them,
-//! and the swap protocol's invariants (DESIGN.md section 3) are checked after every pass,
+//! and the swap protocol's invariants (README, "How it decides") are checked after every pass,
 //! including passes that failed half-way: in-service capacity never below where it started,
 //! desired capacity back where it started once no swap is in flight, MaxSize as the user left
 //! it unless a swap recorded it in `spotswap:max-size`, no clone left unattached past its
@@ -12,14 +12,14 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use spotswap::cloud::memory::MemoryCloud;
 use spotswap::cloud::{CloudError, ErrorKind};
-use spotswap::execute::{Outcome, Status};
 use spotswap::model::{
     Ami, Architecture, Group, Instance, LaunchRef, LaunchSpec, Market, OsPrices, Secret,
     SpotPricePoint, Virtualization,
 };
-use spotswap::pass::{self, PassOptions, PassReport};
+use spotswap::pass::{self, PassOptions};
 use spotswap::plan::{Action, ActionKind, Decision, OrphanReason, Skip};
 use spotswap::protocol as tags;
+use spotswap::report::{Outcome, PassReport, Status};
 use spotswap::settings::Settings;
 
 // ---------------------------------------------------------------------------------------------
@@ -280,15 +280,13 @@ impl Account {
 
     /// One pass over the account as the CLI runs it, with no checks.
     async fn run(&self, settings: &Settings, opts: &PassOptions) -> PassReport {
-        pass::run_pass(
-            &self.cloud,
-            &[REGION.to_string()],
-            settings,
-            self.cloud.now(),
-            opts,
-            &|_, _| {},
-        )
-        .await
+        let opts = PassOptions {
+            now: self.cloud.now(),
+            ..opts.clone()
+        };
+        pass::run(&self.cloud, settings, &opts)
+            .await
+            .expect("the pass starts")
     }
 
     /// One pass over the account as the CLI runs it, then the invariants.
@@ -302,6 +300,7 @@ impl Account {
     async fn pass(&self, settings: &Settings) -> PassReport {
         let opts = PassOptions {
             dry_run: false,
+            now: chrono::Utc::now(),
             deadline: None,
         };
         self.pass_with(settings, &opts).await
@@ -329,7 +328,7 @@ impl Account {
         panic!("no convergence within {MAX_PASSES} passes");
     }
 
-    /// The invariants of DESIGN.md section 3, after any pass.
+    /// The swap protocol's invariants (README, "How it decides"), after any pass.
     fn check_invariants(&self, settings: &Settings, report: &PassReport) {
         let json = serde_json::to_string(report).expect("the report serialises");
         assert!(!json.contains(USER_DATA), "user data in the pass report");
@@ -439,7 +438,7 @@ fn in_service(g: &Group) -> usize {
     g.members.iter().filter(|m| m.is_in_service()).count()
 }
 
-fn region(report: &PassReport) -> &pass::RegionReport {
+fn region(report: &PassReport) -> &spotswap::report::RegionReport {
     assert_eq!(report.regions.len(), 1);
     &report.regions[0]
 }
@@ -636,12 +635,14 @@ async fn dry_run_changes_nothing_in_the_account() {
 
     let flag = PassOptions {
         dry_run: true,
+        now: chrono::Utc::now(),
         deadline: None,
     };
     let setting = Settings::from_pairs([("dry-run", "true")]).unwrap();
     assert!(setting.dry_run);
     let as_the_cli_applies_it = PassOptions {
         dry_run: setting.dry_run,
+        now: chrono::Utc::now(),
         deadline: None,
     };
     for (settings, opts) in [
@@ -1058,6 +1059,7 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
 
     let opts = PassOptions {
         dry_run: false,
+        now: chrono::Utc::now(),
         deadline: Some(tokio::time::Instant::now()),
     };
     let report = account.pass_with(&settings, &opts).await;
@@ -1317,6 +1319,7 @@ async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
     let settings = Settings::default();
     let opts = PassOptions {
         dry_run: false,
+        now: chrono::Utc::now(),
         deadline: None,
     };
     let mut converged = false;
@@ -1358,7 +1361,115 @@ async fn a_pass_report_counts_the_calls_of_that_pass_only() {
 
     let report = account.pass(&settings).await;
 
-    let made = delta(&before, &account.cloud.total_call_counts());
+    let mut made = delta(&before, &account.cloud.total_call_counts());
+    // The pass lists the account's regions once; every other call is the region's.
+    assert_eq!(made.remove("DescribeRegions"), Some(1));
     assert_eq!(region(&report).calls, made);
     assert_eq!(report.totals.calls, made.values().sum::<u64>());
+}
+
+/// A `tracing` writer that keeps what it is given, for reading back in a test.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_spans() {
+    let buffer = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buffer.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    // This test's thread only (the tokio test runtime is single-threaded).
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    account.cloud.fail_next(
+        "RunInstances",
+        error(
+            "RunInstances",
+            ErrorKind::NotFound,
+            "InvalidSubnetID.NotFound",
+        ),
+        100,
+    );
+
+    let report = account
+        .run(
+            &Settings::default(),
+            &PassOptions {
+                dry_run: false,
+                now: chrono::Utc::now(),
+                deadline: None,
+            },
+        )
+        .await;
+
+    assert_eq!(report.totals.failures, 1, "{report:#?}");
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let find = |words: &[&str]| {
+        lines
+            .iter()
+            .copied()
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .collect::<Vec<&str>>()
+    };
+    // The failure: warn, with the operation, the AWS error code, and where it happened.
+    let failed = find(&["WARN", "launch-clone failed"]);
+    let [failed] = failed[..] else {
+        panic!("one failure record: {text}");
+    };
+    for part in [
+        "pass{",
+        "region{region=us-east-1}",
+        "group{group=web}",
+        "operation=RunInstances",
+        "code=\"InvalidSubnetID.NotFound\"",
+        "result=\"failed\"",
+    ] {
+        assert!(failed.contains(part), "{part} in {failed}");
+    }
+    // The instances the batch leaves for later: one debug record each, with the reason word.
+    assert_eq!(
+        find(&[
+            "DEBUG",
+            "group{group=web}",
+            "skip",
+            "reason=\"batch-limit\""
+        ])
+        .len(),
+        3,
+        "{text}"
+    );
+    // The summaries, at info.
+    assert_eq!(
+        find(&["INFO", "pass done", "failures=1"]).len(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        find(&["INFO", "region{region=us-east-1}", "planned"]).len(),
+        1,
+        "{text}"
+    );
+    // User data never reaches a log record.
+    assert!(!text.contains(USER_DATA), "{text}");
 }

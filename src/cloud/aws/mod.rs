@@ -4,7 +4,7 @@
 //! Every read is batched and paginated by hand, so each page is counted in the pass report
 //! (and so the boundary stays free of per-instance or per-type calls). Errors are classified
 //! by AWS error code. Retries of throttled calls are the SDK's adaptive retry mode, which also
-//! paces the client when EC2's token buckets run low (DESIGN.md section 9). This module decides
+//! paces the client when EC2's token buckets run low (EC2 API reference, "Request throttling"). This module decides
 //! nothing and never logs user data.
 
 pub mod convert;
@@ -52,10 +52,12 @@ pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConf
 }
 
 /// Checks that credentials can be found, so a pass that cannot run says so in one line.
-pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
+pub async fn check_credentials(config: &SdkConfig) -> Result<(), crate::Error> {
     use aws_credential_types::provider::ProvideCredentials;
     let Some(provider) = config.credentials_provider() else {
-        return Err("no AWS credentials provider is configured".into());
+        return Err(crate::Error::Credentials(
+            "no AWS credentials provider is configured".into(),
+        ));
     };
     provider
         .provide_credentials()
@@ -75,6 +77,7 @@ pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
                     .to_string(),
             }
         })
+        .map_err(crate::Error::Credentials)
 }
 
 /// An AWS account reached through one SDK configuration.
@@ -635,7 +638,7 @@ impl Actuator for AwsRegion {
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
         // Tags go on in the launch call itself, never afterwards, so a crash cannot leave an
-        // untagged clone (DESIGN.md section 3).
+        // untagged clone (README, "How it decides").
         let tag_specs = [ResourceType::Instance, ResourceType::Volume]
             .into_iter()
             .map(|r| {

@@ -32,7 +32,7 @@ pub fn operating_system(os: Os) -> &'static str {
 }
 
 /// `TERM_MATCH` filters selecting shared-tenancy, no-pre-installed-software, used-capacity,
-/// license-included prices of one OS in one region (DESIGN.md section 6).
+/// license-included prices of one OS in one region (AWS Price List API, "Filter values").
 pub fn filters(region: &str, os: Os) -> Vec<(&'static str, String)> {
     vec![
         ("regionCode", region.to_string()),

@@ -1,0 +1,413 @@
+//! Text renderers of the `spotswap` command: plans, pass reports, savings, compatible types and
+//! the settings reference, as tables for people (JSON output is the library's types, as they
+//! serialise). They decide nothing and never print user data.
+
+use std::fmt::Write as _;
+
+use chrono::Utc;
+use spotswap::like::LikeAnswer;
+use spotswap::model::{Market, PriceSource};
+use spotswap::plan::{Action, Plan, Skip, Verdict};
+use spotswap::price_table::BundledPrices;
+use spotswap::report::{PassReport, Status};
+use spotswap::settings::{SETTINGS, Scope};
+
+use crate::args::SettingsOutput;
+
+/// A pass report as text: per region, every decision, what was done, and the money.
+pub fn pass_table(r: &PassReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "spotswap pass at {}{}",
+        r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    for region in &r.regions {
+        let _ = writeln!(s);
+        if let Some(e) = &region.error {
+            let _ = writeln!(s, "{}: could not be read: {e}", region.region);
+            continue;
+        }
+        for w in &region.warnings {
+            let _ = writeln!(s, "{}: note: {w}", region.region);
+        }
+        if let Some(p) = &region.plan {
+            if p.decisions.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "{}: nothing to do ({} groups seen)",
+                    region.region, region.groups
+                );
+            } else {
+                s.push_str(&plan_table(p));
+            }
+        }
+        let done: Vec<_> = region
+            .outcomes
+            .iter()
+            .filter(|o| !matches!(o.status, Status::DryRun))
+            .collect();
+        if !done.is_empty() {
+            let _ = writeln!(s, "Outcomes:");
+            for o in done {
+                let status = match &o.status {
+                    Status::Done {
+                        instance_id: Some(id),
+                        instance_type: Some(t),
+                    } => format!("done: {id} ({t})"),
+                    Status::Done { .. } => "done".into(),
+                    Status::Failed { error } => format!("FAILED: {error}"),
+                    Status::Deferred => "deferred to the next pass".into(),
+                    Status::DryRun => "dry run".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:<24} {:<20} {:<17} {status}",
+                    o.group,
+                    o.instance.as_deref().unwrap_or("-"),
+                    o.action.name()
+                );
+            }
+        }
+        if let Some(sv) = &region.savings {
+            let _ = writeln!(
+                s,
+                "Savings now: ${:.4}/h (${:.2}/month) against all on-demand",
+                sv.hourly_saving, sv.monthly_saving
+            );
+        }
+        let calls: Vec<String> = region
+            .calls
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(s, "AWS calls: {}", calls.join(", "));
+    }
+    let t = &r.totals;
+    let _ = writeln!(
+        s,
+        "\nTotals: {} regions, {} groups, {} clones launched, {} swaps, {} orphans terminated, {} failures{}",
+        t.regions,
+        t.groups_seen,
+        t.clones_launched,
+        t.swaps,
+        t.orphans_terminated,
+        t.failures,
+        if t.deferred > 0 {
+            format!(", {} deferred", t.deferred)
+        } else {
+            String::new()
+        }
+    );
+    s
+}
+
+/// The savings report as text.
+pub fn report_table(r: &PassReport) -> String {
+    let mut s = String::new();
+    let (mut hourly, mut monthly) = (0.0, 0.0);
+    for region in &r.regions {
+        if let Some(e) = &region.error {
+            let _ = writeln!(s, "{}: could not be read: {e}", region.region);
+            continue;
+        }
+        let Some(sv) = &region.savings else { continue };
+        if sv.groups.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{} (on-demand: {}; spot: {})",
+            sv.region,
+            source_with_age(&sv.on_demand_source),
+            sv.spot_source
+        );
+        let _ = writeln!(
+            s,
+            "  {:<24} {:>9} {:>5} {:>5} {:>10} {:>12} {:>10} {:>11}",
+            "GROUP", "INSTANCES", "SPOT", "OD", "$/H NOW", "$/H ALL-OD", "SAVED $/H", "SAVED $/MO"
+        );
+        for g in &sv.groups {
+            let _ = writeln!(
+                s,
+                "  {:<24} {:>9} {:>5} {:>5} {:>10.4} {:>12.4} {:>10.4} {:>11.2}{}",
+                g.group,
+                g.instances,
+                g.spot,
+                g.on_demand,
+                g.hourly_now,
+                g.hourly_all_on_demand,
+                g.hourly_saving,
+                g.monthly_saving,
+                if g.unpriced > 0 {
+                    format!("  ({} unpriced)", g.unpriced)
+                } else {
+                    String::new()
+                }
+            );
+            for p in &g.prices {
+                let market = match p.market {
+                    Market::OnDemand => "on-demand",
+                    Market::Spot => "spot",
+                };
+                let _ = writeln!(
+                    s,
+                    "      {} {market} {}{}: ${:.4}/h ({})",
+                    p.instance_type,
+                    p.os,
+                    p.availability_zone
+                        .as_ref()
+                        .map(|a| format!(" in {a}"))
+                        .unwrap_or_default(),
+                    p.price,
+                    p.source
+                );
+            }
+        }
+        hourly += sv.hourly_saving;
+        monthly += sv.monthly_saving;
+    }
+    let _ = writeln!(s, "Account: saving ${hourly:.4}/h, ${monthly:.2}/month");
+    s
+}
+
+pub fn types_table(a: &LikeAnswer, priced: bool, region: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Types compatible with {} ({}):",
+        a.base,
+        a.compatible.len()
+    );
+    let _ = writeln!(
+        s,
+        "{:<20} {:>6} {:>10} {:>12}",
+        "TYPE", "VCPUS", "MEMORY", "ON-DEMAND"
+    );
+    for c in &a.compatible {
+        let price = c
+            .on_demand_price
+            .map_or("-".to_string(), |p| format!("${p:.4}/h"));
+        let _ = writeln!(
+            s,
+            "{:<20} {:>6} {:>7} GiB {:>12}",
+            c.instance_type,
+            c.vcpus,
+            format_gib(c.memory_mib),
+            price
+        );
+    }
+    if !priced {
+        let _ = writeln!(
+            s,
+            "(no bundled on-demand prices for {region}: the bundled table covers {})",
+            BundledPrices::bundled().region()
+        );
+    }
+    if let Some(rejected) = &a.rejected {
+        let _ = writeln!(s, "\nRejected ({}):", rejected.len());
+        for r in rejected {
+            let _ = writeln!(s, "{:<20} {}", r.instance_type, r.reason);
+        }
+    }
+    s
+}
+
+fn format_gib(mib: u64) -> String {
+    let gib = mib as f64 / 1024.0;
+    if gib.fract() == 0.0 {
+        format!("{gib:.0}")
+    } else {
+        format!("{gib:.2}")
+    }
+}
+
+fn money(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("${v:.4}"))
+}
+
+/// The plan as a table: one row per decision.
+pub fn plan_table(p: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Plan for {} (on-demand prices: {})",
+        p.region,
+        source_with_age(&p.on_demand_source)
+    );
+    let _ = writeln!(
+        s,
+        "{:<24} {:<20} {:<18} {:>10} {:>10}  DECISION",
+        "GROUP", "INSTANCE", "TYPE/AZ", "$/H NOW", "$/H AFTER"
+    );
+    for d in &p.decisions {
+        let what = match &d.verdict {
+            Verdict::Act(a) => describe_action(a),
+            Verdict::Skip(skip) => describe_skip(skip),
+        };
+        let type_az = match &d.verdict {
+            Verdict::Act(Action::LaunchClone {
+                replaced_type,
+                availability_zone,
+                ..
+            }) => format!("{replaced_type}/{availability_zone}"),
+            _ => d
+                .prices
+                .first()
+                .map(|p| {
+                    format!(
+                        "{}{}",
+                        p.instance_type,
+                        p.availability_zone
+                            .as_ref()
+                            .map(|a| format!("/{a}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<24} {:<20} {:<18} {:>10} {:>10}  {}",
+            d.group,
+            d.instance.as_deref().unwrap_or("-"),
+            type_az,
+            money(d.hourly_cost_before),
+            money(d.hourly_cost_after),
+            what
+        );
+    }
+    s
+}
+
+/// `skip batch-limit (limit 2)`: the stable reason word, then its details.
+fn describe_skip(skip: &Skip) -> String {
+    let value = serde_json::to_value(skip).unwrap_or_default();
+    let details: Vec<String> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "reason")
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k} {s:?}"),
+            other => format!("{k} {other}"),
+        })
+        .collect();
+    if details.is_empty() {
+        format!("skip {}", skip.name())
+    } else {
+        format!("skip {} ({})", skip.name(), details.join(", "))
+    }
+}
+
+/// A price source, with the age of a bundled table so nobody mistakes it for today's prices.
+fn source_with_age(source: &PriceSource) -> String {
+    match source {
+        PriceSource::Bundled { date, .. } => {
+            match chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+                Ok(d) => format!(
+                    "{source}, {} days old",
+                    (Utc::now().date_naive() - d).num_days()
+                ),
+                Err(_) => source.to_string(),
+            }
+        }
+        PriceSource::Live => source.to_string(),
+    }
+}
+
+fn describe_action(a: &Action) -> String {
+    match a {
+        Action::LaunchClone {
+            candidates,
+            max_price,
+            ..
+        } => {
+            let names: Vec<String> = candidates
+                .iter()
+                .map(|c| format!("{} ${:.4}", c.instance_type, c.spot_price))
+                .collect();
+            format!(
+                "launch spot clone (max ${max_price:.4}): {}",
+                names.join(", ")
+            )
+        }
+        Action::Swap {
+            clone, max_size, ..
+        } => match max_size {
+            Some(m) => format!(
+                "swap in {clone} (MaxSize {} -> {} -> {})",
+                m.original, m.raised, m.original
+            ),
+            None => format!("swap in {clone}"),
+        },
+        Action::CompleteSwap { clone, .. } => format!("complete swap of {clone}"),
+        Action::TerminateOrphan { clone, reason } => {
+            format!("terminate orphan {clone} ({})", reason.name())
+        }
+        Action::RestoreMaxSize { current, restored } => {
+            format!("restore MaxSize {current} -> {restored}")
+        }
+    }
+}
+
+/// The settings reference, from the [`SETTINGS`] table.
+pub fn settings_reference(output: SettingsOutput) -> String {
+    let mut s = String::new();
+    match output {
+        SettingsOutput::Markdown => {
+            let _ = writeln!(
+                s,
+                "| Setting (flag) | Environment | CloudFormation | Group tag | Default | Meaning |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|");
+            for d in SETTINGS {
+                let tag = match d.scope {
+                    Scope::Group => match d.alias {
+                        Some(a) => format!("`{}` (alias `{a}`)", d.tag()),
+                        None => format!("`{}`", d.tag()),
+                    },
+                    Scope::Global => "global only".into(),
+                };
+                let default = if d.default.is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    format!("`{}`", d.default)
+                };
+                let _ = writeln!(
+                    s,
+                    "| `--{}` | `{}` | `{}` | {} | {} | {} |",
+                    d.stem,
+                    d.env(),
+                    d.cfn_parameter(),
+                    tag,
+                    default,
+                    d.help
+                );
+            }
+        }
+        SettingsOutput::Table => {
+            for d in SETTINGS {
+                let _ = writeln!(s, "--{}  (env {}", d.stem, d.env());
+                s.pop();
+                match d.scope {
+                    Scope::Group => {
+                        let _ = write!(s, ", tag {}", d.tag());
+                        if let Some(a) = d.alias {
+                            let _ = write!(s, " or {a}");
+                        }
+                    }
+                    Scope::Global => s.push_str(", global only"),
+                }
+                let _ = writeln!(s, ", default {:?})", d.default);
+                let _ = writeln!(s, "    {}", d.help);
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,156 @@
+//! What a pass reports: per region, the plan, what became of every action, the money, and
+//! the AWS calls made; and totals over the whole pass.
+//!
+//! This is the pass report JSON of `spotswap run --output json` and of the Lambda's return
+//! value, so its field names are a contract. Plain data and counting only: rendering it as a
+//! table is the `spotswap` binary's job, logging it the pass's.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cloud::CloudError;
+use crate::plan::{ActionKind, Plan};
+use crate::savings::Savings;
+
+/// What happened to one action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Status {
+    Done {
+        /// For launches: the clone's id and type.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instance_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instance_type: Option<String>,
+    },
+    Failed {
+        error: CloudError,
+    },
+    /// Dry run: nothing was called.
+    DryRun,
+    /// Not started: too little time left in this invocation.
+    Deferred,
+}
+
+/// The outcome of one action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub group: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    pub action: ActionKind,
+    #[serde(flatten)]
+    pub status: Status,
+    /// Hourly saving the action brings once done, USD (before minus after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hourly_saving: Option<f64>,
+}
+
+impl Outcome {
+    /// Whether the action failed.
+    pub fn failed(&self) -> bool {
+        matches!(self.status, Status::Failed { .. })
+    }
+}
+
+/// What happened in one region.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionReport {
+    pub region: String,
+    /// Groups observed (in opt-in mode, those carrying the filter tags).
+    pub groups: u32,
+    /// Why the region could not be read, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<CloudError>,
+    /// Reads replaced by bundled data.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    pub outcomes: Vec<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub savings: Option<Savings>,
+    /// AWS calls made, by operation.
+    pub calls: BTreeMap<String, u64>,
+}
+
+/// Counts over the whole pass.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub regions: u32,
+    pub groups_seen: u32,
+    pub clones_launched: u32,
+    pub swaps: u32,
+    pub orphans_terminated: u32,
+    pub max_size_restored: u32,
+    pub failures: u32,
+    pub deferred: u32,
+    /// Hourly saving of the actions done (or, in a dry run, planned), USD.
+    pub hourly_savings: f64,
+    /// Hourly saving now, against running every opted-in instance on-demand, USD.
+    pub hourly_savings_now: f64,
+    /// AWS calls made in the regions (the one account-wide `DescribeRegions` is not counted).
+    pub calls: u64,
+}
+
+impl Totals {
+    /// Counts over the regions' reports.
+    pub fn of(reports: &[RegionReport]) -> Totals {
+        let mut t = Totals {
+            regions: reports.len() as u32,
+            ..Totals::default()
+        };
+        for r in reports {
+            if r.error.is_some() {
+                t.failures += 1;
+            }
+            t.calls += r.calls.values().sum::<u64>();
+            if let Some(s) = &r.savings {
+                t.hourly_savings_now += s.hourly_saving;
+            }
+            t.groups_seen += r.groups;
+            for o in &r.outcomes {
+                let done = matches!(o.status, Status::Done { .. } | Status::DryRun);
+                match o.status {
+                    Status::Failed { .. } => t.failures += 1,
+                    Status::Deferred => t.deferred += 1,
+                    _ => {}
+                }
+                if !done {
+                    continue;
+                }
+                match o.action {
+                    ActionKind::LaunchClone => t.clones_launched += 1,
+                    ActionKind::Swap | ActionKind::CompleteSwap => {
+                        t.swaps += 1;
+                        t.hourly_savings += o.hourly_saving.unwrap_or(0.0);
+                    }
+                    ActionKind::TerminateOrphan => {
+                        t.orphans_terminated += 1;
+                        t.hourly_savings += o.hourly_saving.unwrap_or(0.0);
+                    }
+                    ActionKind::RestoreMaxSize => t.max_size_restored += 1,
+                }
+            }
+        }
+        t
+    }
+}
+
+/// A pass's report: the pass report JSON of the CLI and the Lambda.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    pub started_at: DateTime<Utc>,
+    pub dry_run: bool,
+    pub totals: Totals,
+    pub regions: Vec<RegionReport>,
+}
+
+impl PassReport {
+    /// 0 when everything went through, 1 when some region or action failed.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.totals.failures > 0)
+    }
+}
