@@ -18,25 +18,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::limits::{
+    GROUP_PAGE, IMAGE_BATCH, INSTANCE_ID_BATCH, INSTANCE_PAGE, LAUNCH_CONFIG_BATCH,
+    MEMBERSHIP_BATCH, OFFERING_PAGE, PRODUCT_PAGE, SPOT_PRICE_PAGE, TERMINATE_BATCH, TYPE_PAGE,
+};
 use super::{Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory};
 use crate::catalog::Catalog;
 use crate::model::{
     Ami, Group, Instance, InstanceState, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
     Os, OsPrices, SpotPricePoint, tags,
 };
-
-// Items per call, as the real adapter asks for them: a batch of ids or a page of results.
-const INSTANCE_ID_BATCH: usize = 100;
-const INSTANCE_PAGE: usize = 1000;
-const MEMBERSHIP_BATCH: usize = 50;
-const GROUP_PAGE: usize = 100;
-const LAUNCH_CONFIG_BATCH: usize = 50;
-const IMAGE_BATCH: usize = 100;
-const TYPE_PAGE: usize = 100;
-const OFFERING_PAGE: usize = 1000;
-const SPOT_PRICE_PAGE: usize = 1000;
-const PRODUCT_PAGE: usize = 100;
-const TERMINATE_BATCH: usize = 1000;
 
 /// Where the clock starts: 2024-01-01T00:00:00Z.
 const START_SECS: i64 = 1_704_067_200;
@@ -240,13 +231,15 @@ impl Ctx<'_> {
         pop_fault(self.faults, operation)
     }
 
-    /// Counts the calls of a paginated listing of `items`: at least one.
+    /// Counts the calls of a paginated listing of `items`, `page` items a call (a page size
+    /// as sent to AWS): at least one.
     fn pages(
         &mut self,
         operation: &'static str,
         items: usize,
-        page: usize,
+        page: i32,
     ) -> Result<(), CloudError> {
+        let page = usize::try_from(page).expect("a positive page size");
         for _ in 0..items.div_ceil(page).max(1) {
             self.call(operation)?;
         }
