@@ -7,7 +7,8 @@
 //! This module holds the handles and the test-facing API: tests seed the account (regions,
 //! groups, instances, launch specs, AMIs, types, prices), drive its clock, script faults per
 //! AWS operation name, add latency and read call counts; seeding and inspecting count no calls.
-//! The account's state and its AWS semantics are in `state`, the read side in `inventory`, the
+//! [`GroupBuilder`] and [`InstanceBuilder`] make the groups and instances to seed. The
+//! account's state and its AWS semantics are in `state`, the read side in `inventory`, the
 //! write side in `actuator`. Those semantics mirror what the swap protocol relies on in real
 //! AWS (README, "How it decides", the swap protocol): tags set at launch, AttachInstances
 //! failing past MaxSize, a group replacing a member terminated without decrement. Every
@@ -16,6 +17,7 @@
 //! the network, the real clock or the environment, and the binaries never use it.
 
 mod actuator;
+mod builders;
 mod inventory;
 mod state;
 #[cfg(test)]
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+pub use self::builders::{GroupBuilder, InstanceBuilder};
 use self::state::{Ctx, State, pop_fault};
 use super::{Account, CloudError, ErrorKind};
 use crate::model::{

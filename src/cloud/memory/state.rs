@@ -23,6 +23,11 @@ use crate::model::{
 /// Where the clock starts: 2024-01-01T00:00:00Z.
 const START_SECS: i64 = 1_704_067_200;
 
+/// The time the clock starts at.
+pub(super) fn start() -> DateTime<Utc> {
+    DateTime::from_timestamp(START_SECS, 0).expect("a valid timestamp")
+}
+
 /// The whole account: the clock, latency, id counter, scripted faults and every region.
 pub(super) struct State {
     pub(super) clock: Clock,
@@ -37,7 +42,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             clock: Clock {
-                now: DateTime::from_timestamp(START_SECS, 0).expect("a valid timestamp"),
+                now: start(),
                 boot_delay: TimeDelta::zero(),
             },
             latency: Duration::ZERO,

@@ -3,14 +3,14 @@
 //! faults, calls counted per page and batch, the clock and capacity. spotswap's decisions over
 //! it are tested in tests/it/pass_memory.rs and tests/it/interrupt_memory.rs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 
-use super::MemoryCloud;
+use super::{GroupBuilder, MemoryCloud};
 use crate::cloud::{Account, Actuator, CloneLaunch, CloudError, ErrorKind, Inventory};
-use crate::model::{Group, InstanceState, LaunchRef, LaunchSpec, Market, SpotPricePoint, tags};
+use crate::model::{InstanceState, LaunchRef, LaunchSpec, Market, SpotPricePoint, tags};
 
 const REGION: &str = "eu-west-1";
 
@@ -38,21 +38,13 @@ fn account(n: u32, max: u32) -> (MemoryCloud, Vec<String>) {
         .put_launch_spec(REGION, &template("1"), spec("ami-1"))
         .put_group(
             REGION,
-            Group {
-                name: "web".into(),
-                min_size: 1,
-                max_size: max,
-                desired_capacity: n,
-                health_check_grace_period_secs: 300,
-                tags: BTreeMap::from([("spot-enabled".into(), "true".into())]),
-                propagated_tag_keys: BTreeSet::new(),
-                launch: Some(template("$Latest")),
-                mixed_instances_policy: false,
-                warm_pool: false,
-                instance_refresh_in_progress: false,
-                suspended_processes: Vec::new(),
-                members: Vec::new(),
-            },
+            GroupBuilder::new("web")
+                .min(1)
+                .desired(n)
+                .max(max)
+                .tag("spot-enabled", "true")
+                .launch(template("$Latest"))
+                .build(),
         );
     let ids = cloud.launch_group_members(REGION, "web", n as usize, "m5.large", &[]);
     (cloud, ids)
