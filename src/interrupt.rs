@@ -223,7 +223,6 @@ async fn react<C: Inventory + Actuator>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{InstanceState, Market};
     use crate::protocol::TAG_VALUE_MAX;
 
     fn interruption_entry(instance_type: &str, az: &str, at: DateTime<Utc>) -> String {
@@ -234,41 +233,22 @@ mod tests {
         }
         .entry()
     }
+    use crate::cloud::memory::{GroupBuilder, InstanceBuilder};
 
     fn group(tags: &[(&str, &str)]) -> Group {
-        Group {
-            name: "web".into(),
-            min_size: 1,
-            max_size: 4,
-            desired_capacity: 2,
-            health_check_grace_period_secs: 300,
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            propagated_tag_keys: Default::default(),
-            launch: None,
-            mixed_instances_policy: false,
-            warm_pool: false,
-            instance_refresh_in_progress: false,
-            suspended_processes: vec![],
-            members: vec![],
-        }
+        GroupBuilder::new("web")
+            .min(1)
+            .desired(2)
+            .max(4)
+            .tags(tags.iter().copied())
+            .build()
     }
 
     fn spot(now: DateTime<Utc>) -> Instance {
-        Instance {
-            instance_id: "i-1".into(),
-            instance_type: "m5a.large".into(),
-            availability_zone: "us-east-1a".into(),
-            subnet_id: None,
-            market: Market::Spot,
-            state: InstanceState::Running,
-            launch_time: now,
-            image_id: None,
-            auto_scaling_group: Some("web".into()),
-            tags: Default::default(),
-        }
+        InstanceBuilder::spot("i-1", "m5a.large", "us-east-1a")
+            .launched(now)
+            .in_group("web")
+            .build()
     }
 
     fn now() -> DateTime<Utc> {

@@ -218,7 +218,8 @@ impl<'a> Prices<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{InstanceState, OsPrices};
+    use crate::cloud::memory::{GroupBuilder, InstanceBuilder};
+    use crate::model::OsPrices;
     use crate::settings::Settings;
     use std::collections::BTreeMap;
 
@@ -304,18 +305,11 @@ mod tests {
     }
 
     fn instance(market: Market, ty: &str) -> Instance {
-        Instance {
-            instance_id: "i-1".into(),
-            instance_type: ty.into(),
-            availability_zone: "us-east-1a".into(),
-            subnet_id: None,
-            market,
-            state: InstanceState::Running,
-            launch_time: at("2026-11-23T09:00:00Z"),
-            image_id: None,
-            auto_scaling_group: None,
-            tags: BTreeMap::new(),
+        match market {
+            Market::OnDemand => InstanceBuilder::on_demand("i-1", ty, "us-east-1a"),
+            Market::Spot => InstanceBuilder::spot("i-1", ty, "us-east-1a"),
         }
+        .build()
     }
 
     #[test]
@@ -370,11 +364,7 @@ mod tests {
             (Os::Windows, "Windows (Amazon VPC)")
         );
         let snap = snapshot();
-        let group: Group = serde_json::from_value(serde_json::json!({
-            "name": "web", "min_size": 0, "max_size": 1, "desired_capacity": 0,
-            "health_check_grace_period_secs": 0
-        }))
-        .unwrap();
+        let group = GroupBuilder::new("web").build();
         // No launch spec known: Linux, unless the setting says otherwise.
         assert_eq!(
             GroupPricing::for_group(&snap, &group, &Settings::default().group).os,

@@ -156,7 +156,7 @@ pub fn record_interruption(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{InstanceState, Market};
+    use crate::cloud::memory::{GroupBuilder, InstanceBuilder};
     use chrono::Duration;
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -234,39 +234,19 @@ mod tests {
 
     #[test]
     fn a_clone_gets_the_groups_propagated_tags_the_instances_tags_and_the_protocol_tags() {
-        let group = Group {
-            name: "web".into(),
-            min_size: 1,
-            max_size: 4,
-            desired_capacity: 2,
-            health_check_grace_period_secs: 300,
-            tags: tags(&[("team", "web"), ("cost", "group"), ("private", "x")]),
-            propagated_tag_keys: ["team".to_string(), "cost".to_string()].into(),
-            launch: None,
-            mixed_instances_policy: false,
-            warm_pool: false,
-            instance_refresh_in_progress: false,
-            suspended_processes: vec![],
-            members: vec![],
-        };
-        let instance = Instance {
-            instance_id: "i-1".into(),
-            instance_type: "m5.large".into(),
-            availability_zone: "us-east-1a".into(),
-            subnet_id: None,
-            market: Market::OnDemand,
-            state: InstanceState::Running,
-            launch_time: at("2026-11-23T10:00:00Z"),
-            image_id: None,
-            auto_scaling_group: Some("web".into()),
-            tags: tags(&[
-                ("cost", "instance"),
-                ("aws:autoscaling:groupName", "web"),
-                (GROUP, "other"),
-                (REPLACES, "i-0"),
-                ("Name", "web-1"),
-            ]),
-        };
+        let group = GroupBuilder::new("web")
+            .tag("private", "x")
+            .propagated_tag("team", "web")
+            .propagated_tag("cost", "group")
+            .build();
+        let instance = InstanceBuilder::on_demand("i-1", "m5.large", "us-east-1a")
+            .in_group("web")
+            .tag("cost", "instance")
+            .tag("aws:autoscaling:groupName", "web")
+            .tag(GROUP, "other")
+            .tag(REPLACES, "i-0")
+            .tag("Name", "web-1")
+            .build();
         let got = clone_tags(&group, Some(&instance));
         assert_eq!(
             got,

@@ -2,12 +2,15 @@
 //!
 //! Two narrow traits, one region each: [`Inventory`] (the read side, batched calls only) and
 //! [`Actuator`] (the write side, one method per kind of change). The AWS SDK implementation
-//! lives in [`aws`], the only module of the crate that touches the SDK; [`memory`] is an
-//! in-memory fake for fast component tests that can script faults and count calls. Errors are
-//! classified by AWS error code into a small set of kinds, never by message text. Nothing here
-//! decides anything: deciding is the planner's job.
+//! lives in [`aws`], the only module of the crate that touches the SDK; `memory` (only with
+//! the `test-util` feature) is an in-memory fake for fast component tests that can script
+//! faults and count calls; both ask for the page and batch sizes of [`limits`], so their call
+//! counts agree. Errors are classified by AWS error code into a small set of kinds, never by
+//! message text. Nothing here decides anything: deciding is the planner's job.
 
 pub mod aws;
+pub mod limits;
+#[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -118,15 +118,12 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::memory::GroupBuilder;
     use crate::settings::Settings;
     use std::collections::BTreeMap;
 
     fn group() -> Group {
-        serde_json::from_value(serde_json::json!({
-            "name": "web", "min_size": 1, "max_size": 4, "desired_capacity": 2,
-            "health_check_grace_period_secs": 300
-        }))
-        .unwrap()
+        GroupBuilder::new("web").min(1).desired(2).max(4).build()
     }
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -354,6 +354,7 @@ pub fn rank(mut ok: Vec<Candidate>, usage: &BTreeMap<String, u32>) -> Vec<Candid
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::memory::InstanceBuilder;
     use chrono::{DateTime, Utc};
 
     fn candidate(ty: &str, price: f64) -> Candidate {
@@ -439,18 +440,10 @@ mod tests {
     }
 
     fn instance(id: &str, az: &str, launched: &str) -> Instance {
-        Instance {
-            instance_id: id.into(),
-            instance_type: "m5.large".into(),
-            availability_zone: az.into(),
-            subnet_id: None,
-            market: Market::OnDemand,
-            state: InstanceState::Running,
-            launch_time: launched.parse::<DateTime<Utc>>().unwrap(),
-            image_id: None,
-            auto_scaling_group: Some("web".into()),
-            tags: BTreeMap::new(),
-        }
+        InstanceBuilder::on_demand(id, "m5.large", az)
+            .launched(launched.parse::<DateTime<Utc>>().unwrap())
+            .in_group("web")
+            .build()
     }
 
     #[test]

@@ -1,9 +1,7 @@
 //! Interruption handling over the in-memory cloud: the instance leaves its group through the
 //! group, a replacement is launched, the pool is recorded, and nothing else is touched.
 
-use std::collections::BTreeMap;
-
-use spotswap::cloud::memory::MemoryCloud;
+use spotswap::cloud::memory::{GroupBuilder, MemoryCloud};
 use spotswap::events::Event;
 use spotswap::interrupt::{Outcome, handle};
 use spotswap::model::{Group, InstanceState};
@@ -20,23 +18,12 @@ const WRITES: [&str; 5] = [
 ];
 
 fn group(name: &str, opted_in: bool) -> Group {
-    let mut tags = BTreeMap::new();
-    tags.insert("spot-enabled".to_string(), opted_in.to_string());
-    Group {
-        name: name.into(),
-        min_size: 1,
-        max_size: 4,
-        desired_capacity: 2,
-        health_check_grace_period_secs: 300,
-        tags,
-        propagated_tag_keys: Default::default(),
-        launch: None,
-        mixed_instances_policy: false,
-        warm_pool: false,
-        instance_refresh_in_progress: false,
-        suspended_processes: vec![],
-        members: vec![],
-    }
+    GroupBuilder::new(name)
+        .min(1)
+        .desired(2)
+        .max(4)
+        .tag("spot-enabled", opted_in.to_string())
+        .build()
 }
 
 /// A cloud with group `web` (opted in or not) of two m5.large members; returns one member.

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use spotswap::cloud::memory::MemoryCloud;
+use spotswap::cloud::memory::{GroupBuilder, MemoryCloud};
 use spotswap::cloud::{CloudError, ErrorKind};
 use spotswap::model::{
     Ami, Architecture, Group, Instance, LaunchRef, LaunchSpec, Market, OsPrices, Secret,
@@ -92,37 +92,19 @@ fn launch_ref() -> LaunchRef {
 }
 
 fn group(name: &str, desired: u32, max: u32, extra_tags: &[(&str, &str)]) -> Group {
-    let mut tags: BTreeMap<String, String> = BTreeMap::from([
-        ("spot-enabled".into(), "true".into()),
-        ("team".into(), name.into()),
+    GroupBuilder::new(name)
+        .min(0)
+        .desired(desired)
+        .max(max)
+        .grace_period_secs(GRACE_SECS)
+        .tag("spot-enabled", "true")
+        .propagated_tag("team", name)
         // CloudFormation puts reserved tags on the groups it creates, propagated at launch:
         // they must never be copied to a clone.
-        (
-            "aws:cloudformation:stack-name".into(),
-            format!("{name}-stack"),
-        ),
-    ]);
-    for (k, v) in extra_tags {
-        tags.insert(k.to_string(), v.to_string());
-    }
-    Group {
-        name: name.into(),
-        min_size: 0,
-        max_size: max,
-        desired_capacity: desired,
-        health_check_grace_period_secs: GRACE_SECS,
-        tags,
-        propagated_tag_keys: BTreeSet::from([
-            "team".to_string(),
-            "aws:cloudformation:stack-name".to_string(),
-        ]),
-        launch: Some(launch_ref()),
-        mixed_instances_policy: false,
-        warm_pool: false,
-        instance_refresh_in_progress: false,
-        suspended_processes: Vec::new(),
-        members: Vec::new(),
-    }
+        .propagated_tag("aws:cloudformation:stack-name", format!("{name}-stack"))
+        .tags(extra_tags.iter().copied())
+        .launch(launch_ref())
+        .build()
 }
 
 impl Account {

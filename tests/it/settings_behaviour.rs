@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use spotswap::catalog::Catalog;
+use spotswap::cloud::memory::{GroupBuilder, InstanceBuilder};
 use spotswap::compat::Reason;
 use spotswap::model::{
-    Ami, Architecture, Group, Instance, InstanceState, LaunchRef, LaunchSpec, Market, Member,
-    OnDemandPrices, Os, OsPrices, PriceSource, Snapshot, SpotPricePoint, Virtualization,
+    Ami, Architecture, Group, InstanceState, LaunchRef, LaunchSpec, Market, OnDemandPrices, Os,
+    OsPrices, PriceSource, Snapshot, SpotPricePoint, Virtualization,
 };
 use spotswap::plan::{self, Action, OrphanReason, Plan, Skip, Verdict};
 use spotswap::protocol::{self as tags, Interruption};
@@ -85,48 +86,28 @@ fn instance_id(k: usize) -> String {
 /// prices for four types in every AZ; the bundled instance-type catalog.
 fn snapshot(n: usize) -> Snapshot {
     let mut instances = BTreeMap::new();
-    let mut members = Vec::new();
+    let mut group = GroupBuilder::new(GROUP)
+        .min(n as u32)
+        .desired(n as u32)
+        .max(2 * n as u32)
+        .tag("spot-enabled", "true")
+        .launch(LaunchRef::LaunchConfiguration {
+            name: "web-lc".into(),
+        });
     for k in 0..n {
         let id = instance_id(k);
-        members.push(Member {
-            instance_id: id.clone(),
-            lifecycle_state: "InService".into(),
-            health_status: "Healthy".into(),
-            protected_from_scale_in: false,
-        });
+        group = group.member(&id);
         instances.insert(
             id.clone(),
-            Instance {
-                instance_id: id,
-                instance_type: "m5.large".into(),
-                availability_zone: AZS[k % AZS.len()].into(),
-                subnet_id: Some(format!("subnet-{}", k % AZS.len())),
-                market: Market::OnDemand,
-                state: InstanceState::Running,
-                launch_time: now() - Duration::days(3) + Duration::minutes(k as i64),
-                image_id: Some(AMI.into()),
-                auto_scaling_group: Some(GROUP.into()),
-                tags: BTreeMap::new(),
-            },
+            InstanceBuilder::on_demand(&id, "m5.large", AZS[k % AZS.len()])
+                .subnet(format!("subnet-{}", k % AZS.len()))
+                .launched(now() - Duration::days(3) + Duration::minutes(k as i64))
+                .image(AMI)
+                .in_group(GROUP)
+                .build(),
         );
     }
-    let group = Group {
-        name: GROUP.into(),
-        min_size: n as u32,
-        max_size: 2 * n as u32,
-        desired_capacity: n as u32,
-        health_check_grace_period_secs: 300,
-        tags: [("spot-enabled".to_string(), "true".to_string())].into(),
-        propagated_tag_keys: Default::default(),
-        launch: Some(LaunchRef::LaunchConfiguration {
-            name: "web-lc".into(),
-        }),
-        mixed_instances_policy: false,
-        warm_pool: false,
-        instance_refresh_in_progress: false,
-        suspended_processes: Vec::new(),
-        members,
-    };
+    let group = group.build();
     let launch_specs = [(
         "lc:web-lc".to_string(),
         LaunchSpec {
@@ -787,22 +768,13 @@ fn with_clone(age: Duration) -> Snapshot {
 fn with_clone_in(age: Duration, state: InstanceState) -> Snapshot {
     let mut snap = snapshot(3);
     let target = instance_id(0);
-    let clone = Instance {
-        instance_id: "i-0c10e000000000001".into(),
-        instance_type: "m5a.large".into(),
-        availability_zone: AZS[0].into(),
-        subnet_id: Some("subnet-0".into()),
-        market: Market::Spot,
-        state,
-        launch_time: now() - age,
-        image_id: Some(AMI.into()),
-        auto_scaling_group: None,
-        tags: [
-            (tags::GROUP.to_string(), GROUP.to_string()),
-            (tags::REPLACES.to_string(), target),
-        ]
-        .into(),
-    };
+    let clone = InstanceBuilder::spot("i-0c10e000000000001", "m5a.large", AZS[0])
+        .subnet("subnet-0")
+        .state(state)
+        .launched(now() - age)
+        .image(AMI)
+        .clone_of(GROUP, target)
+        .build();
     snap.instances.insert(clone.instance_id.clone(), clone);
     snap
 }

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::{
-    Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory, classify,
+    Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory, classify, limits,
 };
 use crate::model::{
     Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
@@ -211,7 +211,7 @@ impl AwsRegion {
                     .ec2
                     .describe_instances()
                     .set_filters(Some(filters))
-                    .max_results(1000)
+                    .max_results(limits::INSTANCE_PAGE)
                     .set_next_token(token)
                     .send()
                     .await
@@ -288,7 +288,7 @@ impl Inventory for AwsRegion {
                         .autoscaling
                         .describe_auto_scaling_groups()
                         .set_filters((!filters.is_empty()).then_some(filters))
-                        .max_records(100)
+                        .max_records(limits::GROUP_PAGE)
                         .set_next_token(token)
                         .send()
                         .await
@@ -321,7 +321,7 @@ impl Inventory for AwsRegion {
     async fn instances(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError> {
         let mut out = Vec::new();
         // A filter, not InstanceIds: an id that vanished meanwhile must not fail the batch.
-        for chunk in ids.chunks(100) {
+        for chunk in ids.chunks(limits::INSTANCE_ID_BATCH) {
             out.extend(
                 self.describe_instances(vec![filter("instance-id", chunk.iter().cloned())])
                     .await?,
@@ -347,7 +347,7 @@ impl Inventory for AwsRegion {
     ) -> Result<BTreeMap<String, String>, CloudError> {
         let mut out = BTreeMap::new();
         // DescribeAutoScalingInstances takes at most 50 ids.
-        for chunk in ids.chunks(50) {
+        for chunk in ids.chunks(limits::MEMBERSHIP_BATCH) {
             let found = self
                 .paginate("DescribeAutoScalingInstances", |token| async move {
                     let page = self
@@ -395,7 +395,7 @@ impl Inventory for AwsRegion {
         }
         let configurations: Vec<String> = configurations.into_iter().collect();
         // DescribeLaunchConfigurations takes at most 50 names.
-        for chunk in configurations.chunks(50) {
+        for chunk in configurations.chunks(limits::LAUNCH_CONFIG_BATCH) {
             let found = self
                 .paginate("DescribeLaunchConfigurations", |token| async move {
                     let page = self
@@ -466,7 +466,7 @@ impl Inventory for AwsRegion {
 
     async fn images(&self, ids: &[String]) -> Result<Vec<Ami>, CloudError> {
         let mut out = Vec::new();
-        for chunk in ids.chunks(100) {
+        for chunk in ids.chunks(limits::IMAGE_BATCH) {
             let found = self
                 .paginate("DescribeImages", |token| async move {
                     let page = self
@@ -491,7 +491,7 @@ impl Inventory for AwsRegion {
             let page = self
                 .ec2
                 .describe_instance_types()
-                .max_results(100)
+                .max_results(limits::TYPE_PAGE)
                 .set_next_token(token)
                 .send()
                 .await
@@ -513,7 +513,7 @@ impl Inventory for AwsRegion {
                     .ec2
                     .describe_instance_type_offerings()
                     .location_type(ec2::types::LocationType::AvailabilityZone)
-                    .max_results(1000)
+                    .max_results(limits::OFFERING_PAGE)
                     .set_next_token(token)
                     .send()
                     .await
@@ -550,7 +550,7 @@ impl Inventory for AwsRegion {
                 .describe_spot_price_history()
                 .set_product_descriptions(Some(products.to_vec()))
                 .start_time(start)
-                .max_results(1000)
+                .max_results(limits::SPOT_PRICE_PAGE)
                 .set_next_token(token)
                 .send()
                 .await
@@ -593,7 +593,7 @@ impl Inventory for AwsRegion {
                             .service_code("AmazonEC2")
                             .format_version("aws_v1")
                             .set_filters(Some(filters))
-                            .max_results(100)
+                            .max_results(limits::PRODUCT_PAGE)
                             .set_next_token(token)
                             .send()
                             .await

@@ -1,0 +1,44 @@
+//! How many items spotswap asks AWS for per call: a batch of ids sent in one call, or a page
+//! of results. The AWS adapter sends these numbers and the in-memory cloud counts its calls
+//! with them, so a component test's call counts are what a real pass would make.
+//!
+//! Each number is at most the limit the AWS API reference gives for the call; this module
+//! holds nothing else (no retry policy, no concurrency) and decides nothing.
+
+/// Instance ids per `DescribeInstances` call, sent as an `instance-id` filter. EC2 advises at
+/// most 1,000 ids per describe call (EC2 Developer Guide, "Pagination"); spotswap asks 100.
+pub const INSTANCE_ID_BATCH: usize = 100;
+
+/// Instances per `DescribeInstances` page (`MaxResults`: 5 to 1,000).
+pub const INSTANCE_PAGE: i32 = 1000;
+
+/// Instance ids per `DescribeAutoScalingInstances` call (`InstanceIds`: at most 50; its
+/// `MaxRecords` defaults to 50, so a batch is one page).
+pub const MEMBERSHIP_BATCH: usize = 50;
+
+/// Groups per `DescribeAutoScalingGroups` page (`MaxRecords`: default 50, at most 100).
+pub const GROUP_PAGE: i32 = 100;
+
+/// Names per `DescribeLaunchConfigurations` call (`LaunchConfigurationNames`: at most 50; its
+/// `MaxRecords` defaults to 50, so a batch is one page).
+pub const LAUNCH_CONFIG_BATCH: usize = 50;
+
+/// AMI ids per `DescribeImages` call, sent as an `image-id` filter. EC2 advises at most 1,000
+/// ids per describe call (EC2 Developer Guide, "Pagination"); spotswap asks 100.
+pub const IMAGE_BATCH: usize = 100;
+
+/// Instance types per `DescribeInstanceTypes` page (`MaxResults`: 5 to 100).
+pub const TYPE_PAGE: i32 = 100;
+
+/// (type, AZ) pairs per `DescribeInstanceTypeOfferings` page (`MaxResults`: 5 to 1,000).
+pub const OFFERING_PAGE: i32 = 1000;
+
+/// Price points per `DescribeSpotPriceHistory` page (`MaxResults`: 5 to 1,000).
+pub const SPOT_PRICE_PAGE: i32 = 1000;
+
+/// Products per Pricing `GetProducts` page (`MaxResults`: 1 to 100).
+pub const PRODUCT_PAGE: i32 = 100;
+
+/// Instance ids per `TerminateInstances` call, as the in-memory cloud counts them. The AWS
+/// adapter sends all of a call's ids in one request (the few orphans a pass terminates).
+pub const TERMINATE_BATCH: usize = 1000;

@@ -1,0 +1,335 @@
+//! The account's state and the AWS semantics the swap protocol depends on: instances and their
+//! group membership, launch template versions, the simulated clock (a launched instance stays
+//! pending until its boot delay has passed), scripted faults, call counts, and what Auto
+//! Scaling does when a member leaves (it launches a replacement unless desired capacity was
+//! decremented).
+//!
+//! Every change here costs O(its batch), never a scan of the account. This module must not
+//! lock, sleep or await: the handles in the parent module hold the lock around one operation
+//! and sleep its latency once the lock is released.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::cloud::CloudError;
+use crate::model::{
+    Ami, Group, Instance, InstanceState, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
+    OsPrices,
+};
+use crate::protocol as tags;
+
+/// Where the clock starts: 2024-01-01T00:00:00Z.
+const START_SECS: i64 = 1_704_067_200;
+
+/// The time the clock starts at.
+pub(super) fn start() -> DateTime<Utc> {
+    DateTime::from_timestamp(START_SECS, 0).expect("a valid timestamp")
+}
+
+/// The whole account: the clock, latency, id counter, scripted faults and every region.
+pub(super) struct State {
+    pub(super) clock: Clock,
+    pub(super) latency: Duration,
+    pub(super) next_id: u64,
+    pub(super) faults: HashMap<String, VecDeque<CloudError>>,
+    pub(super) account_calls: BTreeMap<&'static str, u64>,
+    pub(super) regions: BTreeMap<String, RegionState>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            clock: Clock {
+                now: start(),
+                boot_delay: TimeDelta::zero(),
+            },
+            latency: Duration::ZERO,
+            next_id: 0,
+            faults: HashMap::new(),
+            account_calls: BTreeMap::new(),
+            regions: BTreeMap::new(),
+        }
+    }
+}
+
+/// The simulated time, and how long a launched instance stays pending.
+#[derive(Clone, Copy)]
+pub(super) struct Clock {
+    pub(super) now: DateTime<Utc>,
+    pub(super) boot_delay: TimeDelta,
+}
+
+impl Clock {
+    /// Whether an instance is running now: pending ones boot `boot_delay` after launch.
+    pub(super) fn running(self, i: &Instance) -> bool {
+        i.state == InstanceState::Running || self.booted(i)
+    }
+
+    fn booted(self, i: &Instance) -> bool {
+        i.state == InstanceState::Pending && self.now >= i.launch_time + self.boot_delay
+    }
+
+    /// The instance as EC2 would describe it now.
+    pub(super) fn observe(self, i: &Instance) -> Instance {
+        let mut seen = i.clone();
+        if self.booted(i) {
+            seen.state = InstanceState::Running;
+        }
+        seen
+    }
+}
+
+#[derive(Default)]
+pub(super) struct RegionState {
+    pub(super) azs: Vec<String>,
+    pub(super) groups: BTreeMap<String, Group>,
+    pub(super) instances: BTreeMap<String, Instance>,
+    /// Ids of instances tagged `spotswap:group`, so `clones()` reads no other instance.
+    pub(super) clones: BTreeSet<String>,
+    /// Instance id -> group name, for every group member.
+    pub(super) membership: HashMap<String, String>,
+    pub(super) launch_configs: BTreeMap<String, LaunchSpec>,
+    pub(super) templates: BTreeMap<String, Template>,
+    pub(super) amis: BTreeMap<String, Ami>,
+    /// `None`: the bundled catalog.
+    pub(super) instance_types: Option<Arc<Vec<InstanceTypeSpec>>>,
+    /// `None`: every type in every AZ.
+    pub(super) offerings: Option<BTreeMap<String, BTreeSet<String>>>,
+    /// (product description, type, AZ) -> time -> price.
+    pub(super) spot_prices: BTreeMap<(String, String, String), BTreeMap<DateTime<Utc>, f64>>,
+    pub(super) on_demand: BTreeMap<String, OsPrices>,
+    /// (type, AZ) pools with no capacity.
+    pub(super) unavailable: HashSet<(String, String)>,
+    /// RunInstances `ClientToken` -> the instance it launched.
+    pub(super) client_tokens: HashMap<String, String>,
+    pub(super) calls: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Default)]
+pub(super) struct Template {
+    pub(super) name: Option<String>,
+    pub(super) versions: BTreeMap<i64, LaunchSpec>,
+    pub(super) default_version: i64,
+}
+
+impl RegionState {
+    /// Stores an instance, keeping the clone and membership indexes right.
+    pub(super) fn insert(&mut self, mut instance: Instance) {
+        let id = instance.instance_id.clone();
+        if instance.auto_scaling_group.is_none() {
+            instance.auto_scaling_group = self.membership.get(&id).cloned();
+        }
+        if instance.tags.contains_key(tags::GROUP) {
+            self.clones.insert(id.clone());
+        } else {
+            self.clones.remove(&id);
+        }
+        self.instances.insert(id, instance);
+    }
+
+    /// The spec a launch reference names, `$Latest` and `$Default` resolved.
+    pub(super) fn resolve(&self, launch: &LaunchRef) -> Option<LaunchSpec> {
+        match launch {
+            LaunchRef::LaunchConfiguration { name } => self.launch_configs.get(name).cloned(),
+            LaunchRef::LaunchTemplate { id, name, version } => {
+                let template = self.templates.get(id).or_else(|| {
+                    let name = name.as_ref()?;
+                    self.templates
+                        .values()
+                        .find(|t| t.name.as_ref() == Some(name))
+                })?;
+                let number = match version.as_str() {
+                    "$Latest" => *template.versions.keys().next_back()?,
+                    "$Default" => template.default_version,
+                    n => n.parse().ok()?,
+                };
+                let mut spec = template.versions.get(&number)?.clone();
+                spec.resolved_version = Some(number);
+                Some(spec)
+            }
+        }
+    }
+
+    /// The group as Auto Scaling would describe it now: pending members that booted are in
+    /// service.
+    pub(super) fn observe_group(&self, group: &Group, clock: Clock) -> Group {
+        let mut seen = group.clone();
+        for m in &mut seen.members {
+            if m.lifecycle_state == "Pending"
+                && self
+                    .instances
+                    .get(&m.instance_id)
+                    .is_some_and(|i| clock.running(i))
+            {
+                m.lifecycle_state = "InService".into();
+            }
+        }
+        seen
+    }
+
+    /// Removes an instance from its group's members; returns the group.
+    pub(super) fn remove_member(&mut self, id: &str) -> Option<String> {
+        let group = self.membership.remove(id)?;
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.members.retain(|m| m.instance_id != id);
+        }
+        Some(group)
+    }
+
+    pub(super) fn add_member(&mut self, group: &str, id: &str, lifecycle_state: &str) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.members.push(Member {
+                instance_id: id.to_string(),
+                lifecycle_state: lifecycle_state.to_string(),
+                health_status: "Healthy".into(),
+                protected_from_scale_in: false,
+            });
+            self.membership.insert(id.to_string(), group.to_string());
+        }
+        if let Some(i) = self.instances.get_mut(id) {
+            i.auto_scaling_group = Some(group.to_string());
+        }
+    }
+}
+
+/// One operation's view of the state: its region, the clock, the fault queues and the number
+/// of AWS calls it made.
+pub(super) struct Ctx<'a> {
+    pub(super) clock: Clock,
+    pub(super) next_id: &'a mut u64,
+    pub(super) faults: &'a mut HashMap<String, VecDeque<CloudError>>,
+    pub(super) region: &'a mut RegionState,
+    pub(super) calls: u32,
+}
+
+impl Ctx<'_> {
+    /// Counts one AWS call, failing it if a fault is queued for the operation.
+    pub(super) fn call(&mut self, operation: &'static str) -> Result<(), CloudError> {
+        self.calls += 1;
+        *self.region.calls.entry(operation).or_default() += 1;
+        pop_fault(self.faults, operation)
+    }
+
+    /// Counts the calls of a paginated listing of `items`, `page` items a call (a page size
+    /// as sent to AWS): at least one.
+    pub(super) fn pages(
+        &mut self,
+        operation: &'static str,
+        items: usize,
+        page: i32,
+    ) -> Result<(), CloudError> {
+        let page = usize::try_from(page).expect("a positive page size");
+        for _ in 0..items.div_ceil(page).max(1) {
+            self.call(operation)?;
+        }
+        Ok(())
+    }
+
+    /// Counts the calls of a read by `ids` in batches: none for no ids.
+    pub(super) fn batches(
+        &mut self,
+        operation: &'static str,
+        ids: usize,
+        batch: usize,
+    ) -> Result<(), CloudError> {
+        for _ in 0..ids.div_ceil(batch) {
+            self.call(operation)?;
+        }
+        Ok(())
+    }
+
+    /// A fresh instance id: `i-` and 17 hex digits from a counter shared by every region.
+    pub(super) fn new_id(&mut self) -> String {
+        loop {
+            *self.next_id += 1;
+            let id = format!("i-{:017x}", *self.next_id);
+            if !self.region.instances.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Launches a running (or, with a boot delay, pending) on-demand member of a group.
+    pub(super) fn launch_member(
+        &mut self,
+        group: &str,
+        instance_type: &str,
+        az: &str,
+        like: Option<&Instance>,
+    ) -> String {
+        let Some(g) = self.region.groups.get(group) else {
+            panic!("group {group} does not exist");
+        };
+        let spec = g.launch.as_ref().and_then(|l| self.region.resolve(l));
+        let tags = g
+            .tags
+            .iter()
+            .filter(|(k, _)| g.propagated_tag_keys.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let instance = Instance {
+            instance_id: self.new_id(),
+            instance_type: instance_type.to_string(),
+            availability_zone: az.to_string(),
+            subnet_id: like.and_then(|i| i.subnet_id.clone()),
+            market: Market::OnDemand,
+            state: InstanceState::Pending,
+            launch_time: self.clock.now,
+            image_id: spec
+                .map(|s| s.image_id)
+                .or_else(|| like.and_then(|i| i.image_id.clone())),
+            auto_scaling_group: Some(group.to_string()),
+            tags,
+        };
+        let id = instance.instance_id.clone();
+        self.region.insert(instance);
+        self.region.add_member(group, &id, "Pending");
+        id
+    }
+
+    /// Auto Scaling replacing a member that left without a decrement: a new on-demand member
+    /// of the group's launch spec type (or the old type) in the same AZ.
+    pub(super) fn replace(&mut self, group: &str, gone: &Instance) {
+        let Some(g) = self.region.groups.get(group) else {
+            return;
+        };
+        let instance_type = g
+            .launch
+            .as_ref()
+            .and_then(|l| self.region.resolve(l))
+            .and_then(|s| s.instance_type)
+            .unwrap_or_else(|| gone.instance_type.clone());
+        self.launch_member(group, &instance_type, &gone.availability_zone, Some(gone));
+    }
+
+    /// Terminates an instance; a group member leaves its group, which replaces it if `replace`.
+    pub(super) fn terminate(&mut self, id: &str, replace: bool) {
+        let Some(i) = self.region.instances.get_mut(id) else {
+            return;
+        };
+        if i.state == InstanceState::Terminated {
+            return;
+        }
+        i.state = InstanceState::Terminated;
+        let gone = i.clone();
+        let group = self.region.remove_member(id);
+        if let Some(group) = group
+            && replace
+        {
+            self.replace(&group, &gone);
+        }
+    }
+}
+
+pub(super) fn pop_fault(
+    faults: &mut HashMap<String, VecDeque<CloudError>>,
+    operation: &str,
+) -> Result<(), CloudError> {
+    match faults.get_mut(operation).and_then(VecDeque::pop_front) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
