@@ -11,11 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 
 use crate::model::{Group, Instance, InstanceState, Market, Member};
-use crate::pricing::GroupPricing;
 use crate::protocol;
 use crate::settings::GroupSettings;
 
-use super::{Action, Ctx, Decision, MaxSizeChange, OrphanReason, Skip, Verdict, costs};
+use super::{Action, Ctx, Decision, GroupCtx, MaxSizeChange, OrphanReason, Skip, Verdict, costs};
 
 /// Whether a clone is outside its group: not attached, as EC2 and the group both say.
 pub fn is_unattached(group: &Group, clone: &Instance) -> bool {
@@ -113,22 +112,18 @@ pub struct AfterCompletions<'a> {
 
 /// Completes half-done swaps: terminates the replaced instance through the group.
 pub fn complete_swaps<'a>(
-    ctx: &Ctx,
-    group: &Group,
-    pricing: &GroupPricing,
+    g: GroupCtx,
     book: &Bookkeeping<'a>,
     out: &mut Vec<Decision>,
 ) -> AfterCompletions<'a> {
     let mut after = AfterCompletions {
-        desired: group.desired_capacity,
+        desired: g.group.desired_capacity,
         leaving: BTreeSet::new(),
     };
     for clone in &book.half_done {
         let (_, replaces) = protocol::clone_of(clone).expect("clones are tagged");
         out.push(costs::swap(
-            ctx,
-            group,
-            pricing,
+            g,
             clone,
             replaces,
             Action::CompleteSwap {
@@ -169,15 +164,9 @@ pub fn restore_max_size(
 }
 
 /// Terminates the orphans found by [`classify`].
-pub fn terminate_orphans(
-    ctx: &Ctx,
-    group: &Group,
-    pricing: &GroupPricing,
-    book: &Bookkeeping,
-    out: &mut Vec<Decision>,
-) {
+pub fn terminate_orphans(g: GroupCtx, book: &Bookkeeping, out: &mut Vec<Decision>) {
     for (c, reason) in &book.orphans {
-        out.push(costs::orphan(ctx, &group.name, c, *reason, pricing));
+        out.push(costs::orphan(g.ctx, &g.group.name, c, *reason, g.pricing));
     }
 }
 
@@ -203,17 +192,19 @@ pub struct LaunchState<'a> {
 
 /// Swaps in ready clones and lets the others wait, within the on-demand floor: a clone whose
 /// swap would take on-demand capacity below the group's minimum is not needed any more.
-#[allow(clippy::too_many_arguments)]
 pub fn swaps<'a>(
-    ctx: &Ctx<'a>,
-    group: &'a Group,
+    g: GroupCtx<'a>,
     policy: &GroupSettings,
-    pricing: &GroupPricing,
     book: &Bookkeeping<'a>,
     after: &AfterCompletions<'a>,
     max_size: u32,
     out: &mut Vec<Decision>,
 ) -> LaunchState<'a> {
+    let GroupCtx {
+        ctx,
+        group,
+        pricing,
+    } = g;
     let now = ctx.now();
     let grace = Duration::seconds(i64::from(group.health_check_grace_period_secs));
     // An instance whose swap is being completed is leaving: it is neither capacity to keep
@@ -264,9 +255,7 @@ pub fn swaps<'a>(
                 raised: after.desired + 1,
             });
             out.push(costs::swap(
-                ctx,
-                group,
-                pricing,
+                g,
                 clone,
                 replaces,
                 Action::Swap {
@@ -289,7 +278,7 @@ pub fn swaps<'a>(
                     state: clone.state,
                 }
             };
-            let mut d = costs::instance_skip(ctx, group, pricing, replaces, skip);
+            let mut d = costs::instance_skip(g, replaces, skip);
             if let Some(p) = ctx.inputs.prices.now(pricing, clone) {
                 d.hourly_cost_after = Some(p.price);
                 d.prices.push(p);

@@ -5,13 +5,18 @@
 //! replaced instance's on-demand price to the clone's spot price; an orphan termination from
 //! the clone's spot price to nothing. An unknown price leaves a cost `None`, never zero. Pure.
 
-use crate::model::{Group, Instance};
+use crate::model::Instance;
 use crate::pricing::{GroupPricing, PriceUsed};
 
-use super::{Action, Ctx, Decision, OrphanReason, Skip, Verdict};
+use super::{Action, Ctx, Decision, GroupCtx, OrphanReason, Skip, Verdict};
 
 /// A skip of a whole group, costed at what its in-service instances cost now.
-pub fn group_skip(ctx: &Ctx, group: &Group, pricing: &GroupPricing, skip: Skip) -> Decision {
+pub fn group_skip(g: GroupCtx, skip: Skip) -> Decision {
+    let GroupCtx {
+        ctx,
+        group,
+        pricing,
+    } = g;
     let mut total = Some(0.0);
     let mut prices: Vec<PriceUsed> = Vec::new();
     for m in group.members.iter().filter(|m| m.is_in_service()) {
@@ -41,13 +46,12 @@ pub fn group_skip(ctx: &Ctx, group: &Group, pricing: &GroupPricing, skip: Skip) 
 }
 
 /// A skip of one on-demand instance, costed at its on-demand price before and after.
-pub fn instance_skip(
-    ctx: &Ctx,
-    group: &Group,
-    pricing: &GroupPricing,
-    instance_id: &str,
-    skip: Skip,
-) -> Decision {
+pub fn instance_skip(g: GroupCtx, instance_id: &str, skip: Skip) -> Decision {
+    let GroupCtx {
+        ctx,
+        group,
+        pricing,
+    } = g;
     let od = ctx
         .snap()
         .instances
@@ -65,14 +69,12 @@ pub fn instance_skip(
 
 /// A swap or swap completion: the replaced instance's on-demand price before, the clone's
 /// spot price after.
-pub fn swap(
-    ctx: &Ctx,
-    group: &Group,
-    pricing: &GroupPricing,
-    clone: &Instance,
-    replaces: &str,
-    action: Action,
-) -> Decision {
+pub fn swap(g: GroupCtx, clone: &Instance, replaces: &str, action: Action) -> Decision {
+    let GroupCtx {
+        ctx,
+        group,
+        pricing,
+    } = g;
     let od = ctx
         .snap()
         .instances

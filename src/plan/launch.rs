@@ -12,14 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 
 use crate::compat::{AmiNeeds, Reason, Requirements};
-use crate::model::{Group, Instance, InstanceState, InstanceTypeSpec, Market};
+use crate::model::{Instance, InstanceState, InstanceTypeSpec, Market};
 use crate::pricing::{GroupPricing, PriceUsed, spot_source};
 use crate::protocol::{self, Interruption};
 use crate::settings::GroupSettings;
 
 use super::clones::LaunchState;
 use super::eligibility::Launch;
-use super::{Action, Candidate, Ctx, Decision, Skip, Verdict, costs};
+use super::{Action, Candidate, Ctx, Decision, GroupCtx, Skip, Verdict, costs};
 
 /// How many of the cheapest compatible types a group's launches rotate over, least used first.
 /// Racing to the single cheapest pool concentrates interruptions; three pools keep most of the
@@ -29,146 +29,131 @@ pub const DIVERSITY_WIDTH: usize = 3;
 /// Candidate types handed to one launch, in order: capacity errors fall through to the next.
 pub const MAX_CANDIDATES: usize = 8;
 
-/// Plans this pass's launches for the group: a batch of its on-demand instances, spread over
-/// AZs, within the on-demand floor and the `replacements-per-pass` budget; every instance not
-/// launched for gets a skip with the reason.
-#[allow(clippy::too_many_arguments)]
-pub fn plan_launches(
-    ctx: &Ctx,
-    group: &Group,
-    policy: &GroupSettings,
-    pricing: &GroupPricing,
-    launch: &Launch,
-    interruptions: &[Interruption],
-    state: LaunchState,
-    out: &mut Vec<Decision>,
-) {
-    // Candidates: on-demand, in service, healthy, unprotected, running, without a clone.
-    let mut victims: Vec<&Instance> = Vec::new();
-    for id in &state.on_demand_ids {
-        if state.in_flight.contains(id) {
-            continue;
-        }
-        if let Some(clone) = state.retry_next_pass.get(id) {
-            let skip = Skip::PreviousCloneTerminated {
-                clone: clone.to_string(),
-            };
-            out.push(costs::instance_skip(ctx, group, pricing, id, skip));
-            continue;
-        }
-        let member = group.member(id).expect("ids come from members");
-        let instance = ctx
-            .snap()
-            .instances
-            .get(*id)
-            .expect("on-demand ids are known instances");
-        let skip = if !member.is_healthy() {
-            Some(Skip::Unhealthy)
-        } else if member.protected_from_scale_in {
-            Some(Skip::ProtectedFromScaleIn)
-        } else if instance.state != InstanceState::Running {
-            Some(Skip::NotRunning {
-                state: instance.state,
-            })
-        } else {
-            None
-        };
-        match skip {
-            Some(s) => out.push(costs::instance_skip(ctx, group, pricing, id, s)),
-            None => victims.push(instance),
-        }
-    }
-    // On-demand members not in service are left to Auto Scaling.
-    for m in &group.members {
-        if !m.is_in_service()
-            && ctx
+/// What every launch of one group reads.
+pub struct GroupLaunches<'a> {
+    pub g: GroupCtx<'a>,
+    pub policy: &'a GroupSettings,
+    pub launch: &'a Launch<'a>,
+    /// Pools that recently interrupted the group.
+    pub interruptions: &'a [Interruption],
+}
+
+impl GroupLaunches<'_> {
+    /// Plans this pass's launches for the group: a batch of its on-demand instances, spread
+    /// over AZs, within the on-demand floor and the `replacements-per-pass` budget; every
+    /// instance not launched for gets a skip with the reason.
+    pub fn plan(&self, state: LaunchState, out: &mut Vec<Decision>) {
+        let g = self.g;
+        let GroupCtx { ctx, group, .. } = g;
+        let policy = self.policy;
+        // Candidates: on-demand, in service, healthy, unprotected, running, without a clone.
+        let mut victims: Vec<&Instance> = Vec::new();
+        for id in &state.on_demand_ids {
+            if state.in_flight.contains(id) {
+                continue;
+            }
+            if let Some(clone) = state.retry_next_pass.get(id) {
+                let skip = Skip::PreviousCloneTerminated {
+                    clone: clone.to_string(),
+                };
+                out.push(costs::instance_skip(g, id, skip));
+                continue;
+            }
+            let member = group.member(id).expect("ids come from members");
+            let instance = ctx
                 .snap()
                 .instances
-                .get(&m.instance_id)
-                .is_some_and(|i| i.market == Market::OnDemand)
-        {
-            out.push(costs::instance_skip(
-                ctx,
-                group,
-                pricing,
-                &m.instance_id,
-                Skip::NotInService {
-                    lifecycle_state: m.lifecycle_state.clone(),
-                },
-            ));
-        }
-    }
-
-    let room = state.on_demand.saturating_sub(state.keep);
-    let replaceable = (victims.len() as u32).min(room);
-    let allowance = policy
-        .replacements_per_pass
-        .allowance(replaceable + state.unready);
-    let limit = allowance.saturating_sub(state.unready).min(replaceable);
-
-    // Types already in use in the group, so launches rotate over the cheapest pools.
-    let mut usage: BTreeMap<String, u32> = BTreeMap::new();
-    for m in &group.members {
-        if let Some(i) = ctx.snap().instances.get(&m.instance_id)
-            && i.market == Market::Spot
-        {
-            *usage.entry(i.instance_type.clone()).or_default() += 1;
-        }
-    }
-    // Clones this pass terminates do not count: their pools are not in use any more.
-    for c in &state.kept {
-        *usage.entry(c.instance_type.clone()).or_default() += 1;
-    }
-
-    let mut launched = 0u32;
-    let mut batch_limited = 0u32;
-    for victim in spread_over_azs(victims) {
-        let id = victim.instance_id.as_str();
-        // Past the floor, an instance will stay on-demand whatever the batch: say so.
-        if launched + batch_limited >= room {
-            out.push(costs::instance_skip(
-                ctx,
-                group,
-                pricing,
-                id,
-                Skip::MinOnDemand {
-                    keep: state.keep,
-                    on_demand: state.on_demand_ids.len() as u32,
-                },
-            ));
-            continue;
-        }
-        if launched >= limit {
-            batch_limited += 1;
-            out.push(costs::instance_skip(
-                ctx,
-                group,
-                pricing,
-                id,
-                Skip::BatchLimit { limit },
-            ));
-            continue;
-        }
-        match launch_for(
-            ctx,
-            group,
-            policy,
-            pricing,
-            launch,
-            interruptions,
-            &usage,
-            victim,
-        ) {
-            Ok(d) => {
-                if let Verdict::Act(Action::LaunchClone { candidates, .. }) = &d.verdict {
-                    *usage
-                        .entry(candidates[0].instance_type.clone())
-                        .or_default() += 1;
-                }
-                out.push(d);
-                launched += 1;
+                .get(*id)
+                .expect("on-demand ids are known instances");
+            let skip = if !member.is_healthy() {
+                Some(Skip::Unhealthy)
+            } else if member.protected_from_scale_in {
+                Some(Skip::ProtectedFromScaleIn)
+            } else if instance.state != InstanceState::Running {
+                Some(Skip::NotRunning {
+                    state: instance.state,
+                })
+            } else {
+                None
+            };
+            match skip {
+                Some(s) => out.push(costs::instance_skip(g, id, s)),
+                None => victims.push(instance),
             }
-            Err(skip) => out.push(costs::instance_skip(ctx, group, pricing, id, skip)),
+        }
+        // On-demand members not in service are left to Auto Scaling.
+        for m in &group.members {
+            if !m.is_in_service()
+                && ctx
+                    .snap()
+                    .instances
+                    .get(&m.instance_id)
+                    .is_some_and(|i| i.market == Market::OnDemand)
+            {
+                out.push(costs::instance_skip(
+                    g,
+                    &m.instance_id,
+                    Skip::NotInService {
+                        lifecycle_state: m.lifecycle_state.clone(),
+                    },
+                ));
+            }
+        }
+
+        let room = state.on_demand.saturating_sub(state.keep);
+        let replaceable = (victims.len() as u32).min(room);
+        let allowance = policy
+            .replacements_per_pass
+            .allowance(replaceable + state.unready);
+        let limit = allowance.saturating_sub(state.unready).min(replaceable);
+
+        // Types already in use in the group, so launches rotate over the cheapest pools.
+        let mut usage: BTreeMap<String, u32> = BTreeMap::new();
+        for m in &group.members {
+            if let Some(i) = ctx.snap().instances.get(&m.instance_id)
+                && i.market == Market::Spot
+            {
+                *usage.entry(i.instance_type.clone()).or_default() += 1;
+            }
+        }
+        // Clones this pass terminates do not count: their pools are not in use any more.
+        for c in &state.kept {
+            *usage.entry(c.instance_type.clone()).or_default() += 1;
+        }
+
+        let mut launched = 0u32;
+        let mut batch_limited = 0u32;
+        for victim in spread_over_azs(victims) {
+            let id = victim.instance_id.as_str();
+            // Past the floor, an instance will stay on-demand whatever the batch: say so.
+            if launched + batch_limited >= room {
+                out.push(costs::instance_skip(
+                    g,
+                    id,
+                    Skip::MinOnDemand {
+                        keep: state.keep,
+                        on_demand: state.on_demand_ids.len() as u32,
+                    },
+                ));
+                continue;
+            }
+            if launched >= limit {
+                batch_limited += 1;
+                out.push(costs::instance_skip(g, id, Skip::BatchLimit { limit }));
+                continue;
+            }
+            match launch_for(self, &usage, victim) {
+                Ok(d) => {
+                    if let Verdict::Act(Action::LaunchClone { candidates, .. }) = &d.verdict {
+                        *usage
+                            .entry(candidates[0].instance_type.clone())
+                            .or_default() += 1;
+                    }
+                    out.push(d);
+                    launched += 1;
+                }
+                Err(skip) => out.push(costs::instance_skip(g, id, skip)),
+            }
         }
     }
 }
@@ -206,17 +191,17 @@ pub fn spread_over_azs(victims: Vec<&Instance>) -> Vec<&Instance> {
 }
 
 /// Chooses and ranks the candidate types for one instance, or says why there are none.
-#[allow(clippy::too_many_arguments)]
 fn launch_for(
-    ctx: &Ctx,
-    group: &Group,
-    policy: &GroupSettings,
-    pricing: &GroupPricing,
-    launch: &Launch,
-    interruptions: &[Interruption],
+    gl: &GroupLaunches,
     usage: &BTreeMap<String, u32>,
     victim: &Instance,
 ) -> Result<Decision, Skip> {
+    let GroupCtx {
+        ctx,
+        group,
+        pricing,
+    } = gl.g;
+    let (policy, launch, interruptions) = (gl.policy, gl.launch, gl.interruptions);
     let Some(base) = ctx.snap().instance_types.get(&victim.instance_type) else {
         return Err(Skip::UnknownInstanceType {
             instance_type: victim.instance_type.clone(),

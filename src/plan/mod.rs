@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::model::{Group, Instance, Snapshot};
+use crate::pricing::GroupPricing;
 use crate::protocol;
 use crate::settings::{GroupPolicy, Settings};
 
@@ -107,13 +108,26 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// One group being planned: the plan's context, the group, and how it is priced.
+#[derive(Clone, Copy)]
+pub struct GroupCtx<'a> {
+    pub ctx: &'a Ctx<'a>,
+    pub group: &'a Group,
+    pub pricing: &'a GroupPricing,
+}
+
 fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
     let clones: &[&Instance] = ctx.clones.get(group.name.as_str()).map_or(&[], |v| v);
     let gi = ctx.inputs.group(group);
     let pricing = &gi.pricing;
+    let g = GroupCtx {
+        ctx,
+        group,
+        pricing,
+    };
     let policy = match &gi.policy {
         GroupPolicy::NotOptedIn => {
-            out.push(costs::group_skip(ctx, group, pricing, Skip::NotOptedIn));
+            out.push(costs::group_skip(g, Skip::NotOptedIn));
             for c in clones.iter().filter(|c| clones::is_unattached(group, c)) {
                 out.push(costs::orphan(
                     ctx,
@@ -137,7 +151,7 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
                 value: e.value.clone(),
                 problem: e.problem.clone(),
             };
-            out.push(costs::group_skip(ctx, group, pricing, skip));
+            out.push(costs::group_skip(g, skip));
             return;
         }
         GroupPolicy::OptedIn(policy) => policy,
@@ -145,7 +159,7 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
     let state = match eligibility::protocol_state(group) {
         Ok(s) => s,
         Err(skip) => {
-            out.push(costs::group_skip(ctx, group, pricing, skip));
+            out.push(costs::group_skip(g, skip));
             return;
         }
     };
@@ -158,40 +172,28 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
     let can_swap = blocked.is_none() && launch.is_ok();
 
     let book = clones::classify(ctx, group, clones, policy, can_swap);
-    let after_completions = clones::complete_swaps(ctx, group, pricing, &book, out);
+    let after_completions = clones::complete_swaps(g, &book, out);
     let max_size =
         clones::restore_max_size(group, state.leftover_max, after_completions.desired, out);
-    clones::terminate_orphans(ctx, group, pricing, &book, out);
+    clones::terminate_orphans(g, &book, out);
 
     if let Some(skip) = blocked {
-        out.push(costs::group_skip(ctx, group, pricing, skip));
+        out.push(costs::group_skip(g, skip));
         return;
     }
     let launch = match launch {
         Ok(l) => l,
         Err(skip) => {
-            out.push(costs::group_skip(ctx, group, pricing, skip));
+            out.push(costs::group_skip(g, skip));
             return;
         }
     };
-    let next = clones::swaps(
-        ctx,
-        group,
+    let next = clones::swaps(g, policy, &book, &after_completions, max_size, out);
+    let launches = launch::GroupLaunches {
+        g,
         policy,
-        pricing,
-        &book,
-        &after_completions,
-        max_size,
-        out,
-    );
-    launch::plan_launches(
-        ctx,
-        group,
-        policy,
-        pricing,
-        &launch,
-        &state.interruptions,
-        next,
-        out,
-    );
+        launch: &launch,
+        interruptions: &state.interruptions,
+    };
+    launches.plan(next, out);
 }

@@ -582,6 +582,47 @@ async fn the_cli_runs_a_pass_and_reports_savings_with_their_price_sources() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_logs_to_stderr_as_verbose_as_asked() {
+    let w = world().await;
+    w.account
+        .create_group(&GroupSpec::new("web", "m5.large").capacity(4, 4, 4))
+        .await;
+    let stderr = |args: &[&str], rust_log: Option<&str>| {
+        let mut c = w.spotswap(args);
+        if let Some(v) = rust_log {
+            c.env("RUST_LOG", v);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // Quiet by default: nothing went wrong, so nothing to say.
+    assert_eq!(stderr(&["plan"], None), "");
+    // -v: the progress of the pass and every action's outcome.
+    let v = stderr(&["-v", "plan"], None);
+    for part in [
+        "pass done",
+        "region{region=us-east-1}",
+        "group{group=web}",
+        "launch-clone",
+    ] {
+        assert!(v.contains(part), "{part} in: {v}");
+    }
+    assert!(!v.contains("DEBUG"), "{v}");
+    // -vv: every skip, with its reason word.
+    let vv = stderr(&["-vv", "plan"], None);
+    assert!(
+        vv.lines()
+            .any(|l| l.contains("DEBUG") && l.contains("skip") && l.contains("batch-limit")),
+        "{vv}"
+    );
+    // -q and RUST_LOG.
+    assert_eq!(stderr(&["-q", "plan"], None), "");
+    let by_env = stderr(&["plan"], Some("spotswap=info"));
+    assert!(by_env.contains("pass done"), "{by_env}");
+}
+
 #[test]
 fn without_credentials_the_cli_says_what_to_do_and_exits_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_spotswap"))
