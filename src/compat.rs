@@ -197,7 +197,7 @@ impl Requirements<'_> {
             (Self::accelerator_ok, Reason::Accelerator),
             (Self::instance_store_ok, Reason::InstanceStore),
             (Self::burstable_ok, Reason::Burstable),
-            (|r, c| !c.bare_metal || r.base.bare_metal, Reason::BareMetal),
+            (Self::bare_metal_ok, Reason::BareMetal),
             (Self::allowed_ok, Reason::NotAllowed),
             (Self::not_disallowed, Reason::Disallowed),
             (|_, c| c.spot_supported, Reason::NoSpot),
@@ -290,7 +290,17 @@ impl Requirements<'_> {
         })
     }
 
-    /// As many disks as are in use, each at least as large, and SSD where T's are SSD.
+    /// Bare metal both ways: a virtualized workload gains nothing from a whole host, and a
+    /// workload on metal needs it (nested virtualization, hardware performance counters,
+    /// licences bound to physical cores), so C is metal exactly when T is.
+    fn bare_metal_ok(&self, c: &InstanceTypeSpec) -> bool {
+        c.bare_metal == self.base.bare_metal
+    }
+
+    /// As many disks as are in use, each at least as large, and SSD where T's are SSD, counting
+    /// only the disks C would actually get: NVMe instance store is attached automatically on
+    /// Nitro, but non-NVMe instance-store volumes exist only where the launch spec (or the AMI)
+    /// maps them (EC2 User Guide, "Add instance store volumes to an EC2 instance").
     fn instance_store_ok(&self, c: &InstanceTypeSpec) -> bool {
         let need = self.required_disks();
         if need == 0 {
@@ -311,7 +321,13 @@ impl Requirements<'_> {
             .filter(|d| !ssd_needed || d.disk_type == DiskType::Ssd)
             .filter(|d| d.size_gb >= base.smallest_disk_gb())
             .collect();
-        usable.iter().map(|d| d.count).sum::<u32>() >= need
+        let on_candidate: u32 = usable.iter().map(|d| d.count).sum();
+        let delivered = if have.nvme {
+            on_candidate
+        } else {
+            on_candidate.min(self.ephemeral_mappings)
+        };
+        delivered >= need
     }
 
     /// Burstable types earn and spend CPU credits: a fixed-performance workload would be
@@ -391,6 +407,17 @@ mod tests {
             ("i3.large", None, "r5d.large", Err(Reason::InstanceStore)),
             ("m5.large", None, "m5.metal", Err(Reason::BareMetal)),
             ("m5.large", None, "m5.xlarge", Ok(())),
+            // NVMe instance store comes without mappings; older types' disks only with them, and
+            // the launch spec maps none here.
+            ("m5d.large", None, "m5d.xlarge", Ok(())),
+            ("m5d.large", None, "r5d.large", Ok(())),
+            ("m5d.large", None, "r3.xlarge", Err(Reason::InstanceStore)),
+            ("m5d.large", None, "c3.2xlarge", Err(Reason::InstanceStore)),
+            ("m5d.large", None, "m3.2xlarge", Err(Reason::InstanceStore)),
+            ("m5d.large", None, "i2.xlarge", Err(Reason::InstanceStore)),
+            // A workload on metal stays on metal.
+            ("m5.metal", None, "m5.24xlarge", Err(Reason::BareMetal)),
+            ("m5.metal", None, "m5d.metal", Ok(())),
         ];
         for (base, ami, candidate, want) in cases {
             assert_eq!(
@@ -500,6 +527,24 @@ mod tests {
         assert_eq!(req(0).check(spec("m5.large")), Ok(()));
         assert_eq!(req(1).check(spec("m5.large")), Err(Reason::InstanceStore));
         assert_eq!(req(1).check(spec("m5d.large")), Ok(()));
+        // A non-NVMe candidate gets only the mapped volumes: one mapping, one disk.
+        assert_eq!(req(1).check(spec("m3.xlarge")), Ok(()));
+        let nvme_base = spec("m5d.large"); // 1 x 75 GB NVMe SSD
+        let req = |mappings| Requirements {
+            base: nvme_base,
+            ami: AmiNeeds::implied_by(nvme_base),
+            ephemeral_mappings: mappings,
+            allowed: &empty,
+            disallowed: &empty,
+            allow_burstable: false,
+        };
+        assert_eq!(req(0).required_disks(), 1, "NVMe disks are all in use");
+        assert_eq!(req(0).check(spec("r3.xlarge")), Err(Reason::InstanceStore));
+        assert_eq!(
+            req(1).check(spec("r3.xlarge")),
+            Ok(()),
+            "mapped, it gets its disk"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::execute::execute;
 use crate::observe::observe;
 use crate::plan::{Inputs, plan_with};
 use crate::report::{PassReport, RegionReport, Totals};
-use crate::savings::savings;
+use crate::savings::{Swapped, savings};
 use crate::settings::Settings;
 
 /// Regions processed at the same time. Each has its own EC2 throttling buckets.
@@ -148,7 +148,8 @@ async fn region_pass<A: Account>(
             "planned"
         );
         let outcomes = execute(&cloud, &observation.snapshot, &p, opts).await;
-        let savings = savings(&inputs);
+        // Savings as the pass leaves the groups: its own swaps included.
+        let savings = savings(&inputs, &Swapped::from_outcomes(&p, &outcomes));
         info!(
             outcomes = outcomes.len(),
             failures = outcomes.iter().filter(|o| o.failed()).count(),

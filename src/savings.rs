@@ -6,11 +6,14 @@
 //! and the same prices the planner uses; an instance whose price is unknown is counted as
 //! unpriced, never as free.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
-use crate::model::{Market, PriceSource};
-use crate::plan::Inputs;
+use crate::model::{Group, Market, PriceSource};
+use crate::plan::{Action, Inputs, Plan};
 use crate::pricing::{PriceUsed, spot_source};
+use crate::report::{Outcome, Status};
 use crate::settings::GroupPolicy;
 
 /// Hours in a month, as AWS bills them.
@@ -46,8 +49,65 @@ pub struct Savings {
     pub monthly_saving: f64,
 }
 
-/// Costs of every opted-in group with usable settings.
-pub fn savings(inputs: &Inputs) -> Savings {
+/// What this pass changed in the groups' membership: the swaps carried out (not planned: a
+/// dry run changes nothing), as (group, replaced on-demand instance, clone).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Swapped {
+    swaps: Vec<(String, String, String)>,
+}
+
+impl Swapped {
+    /// The swaps and swap completions of `plan` whose outcome is done.
+    pub fn from_outcomes(plan: &Plan, outcomes: &[Outcome]) -> Self {
+        let mut swaps = Vec::new();
+        for o in outcomes {
+            if !matches!(o.status, Status::Done { .. }) {
+                continue;
+            }
+            let Some(instance) = &o.instance else {
+                continue;
+            };
+            for (d, a) in plan.actions() {
+                match a {
+                    Action::Swap {
+                        clone, replaces, ..
+                    }
+                    | Action::CompleteSwap { clone, replaces }
+                        if d.group == o.group && replaces == instance && a.kind() == o.action =>
+                    {
+                        swaps.push((o.group.clone(), replaces.clone(), clone.clone()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Swapped { swaps }
+    }
+
+    /// The in-service members of a group once these swaps are done: the replaced instances
+    /// gone, the clones in.
+    fn members<'a>(&'a self, group: &'a Group) -> Vec<&'a str> {
+        let mine = self.swaps.iter().filter(|(g, _, _)| *g == group.name);
+        let gone: BTreeSet<&str> = mine.clone().map(|(_, r, _)| r.as_str()).collect();
+        let mut ids: Vec<&str> = group
+            .members
+            .iter()
+            .filter(|m| m.is_in_service() && !gone.contains(m.instance_id.as_str()))
+            .map(|m| m.instance_id.as_str())
+            .collect();
+        for (_, _, clone) in mine {
+            if !ids.contains(&clone.as_str()) {
+                ids.push(clone);
+            }
+        }
+        ids
+    }
+}
+
+/// Costs of every opted-in group with usable settings, once `swapped` is done. Every member
+/// counts against the on-demand price of the type the group runs on-demand (its launch spec's
+/// type): a spot clone of an m5.xlarge saves against m5.xlarge, whatever type it runs.
+pub fn savings(inputs: &Inputs, swapped: &Swapped) -> Savings {
     let snapshot = inputs.snapshot;
     let prices = &inputs.prices;
     let mut groups = Vec::new();
@@ -57,6 +117,11 @@ pub fn savings(inputs: &Inputs) -> Savings {
             continue;
         }
         let pricing = &gi.pricing;
+        let on_demand_type = g
+            .launch
+            .as_ref()
+            .and_then(|l| snapshot.launch_specs.get(&l.key()))
+            .and_then(|spec| spec.instance_type.as_deref());
         let mut s = GroupSavings {
             group: g.name.clone(),
             instances: 0,
@@ -74,16 +139,22 @@ pub fn savings(inputs: &Inputs) -> Savings {
                 s.prices.push(p.clone());
             }
         };
-        for m in g.members.iter().filter(|m| m.is_in_service()) {
-            let Some(i) = snapshot.instances.get(&m.instance_id) else {
+        for id in swapped.members(g) {
+            let Some(i) = snapshot.instances.get(id) else {
                 continue;
             };
             s.instances += 1;
-            match i.market {
-                Market::OnDemand => s.on_demand += 1,
-                Market::Spot => s.spot += 1,
-            }
-            let od = prices.on_demand(pricing, &i.instance_type);
+            let baseline_type = match i.market {
+                Market::OnDemand => {
+                    s.on_demand += 1;
+                    i.instance_type.as_str()
+                }
+                Market::Spot => {
+                    s.spot += 1;
+                    on_demand_type.unwrap_or(&i.instance_type)
+                }
+            };
+            let od = prices.on_demand(pricing, baseline_type);
             let now = prices.now(pricing, i);
             for p in od
                 .iter()
@@ -99,13 +170,15 @@ pub fn savings(inputs: &Inputs) -> Savings {
                 _ => s.unpriced += 1,
             }
         }
-        s.hourly_saving = s.hourly_all_on_demand - s.hourly_now;
-        s.monthly_saving = s.hourly_saving * HOURS_PER_MONTH;
+        s.hourly_now = tidy(s.hourly_now);
+        s.hourly_all_on_demand = tidy(s.hourly_all_on_demand);
+        s.hourly_saving = tidy(s.hourly_all_on_demand - s.hourly_now);
+        s.monthly_saving = tidy(s.hourly_saving * HOURS_PER_MONTH);
         groups.push(s);
     }
-    let hourly_now = groups.iter().map(|g| g.hourly_now).sum();
-    let hourly_all_on_demand = groups.iter().map(|g| g.hourly_all_on_demand).sum();
-    let hourly_saving = groups.iter().map(|g| g.hourly_saving).sum::<f64>();
+    let hourly_now = tidy(groups.iter().map(|g| g.hourly_now).sum());
+    let hourly_all_on_demand = tidy(groups.iter().map(|g| g.hourly_all_on_demand).sum());
+    let hourly_saving = tidy(groups.iter().map(|g| g.hourly_saving).sum::<f64>());
     Savings {
         region: snapshot.region.clone(),
         on_demand_source: snapshot.on_demand.source.clone(),
@@ -114,8 +187,15 @@ pub fn savings(inputs: &Inputs) -> Savings {
         hourly_now,
         hourly_all_on_demand,
         hourly_saving,
-        monthly_saving: hourly_saving * HOURS_PER_MONTH,
+        monthly_saving: tidy(hourly_saving * HOURS_PER_MONTH),
     }
+}
+
+/// Sums of prices carry floating-point dust: a saving of 1e-17 (or -1e-17, which prints as
+/// `-0.00`) is no saving. Values are rounded to a millionth of a dollar.
+pub fn tidy(v: f64) -> f64 {
+    let r = (v * 1e6).round() / 1e6;
+    if r == 0.0 { 0.0 } else { r }
 }
 
 #[cfg(test)]
@@ -131,13 +211,14 @@ mod tests {
         let snapshot: Snapshot = serde_json::from_value(scenario["snapshot"].clone()).unwrap();
         let now = "2023-09-05T14:00:00Z".parse().unwrap();
         let settings = Settings::default();
-        let s = savings(&Inputs::new(&snapshot, &settings, now));
+        let s = savings(&Inputs::new(&snapshot, &settings, now), &Swapped::default());
         assert_eq!(s.groups.len(), 1);
         let g = &s.groups[0];
         assert_eq!((g.instances, g.spot, g.on_demand, g.unpriced), (9, 3, 6, 0));
-        // Six m5.large on-demand at 0.096, three m5a.large spot at 0.0412 + 0.042 + 0.0405.
+        // Six m5.large on-demand at 0.096, three m5a.large spot at 0.0412 + 0.042 + 0.0405;
+        // all on-demand, the spot clones count as the m5.large the group runs on-demand.
         let now_cost = 6.0 * 0.096 + 0.0412 + 0.042 + 0.0405;
-        let all_od = 6.0 * 0.096 + 3.0 * 0.086;
+        let all_od = 9.0 * 0.096;
         assert!((g.hourly_now - now_cost).abs() < 1e-9, "{g:?}");
         assert!((g.hourly_all_on_demand - all_od).abs() < 1e-9, "{g:?}");
         assert!((g.monthly_saving - (all_od - now_cost) * 730.0).abs() < 1e-6);
@@ -153,7 +234,8 @@ mod tests {
             .iter()
             .filter(|p| p.market == Market::Spot)
             .collect();
-        assert_eq!(od.len(), 2, "{:?}", g.prices);
+        assert_eq!(od.len(), 1, "{:?}", g.prices);
+        assert_eq!(od[0].instance_type, "m5.large");
         assert_eq!(spot.len(), 3, "{:?}", g.prices);
         assert!(spot.iter().all(|p| p.source.contains("spot price history")));
         assert!(od.iter().all(|p| p.source.contains("bundled")));
@@ -166,7 +248,7 @@ mod tests {
         let snapshot: Snapshot = serde_json::from_value(scenario["snapshot"].clone()).unwrap();
         let settings = Settings::default();
         let now = "2023-09-05T14:00:00Z".parse().unwrap();
-        let s = savings(&Inputs::new(&snapshot, &settings, now));
+        let s = savings(&Inputs::new(&snapshot, &settings, now), &Swapped::default());
         assert!(s.groups.is_empty());
         assert_eq!(s.hourly_saving, 0.0);
     }

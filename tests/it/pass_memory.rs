@@ -526,8 +526,8 @@ async fn a_group_of_eight_on_demand_instances_converges_to_spot_without_a_capaci
         assert!(account.instance(id).state.is_gone(), "{id} still runs");
     }
     assert_eq!(account.live_clones().len(), 8);
-    // The last pass saw the converged group: it saves each clone's on-demand price less its
-    // spot price.
+    // The last pass saw the converged group: it saves, for each clone, the on-demand price of
+    // the m5.large it replaced less the clone's spot price.
     let price = |table: &[(&str, f64)], ty: &str| {
         table
             .iter()
@@ -537,7 +537,7 @@ async fn a_group_of_eight_on_demand_instances_converges_to_spot_without_a_capaci
     };
     let expected: f64 = members
         .iter()
-        .map(|i| price(&ON_DEMAND, &i.instance_type) - price(&SPOT, &i.instance_type))
+        .map(|i| price(&ON_DEMAND, "m5.large") - price(&SPOT, &i.instance_type))
         .sum();
     let saving = reports.last().unwrap().totals.hourly_savings_now;
     assert!((saving - expected).abs() < 1e-9, "{saving} != {expected}");
@@ -1350,37 +1350,85 @@ async fn a_pass_report_counts_the_calls_of_that_pass_only() {
     assert_eq!(report.totals.calls, made.values().sum::<u64>());
 }
 
-/// A `tracing` writer that keeps what it is given, for reading back in a test.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+/// Log records of the current thread, captured for reading back in a test. One global
+/// subscriber serves the whole test binary and keeps only the records of threads that asked:
+/// a thread-local subscriber would not do, because `tracing` caches which callsites are enabled
+/// process-wide, and other tests run passes on other threads at the same time.
+mod log_capture {
+    use std::cell::RefCell;
+    use std::sync::{Arc, Mutex, Once};
 
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+    use tracing::subscriber::Interest;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::{Layer as _, filter::DynFilterFn, fmt};
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> LogBuffer {
-        self.clone()
+    type Buffer = Arc<Mutex<Vec<u8>>>;
+
+    thread_local! {
+        static BUFFER: RefCell<Option<Buffer>> = const { RefCell::new(None) };
+    }
+
+    fn armed() -> bool {
+        BUFFER.with(|b| b.borrow().is_some())
+    }
+
+    struct ThreadWriter;
+
+    impl std::io::Write for ThreadWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            BUFFER.with(|b| {
+                if let Some(b) = &*b.borrow() {
+                    b.lock().unwrap().extend_from_slice(buf);
+                }
+            });
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Starts capturing this thread's records, at debug level and above.
+    pub fn start() -> Capture {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let layer = fmt::layer()
+                .with_writer(|| ThreadWriter)
+                .with_ansi(false)
+                .with_filter(
+                    DynFilterFn::new(|m, _| armed() && *m.level() <= tracing::Level::DEBUG)
+                        // Decided per record, never cached per callsite: which thread is
+                        // armed changes from one record to the next.
+                        .with_callsite_filter(|_| Interest::sometimes()),
+                );
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("no other global subscriber in the test binary");
+        });
+        let buffer = Buffer::default();
+        BUFFER.with(|b| *b.borrow_mut() = Some(buffer.clone()));
+        Capture(buffer)
+    }
+
+    /// What this thread logged since [`start`]; capturing stops when it is dropped.
+    pub struct Capture(Buffer);
+
+    impl Capture {
+        pub fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            BUFFER.with(|b| *b.borrow_mut() = None);
+        }
     }
 }
 
 #[tokio::test]
 async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_spans() {
-    let buffer = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(buffer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    // This test's thread only (the tokio test runtime is single-threaded).
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The test runtime is single-threaded: the whole pass runs on this thread.
+    let logs = log_capture::start();
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
     account.cloud.fail_next(
@@ -1405,7 +1453,7 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
         .await;
 
     assert_eq!(report.totals.failures, 1, "{report:#?}");
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text.lines().collect();
     let find = |words: &[&str]| {
         lines
@@ -1454,4 +1502,37 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
     );
     // User data never reaches a log record.
     assert!(!text.contains(USER_DATA), "{text}");
+}
+
+#[tokio::test]
+async fn savings_count_the_passes_own_swaps_against_the_type_the_group_runs_on_demand() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
+    let first = account.pass(&settings).await;
+    assert_eq!(first.totals.clones_launched, 4, "{first:#?}");
+    let before = &region(&first).savings.as_ref().unwrap().groups[0];
+    assert_eq!((before.spot, before.on_demand), (0, 4));
+    assert_eq!(before.hourly_saving, 0.0);
+    account.wait();
+
+    let second = account.pass(&settings).await;
+
+    assert_eq!(second.totals.swaps, 4, "{second:#?}");
+    let after = &region(&second).savings.as_ref().unwrap().groups[0];
+    // The swaps this pass made are in its own figure, not the next pass's.
+    assert_eq!((after.instances, after.spot, after.on_demand), (4, 4, 0));
+    // Every clone saves against the m5.large it replaced, whichever type it runs.
+    assert!(
+        (after.hourly_all_on_demand - 4.0 * 0.096).abs() < 1e-9,
+        "{after:#?}"
+    );
+    let spot: f64 = account
+        .members("web")
+        .iter()
+        .map(|i| SPOT.iter().find(|(t, _)| *t == i.instance_type).unwrap().1)
+        .sum();
+    assert!((after.hourly_now - spot).abs() < 1e-9, "{after:#?}");
+    assert!((after.hourly_saving - (4.0 * 0.096 - spot)).abs() < 1e-9);
+    assert_eq!(second.totals.hourly_savings_now, after.hourly_saving);
 }

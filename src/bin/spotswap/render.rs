@@ -78,7 +78,8 @@ pub fn pass_table(r: &PassReport) -> String {
             let _ = writeln!(
                 s,
                 "Savings now: ${:.4}/h (${:.2}/month) against all on-demand",
-                sv.hourly_saving, sv.monthly_saving
+                shown(sv.hourly_saving, 4),
+                shown(sv.monthly_saving, 2)
             );
         }
         let calls: Vec<String> = region
@@ -140,10 +141,10 @@ pub fn report_table(r: &PassReport) -> String {
                 g.instances,
                 g.spot,
                 g.on_demand,
-                g.hourly_now,
-                g.hourly_all_on_demand,
-                g.hourly_saving,
-                g.monthly_saving,
+                shown(g.hourly_now, 4),
+                shown(g.hourly_all_on_demand, 4),
+                shown(g.hourly_saving, 4),
+                shown(g.monthly_saving, 2),
                 if g.unpriced > 0 {
                     format!("  ({} unpriced)", g.unpriced)
                 } else {
@@ -172,7 +173,12 @@ pub fn report_table(r: &PassReport) -> String {
         hourly += sv.hourly_saving;
         monthly += sv.monthly_saving;
     }
-    let _ = writeln!(s, "Account: saving ${hourly:.4}/h, ${monthly:.2}/month");
+    let _ = writeln!(
+        s,
+        "Account: saving ${:.4}/h, ${:.2}/month",
+        shown(hourly, 4),
+        shown(monthly, 2)
+    );
     s
 }
 
@@ -228,7 +234,15 @@ fn format_gib(mib: u64) -> String {
 }
 
 fn money(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("${v:.4}"))
+    v.map_or("-".into(), |v| format!("${:.4}", shown(v, 4)))
+}
+
+/// `v` rounded to the decimals it is shown with, so that a sum's floating-point dust never
+/// prints as `-0.00`.
+fn shown(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    let r = (v * scale).round() / scale;
+    if r == 0.0 { 0.0 } else { r }
 }
 
 /// The plan as a table: one row per decision.
@@ -410,4 +424,23 @@ pub fn settings_reference(output: SettingsOutput) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_never_shows_a_negative_zero() {
+        for v in [-0.0, -1e-17, -0.00004, 0.00004] {
+            assert_eq!(format!("{:.4}", shown(v, 4)), "0.0000", "{v}");
+            assert_eq!(money(Some(v)), "$0.0000", "{v}");
+        }
+        assert_eq!(format!("{:.2}", shown(-0.004, 2)), "0.00");
+        assert_eq!(
+            format!("{:.2}", shown(-0.5, 2)),
+            "-0.50",
+            "a real loss still shows"
+        );
+    }
 }
