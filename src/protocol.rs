@@ -31,6 +31,9 @@ pub const SETTING_PREFIX: &str = "spotswap:";
 pub const AWS_RESERVED_PREFIX: &str = "aws:";
 /// AWS caps a tag value at 256 Unicode characters (EC2 User Guide, "Tag restrictions").
 pub const TAG_VALUE_MAX: usize = 256;
+/// An EC2 resource carries at most 50 user tags; `aws:` tags do not count (EC2 User Guide,
+/// "Tag restrictions"). A launch asking for more fails.
+pub const TAGS_PER_RESOURCE_MAX: usize = 50;
 
 /// For a spotswap clone: the group and the instance it was launched to replace.
 pub fn clone_of(instance: &Instance) -> Option<(&str, &str)> {
@@ -39,9 +42,35 @@ pub fn clone_of(instance: &Instance) -> Option<(&str, &str)> {
     Some((group.as_str(), replaces.as_str()))
 }
 
-/// The tags a clone is launched with: the group's propagated tags, then the replaced
-/// instance's own tags (never `aws:` keys, which AWS reserves, and never the protocol tags of
-/// the replaced instance), then the two protocol tags, which always win.
+/// The tags a clone is launched with, and the keys left out to stay within EC2's limit of 50.
+///
+/// They are the group's propagated tags, then the replaced instance's own tags (never `aws:`
+/// keys, which AWS reserves, and never the protocol tags of the replaced instance), then the
+/// two protocol tags, which always win. Past 50 tags, the protocol tags are kept first, then
+/// `Name`, then the others in key order; the rest are left out and named.
+pub fn clone_tags_within_limit(
+    group: &Group,
+    replaced: Option<&Instance>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut all = clone_tags(group, replaced);
+    if all.len() <= TAGS_PER_RESOURCE_MAX {
+        return (all, Vec::new());
+    }
+    let mut order: Vec<String> = all.keys().cloned().collect();
+    let rank = |k: &str| match k {
+        GROUP | REPLACES => 0,
+        "Name" => 1,
+        _ => 2,
+    };
+    order.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    let dropped: Vec<String> = order.split_off(TAGS_PER_RESOURCE_MAX);
+    for k in &dropped {
+        all.remove(k);
+    }
+    (all, dropped)
+}
+
+/// Every tag a clone would carry, before EC2's limit: see [`clone_tags_within_limit`].
 pub fn clone_tags(group: &Group, replaced: Option<&Instance>) -> BTreeMap<String, String> {
     let usable = |k: &str| !k.starts_with(AWS_RESERVED_PREFIX) && k != GROUP && k != REPLACES;
     let mut out: BTreeMap<String, String> = BTreeMap::new();
@@ -265,5 +294,44 @@ mod tests {
             }),
             Some(("web", "i-1"))
         );
+    }
+
+    #[test]
+    fn a_clone_keeps_the_protocol_tags_and_name_within_ec2s_fifty() {
+        let group = GroupBuilder::new("web")
+            .propagated_tag("team", "web")
+            .build();
+        // (user tags on the instance, tags kept, keys dropped)
+        for (user, kept, dropped) in [
+            (10, 13, 0),
+            (47, 50, 0),
+            (48, 50, 1),
+            (49, 50, 2),
+            (50, 50, 3),
+        ] {
+            let mut b = InstanceBuilder::on_demand("i-1", "m5.large", "us-east-1a")
+                .tag("aws:cloudformation:stack-name", "stack");
+            for n in 0..user - 1 {
+                b = b.tag(format!("k{n:02}"), "v");
+            }
+            let instance = b.tag("Name", "web-1").build();
+            let (tags, left_out) = clone_tags_within_limit(&group, Some(&instance));
+            assert_eq!(
+                (tags.len(), left_out.len()),
+                (kept, dropped),
+                "{user} user tags"
+            );
+            assert_eq!(tags.get(GROUP).map(String::as_str), Some("web"));
+            assert_eq!(tags.get(REPLACES).map(String::as_str), Some("i-1"));
+            assert_eq!(tags.get("Name").map(String::as_str), Some("web-1"));
+            assert!(!tags.contains_key("aws:cloudformation:stack-name"));
+            for k in &left_out {
+                assert!(!tags.contains_key(k), "{k} both kept and dropped");
+            }
+            // The last keys in order are the ones left out.
+            if dropped > 0 {
+                assert_eq!(left_out.last().map(String::as_str), Some("team"));
+            }
+        }
     }
 }

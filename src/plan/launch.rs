@@ -259,7 +259,7 @@ fn launch_for(
         price: first.spot_price,
         source: spot_source(pricing.window),
     };
-    let tags = protocol::clone_tags(group, Some(victim));
+    let (tags, tags_left_out) = protocol::clone_tags_within_limit(group, Some(victim));
     Ok(Decision {
         group: group.name.clone(),
         instance: Some(victim.instance_id.clone()),
@@ -276,6 +276,7 @@ fn launch_for(
             max_price: list_price,
             product_description: pricing.product.clone(),
             tags,
+            tags_left_out,
         }),
     })
 }

@@ -83,6 +83,9 @@ pub struct MaxSizeChange {
 }
 
 /// What a pass does. Each group's actions run in the order the plan lists them.
+// A plan holds a few actions per group: the launch variant's size costs nothing worth a box
+// (and a box would change every pattern that reads a launch).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, EnumDiscriminants)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]
@@ -110,6 +113,10 @@ pub enum Action {
         product_description: String,
         /// Every tag the clone is launched with (see [`crate::protocol::clone_tags`]).
         tags: BTreeMap<String, String>,
+        /// Tags of the replaced instance left off the clone to stay within EC2's 50 per
+        /// resource (the protocol's tags and `Name` are always kept).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags_left_out: Vec<String>,
     },
     /// Attach a ready clone, then terminate the on-demand instance through the group with
     /// `ShouldDecrementDesiredCapacity=true`; raise and restore MaxSize around it when full.
@@ -323,6 +330,7 @@ mod tests {
                 max_price: 0.096,
                 product_description: "Linux/UNIX (Amazon VPC)".into(),
                 tags: BTreeMap::new(),
+                tags_left_out: vec![],
             },
         ];
         for a in &actions {

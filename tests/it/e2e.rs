@@ -646,3 +646,49 @@ fn without_credentials_the_cli_says_what_to_do_and_exits_2() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_profile_wins_over_environment_credentials_and_an_unknown_one_exits_2() {
+    let w = world().await;
+    // A config home with one profile, `ops`; the environment has credentials of its own.
+    let home = std::env::temp_dir().join(format!("spotswap-profiles-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let credentials = home.join("credentials");
+    let config = home.join("config");
+    std::fs::write(
+        &credentials,
+        "[ops]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    std::fs::write(&config, "[profile ops]\nregion = us-east-1\n").unwrap();
+    let run = |profile: &str| {
+        w.spotswap(&["--profile", profile, "plan", "--output", "json"])
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &config)
+            .output()
+            .unwrap()
+    };
+
+    // An unknown profile is an error, not a pass with the environment's credentials.
+    let out = run("nosuch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nosuch"),
+        "the message names the profile: {err}"
+    );
+    assert!(err.trim().lines().count() <= 2, "{err}");
+    assert!(out.stdout.is_empty(), "no pass ran");
+
+    // A known one runs the pass.
+    let out = run("ops");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    std::fs::remove_dir_all(&home).unwrap();
+}

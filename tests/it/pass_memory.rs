@@ -1536,3 +1536,42 @@ async fn savings_count_the_passes_own_swaps_against_the_type_the_group_runs_on_d
     assert!((after.hourly_saving - (4.0 * 0.096 - spot)).abs() < 1e-9);
     assert_eq!(second.totals.hourly_savings_now, after.hourly_saving);
 }
+
+#[tokio::test]
+async fn an_instance_with_fifty_tags_still_gets_a_clone_within_ec2s_tag_limit() {
+    let mut account = Account::new();
+    let ids = account.add_group("web", 1, 4, &[]);
+    let mut original = account.instance(&ids[0]);
+    for n in 0..60 {
+        original
+            .tags
+            .insert(format!("cost-centre-{n:02}"), "x".into());
+    }
+    original.tags.insert("Name".into(), "web-1".into());
+    account.cloud.put_instance(REGION, original);
+
+    let report = account.pass(&Settings::default()).await;
+
+    let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
+        panic!("one launch: {report:#?}");
+    };
+    assert!(is_done(launch), "{launch:?}");
+    let plan = region(&report).plan.as_ref().unwrap();
+    let Some(Action::LaunchClone { tags_left_out, .. }) = plan
+        .actions()
+        .map(|(_, a)| a)
+        .find(|a| matches!(a, Action::LaunchClone { .. }))
+    else {
+        panic!("a planned launch");
+    };
+    assert!(
+        !tags_left_out.is_empty(),
+        "the plan names what was left out"
+    );
+    let clone = &account.live_clones()[0];
+    let user_tags = clone.tags.keys().filter(|k| !k.starts_with("aws:")).count();
+    assert_eq!(user_tags, 50, "{:?}", clone.tags);
+    assert_eq!(clone.tags.get(tags::REPLACES), Some(&ids[0]));
+    assert_eq!(clone.tags.get("Name").map(String::as_str), Some("web-1"));
+    assert!(tags_left_out.iter().all(|k| !clone.tags.contains_key(k)));
+}

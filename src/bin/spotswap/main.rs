@@ -141,7 +141,7 @@ fn live(
         if config.region().is_none() {
             return Err(Error::NoRegion);
         }
-        check_credentials(&config).await?;
+        check_credentials(&config, profile).await?;
         let account = AwsAccount::new(config);
         let opts = PassOptions {
             dry_run: settings.dry_run || kind != Live::Run,

@@ -340,14 +340,23 @@ fn describe_action(a: &Action) -> String {
         Action::LaunchClone {
             candidates,
             max_price,
+            tags_left_out,
             ..
         } => {
             let names: Vec<String> = candidates
                 .iter()
                 .map(|c| format!("{} ${:.4}", c.instance_type, c.spot_price))
                 .collect();
+            let left_out = if tags_left_out.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; tags left out (EC2 allows 50): {}",
+                    tags_left_out.join(", ")
+                )
+            };
             format!(
-                "launch spot clone (max ${max_price:.4}): {}",
+                "launch spot clone (max ${max_price:.4}): {}{left_out}",
                 names.join(", ")
             )
         }

@@ -37,13 +37,19 @@ use crate::model::{
 const GROUP_READ_CONCURRENCY: usize = 4;
 
 /// Loads the standard AWS configuration: credentials from the default chain (environment,
-/// profile, SSO, instance or task role), the region from the profile or environment unless
-/// given, `AWS_ENDPOINT_URL` honoured, and adaptive retries.
+/// profile, SSO, instance or task role), the region from the environment or profile unless
+/// given, `AWS_ENDPOINT_URL` honoured, and adaptive retries. A named profile is used for the
+/// credentials even when the environment holds others, as the AWS CLI's `--profile` is; a
+/// profile that does not exist is then an error when credentials are loaded, never a pass with
+/// the environment's credentials (another account, perhaps).
 pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::adaptive().with_max_attempts(8));
     if let Some(p) = profile {
-        loader = loader.profile_name(p);
+        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .profile_name(p)
+            .build();
+        loader = loader.profile_name(p).credentials_provider(credentials);
     }
     if let Some(r) = region {
         loader = loader.region(Region::new(r.to_string()));
@@ -51,8 +57,12 @@ pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConf
     loader.load().await
 }
 
-/// Checks that credentials can be found, so a pass that cannot run says so in one line.
-pub async fn check_credentials(config: &SdkConfig) -> Result<(), crate::Error> {
+/// Checks that credentials can be found, so a pass that cannot run says so in one line; with
+/// a named profile, the line names it.
+pub async fn check_credentials(
+    config: &SdkConfig,
+    profile: Option<&str>,
+) -> Result<(), crate::Error> {
     use aws_credential_types::provider::ProvideCredentials;
     let Some(provider) = config.credentials_provider() else {
         return Err(crate::Error::Credentials(
@@ -65,12 +75,26 @@ pub async fn check_credentials(config: &SdkConfig) -> Result<(), crate::Error> {
         .map(|_| ())
         .map_err(|e| {
             use aws_credential_types::provider::error::CredentialsError;
-            match e {
+            match (e, profile) {
+                (e, Some(p)) => {
+                    // The innermost cause says what is wrong with the profile ("profile ... was
+                    // not defined", a missing key): its first line is enough.
+                    let mut cause: &dyn std::error::Error = &e;
+                    while let Some(next) = cause.source() {
+                        cause = next;
+                    }
+                    let why = cause.to_string();
+                    format!(
+                        "AWS profile {p:?} gives no credentials: {}",
+                        why.lines().next().unwrap_or_default()
+                    )
+                }
                 // The chain's own text lists every provider on its own line: one line is enough.
-                CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials found (tried the \
-                 environment, profiles, SSO, web identity, container and instance metadata)"
+                (CredentialsError::CredentialsNotLoaded(_), None) => "no AWS credentials found \
+                 (tried the environment, profiles, SSO, web identity, container and instance \
+                 metadata)"
                     .to_string(),
-                other => format!("AWS credentials could not be loaded: {other}")
+                (other, None) => format!("AWS credentials could not be loaded: {other}")
                     .lines()
                     .next()
                     .unwrap_or_default()

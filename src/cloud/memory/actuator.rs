@@ -12,6 +12,7 @@ use super::MemoryRegion;
 use crate::cloud::limits::TERMINATE_BATCH;
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
 use crate::model::{Instance, InstanceState, Market};
+use crate::protocol;
 
 /// An Auto Scaling `ValidationError`, as AWS reports size conflicts and unknown groups.
 fn validation(operation: &str, message: &str) -> CloudError {
@@ -40,6 +41,21 @@ impl Actuator for MemoryRegion {
                 return Ok(id.clone());
             }
             let (instance_type, az) = (&l.instance_type, &l.availability_zone);
+            // EC2 refuses a launch whose tag specification carries more than 50 user tags
+            // (EC2 User Guide, "Tag restrictions"); `aws:` tags do not count.
+            let user_tags = l
+                .tags
+                .keys()
+                .filter(|k| !k.starts_with(protocol::AWS_RESERVED_PREFIX))
+                .count();
+            if user_tags > protocol::TAGS_PER_RESOURCE_MAX {
+                return Err(CloudError::new(
+                    OP,
+                    ErrorKind::InvalidRequest,
+                    Some("TagLimitExceeded"),
+                    &format!("The maximum number of Tags per resource is 50; {user_tags} given"),
+                ));
+            }
             if !r.azs.contains(az) {
                 let message = format!("Invalid availability zone: [{az}]");
                 return Err(CloudError::new(
