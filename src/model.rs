@@ -494,6 +494,10 @@ pub struct Group {
     pub warm_pool: bool,
     #[serde(default)]
     pub instance_refresh_in_progress: bool,
+    /// Reads about this group alone that failed (its instance refreshes, say): the group is
+    /// left alone, with the reason, and the others go on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_failures: Vec<ReadFailure>,
     #[serde(default)]
     pub suspended_processes: Vec<String>,
     #[serde(default)]
@@ -505,6 +509,16 @@ impl Group {
     pub fn member(&self, instance_id: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.instance_id == instance_id)
     }
+}
+
+/// A read that failed: the operation, the AWS error code (absent for an answer that was not an
+/// AWS error, such as an HTML error page) and a one-line message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadFailure {
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
 }
 
 /// An EC2 instance (`DescribeInstances`): a group member or a spotswap clone.

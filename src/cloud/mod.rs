@@ -62,6 +62,15 @@ impl fmt::Display for CloudError {
 }
 
 impl CloudError {
+    /// The failure as a read that concerns one group: it leaves that group alone.
+    pub fn as_read_failure(&self) -> crate::model::ReadFailure {
+        crate::model::ReadFailure {
+            operation: self.operation.clone(),
+            code: self.code.clone(),
+            message: self.message.clone(),
+        }
+    }
+
     /// An error of a known kind, for fakes and for conditions found outside a call.
     pub fn new(operation: &str, kind: ErrorKind, code: Option<&str>, message: &str) -> Self {
         CloudError {
@@ -169,7 +178,10 @@ pub trait Inventory: Send + Sync {
     /// The region this inventory reads.
     fn region(&self) -> &str;
 
-    /// Auto Scaling groups, with their members (`DescribeAutoScalingGroups`).
+    /// Auto Scaling groups, with their members (`DescribeAutoScalingGroups`) and whether an
+    /// instance refresh is under way (`DescribeInstanceRefreshes`, one call per group: Auto
+    /// Scaling has no batched form). A failed per-group read is recorded on that group
+    /// ([`Group::read_failures`]), never an error of the listing.
     fn groups(
         &self,
         query: &GroupQuery,

@@ -46,6 +46,14 @@ pub fn protocol_state(group: &Group) -> Result<ProtocolState, Skip> {
 
 /// Why spotswap must not launch or swap in this group now, if so.
 pub fn blocked(group: &Group, policy: &GroupSettings, now: DateTime<Utc>) -> Option<Skip> {
+    // What could not be read might have said no (an instance refresh under way, say).
+    if let Some(f) = group.read_failures.first() {
+        return Some(Skip::ReadFailed {
+            operation: f.operation.clone(),
+            code: f.code.clone(),
+            message: f.message.clone(),
+        });
+    }
     // Mixed instances policies already buy spot their own way; warm pools and instance
     // refreshes replace instances behind our back. AutoSpotting skipped the first silently.
     if group.mixed_instances_policy {
@@ -148,8 +156,20 @@ mod tests {
             ]))
             .unwrap();
         type Case = (&'static str, fn(&mut Group), bool, Option<&'static str>);
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
             ("a plain group", |_| {}, true, None),
+            (
+                "a read about the group failed",
+                |g| {
+                    g.read_failures.push(crate::model::ReadFailure {
+                        operation: "DescribeInstanceRefreshes".into(),
+                        code: None,
+                        message: "HTTP 500 from the endpoint, not an AWS answer".into(),
+                    })
+                },
+                true,
+                Some("read-failed"),
+            ),
             (
                 "a mixed instances policy",
                 |g| g.mixed_instances_policy = true,

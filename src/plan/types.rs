@@ -198,6 +198,13 @@ pub enum Skip {
         tag: String,
         value: String,
     },
+    /// A read about this group alone failed: it is left alone until the read works.
+    ReadFailed {
+        operation: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        message: String,
+    },
     MixedInstancesPolicy,
     WarmPool,
     InstanceRefreshInProgress,

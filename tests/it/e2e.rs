@@ -692,3 +692,56 @@ async fn a_named_profile_wins_over_environment_credentials_and_an_unknown_one_ex
     assert_eq!(report["dry_run"], true);
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_plain_moto_a_call_it_lacks_skips_each_group_with_the_reason_and_the_pass_goes_on() {
+    let emu = tokio::task::spawn_blocking(Emulator::start_plain_moto)
+        .await
+        .expect("moto starts");
+    let account = Account::create(&emu.sdk_config(REGION)).await;
+    let w = World { emu, account };
+    w.account
+        .create_group(&GroupSpec::new("web", "m5.large").capacity(1, 2, 4))
+        .await;
+    w.account
+        .create_group(&GroupSpec::new("api", "m5.large").capacity(1, 1, 4))
+        .await;
+
+    let out = w.spotswap(&["run", "--output", "json"]).output().unwrap();
+
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Skips are not failures: the region was read and the pass went through.
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let region = &report["regions"][0];
+    assert!(region.get("error").is_none(), "{region}");
+    let skips: Vec<&serde_json::Value> = region["plan"]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["verdict"]["skip"]["reason"] == "read-failed")
+        .collect();
+    let groups: BTreeSet<&str> = skips.iter().map(|d| d["group"].as_str().unwrap()).collect();
+    assert_eq!(groups, BTreeSet::from(["api", "web"]), "{region}");
+    for d in &skips {
+        let skip = &d["verdict"]["skip"];
+        assert_eq!(skip["operation"], "DescribeInstanceRefreshes", "{skip}");
+        // One line that says what came back, not the SDK's internals.
+        let message = skip["message"].as_str().unwrap();
+        assert!(message.starts_with("HTTP 5"), "{message}");
+        assert!(!message.contains('\n') && message.len() < 200, "{message}");
+    }
+    assert_eq!(report["totals"]["clones_launched"], 0);
+    // Nothing was changed in a group whose state could not be read.
+    let calls = region["calls"].as_object().unwrap();
+    assert!(calls.get("RunInstances").is_none(), "{calls:?}");
+    // Missing prices fall back to the bundled table, said in one line.
+    assert!(
+        region["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| !w.as_str().unwrap().contains('\n')),
+        "{region}"
+    );
+}

@@ -1575,3 +1575,57 @@ async fn an_instance_with_fifty_tags_still_gets_a_clone_within_ec2s_tag_limit() 
     assert_eq!(clone.tags.get("Name").map(String::as_str), Some("web-1"));
     assert!(tags_left_out.iter().all(|k| !clone.tags.contains_key(k)));
 }
+
+#[tokio::test]
+async fn a_failed_read_about_one_group_leaves_that_group_alone_and_the_others_go_on() {
+    let mut account = Account::new();
+    account.add_group("api", 2, 4, &[]);
+    account.add_group("web", 2, 4, &[]);
+    // Groups are read in name order: the first refresh read (api's) is denied.
+    account.cloud.fail_next(
+        "DescribeInstanceRefreshes",
+        CloudError::new(
+            "DescribeInstanceRefreshes",
+            ErrorKind::Unauthorized,
+            Some("AccessDenied"),
+            "not authorized (the role needs autoscaling:DescribeInstanceRefreshes)",
+        ),
+        1,
+    );
+
+    let report = account.pass(&Settings::default()).await;
+
+    let r = region(&report);
+    assert!(r.error.is_none(), "the region was read: {report:#?}");
+    assert_eq!(report.exit_code(), 0, "a skip is not a failure");
+    let plan = r.plan.as_ref().unwrap();
+    let skipped: Vec<(&str, &Skip)> = plan
+        .skips()
+        .filter(|(_, s)| matches!(s, Skip::ReadFailed { .. }))
+        .map(|(d, s)| (d.group.as_str(), s))
+        .collect();
+    let [
+        (
+            "api",
+            Skip::ReadFailed {
+                operation,
+                code,
+                message,
+            },
+        ),
+    ] = skipped[..]
+    else {
+        panic!("api is skipped with the failed read: {plan:#?}");
+    };
+    assert_eq!(operation, "DescribeInstanceRefreshes");
+    assert_eq!(code.as_deref(), Some("AccessDenied"));
+    assert!(
+        message.contains("autoscaling:DescribeInstanceRefreshes"),
+        "{message}"
+    );
+    let launched: BTreeSet<&str> = outcomes(&report, ActionKind::LaunchClone)
+        .iter()
+        .map(|o| o.group.as_str())
+        .collect();
+    assert_eq!(launched, BTreeSet::from(["web"]));
+}

@@ -58,6 +58,7 @@ pub fn group(g: &asg::AutoScalingGroup, refreshing: bool) -> Option<Group> {
         mixed_instances_policy: g.mixed_instances_policy().is_some(),
         warm_pool: g.warm_pool_configuration().is_some(),
         instance_refresh_in_progress: refreshing,
+        read_failures: Vec::new(),
         suspended_processes: g
             .suspended_processes()
             .iter()

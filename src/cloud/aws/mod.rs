@@ -19,11 +19,12 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_autoscaling as autoscaling;
 use aws_sdk_ec2 as ec2;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 
 use super::{
     Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory, classify, limits,
@@ -202,12 +203,12 @@ impl AwsRegion {
 
     /// Whether an instance refresh is running for `group`: the newest refresh is listed
     /// first, and only these statuses mean instances are being replaced behind our back.
-    async fn refreshing(&self, group: String) -> Result<(String, bool), CloudError> {
+    async fn refreshing(&self, group: &str) -> Result<bool, CloudError> {
         self.count("DescribeInstanceRefreshes");
         let out = self
             .autoscaling
             .describe_instance_refreshes()
-            .auto_scaling_group_name(&group)
+            .auto_scaling_group_name(group)
             .max_records(1)
             .send()
             .await
@@ -221,7 +222,7 @@ impl AwsRegion {
                 )
             )
         });
-        Ok((group, running))
+        Ok(running)
     }
 
     async fn describe_instances(
@@ -260,26 +261,89 @@ fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> ec
 }
 
 /// Classifies an SDK error by its AWS error code.
-fn cloud_error<E, R>(
-    operation: &str,
-    e: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> CloudError
+fn cloud_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> CloudError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     let code = e.code().map(str::to_string);
     let kind = code.as_deref().map_or(ErrorKind::Other, classify);
-    let message = e
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
+    let mut message = match e.message() {
+        Some(m) => first_line(m),
+        None => answer_without_aws_error(&e),
+    };
+    if kind == ErrorKind::Unauthorized {
+        // EC2's message does not always name the action; the operator needs it for the policy.
+        message = format!("{message} (the role needs {})", iam_action(operation));
+    }
     CloudError {
         operation: operation.to_string(),
         kind,
         code,
         message,
     }
+}
+
+/// The IAM action that allows an operation (Service Authorization Reference: the action is
+/// the API operation's name, under its service's prefix).
+fn iam_action(operation: &str) -> String {
+    let service = match operation {
+        "GetProducts" => "pricing",
+        op if op.contains("AutoScaling")
+            || op.contains("InstanceRefreshes")
+            || matches!(
+                op,
+                "AttachInstances"
+                    | "DetachInstances"
+                    | "DescribeLaunchConfigurations"
+                    | "CreateOrUpdateTags"
+                    | "DeleteTags"
+            ) =>
+        {
+            "autoscaling"
+        }
+        _ => "ec2",
+    };
+    format!("{service}:{operation}")
+}
+
+/// One line saying what came back when the answer carries no AWS error code and message: the
+/// HTTP status of a non-AWS answer (an HTML error page, an endpoint that does not have the
+/// call), or why no answer came (unreachable endpoint, timeout), never the SDK's debug dump.
+fn answer_without_aws_error<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: StdError + Send + Sync + 'static,
+{
+    let status = |r: &HttpResponse| r.status().as_u16();
+    match e {
+        SdkError::ServiceError(ctx) => format!(
+            "HTTP {} with no AWS error in the answer (the endpoint may not have this call)",
+            status(ctx.raw())
+        ),
+        SdkError::ResponseError(ctx) => format!(
+            "HTTP {} with an answer that is not an AWS response",
+            status(ctx.raw())
+        ),
+        SdkError::TimeoutError(_) => "no answer in time from the endpoint".to_string(),
+        SdkError::DispatchFailure(_) => format!(
+            "cannot reach the endpoint: {}",
+            innermost(e).unwrap_or_else(|| "connection failed".into())
+        ),
+        _ => innermost(e).unwrap_or_else(|| "the request could not be sent".into()),
+    }
+}
+
+/// The innermost cause of an error, on one line (where the useful words are: "Connection
+/// refused", "dns error").
+fn innermost(e: &(dyn StdError + 'static)) -> Option<String> {
+    let mut cause = e.source()?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    Some(first_line(&cause.to_string()))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 impl Inventory for AwsRegion {
@@ -328,16 +392,29 @@ impl Inventory for AwsRegion {
             .iter()
             .filter_map(|g| g.auto_scaling_group_name().map(str::to_string))
             .collect();
-        let refreshing: BTreeMap<String, bool> = stream::iter(names)
-            .map(|n| self.refreshing(n))
+        // One group's failed read (plain moto has no DescribeInstanceRefreshes; a role may
+        // lack the permission) leaves that group alone, not the region.
+        let refreshing: BTreeMap<String, Result<bool, CloudError>> = stream::iter(names)
+            .map(|n| async move {
+                let r = self.refreshing(&n).await;
+                (n, r)
+            })
             .buffer_unordered(GROUP_READ_CONCURRENCY)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
         Ok(raw
             .iter()
             .filter_map(|g| {
                 let name = g.auto_scaling_group_name()?;
-                convert::group(g, refreshing.get(name).copied().unwrap_or(false))
+                match refreshing.get(name) {
+                    Some(Err(e)) => {
+                        let mut group = convert::group(g, false)?;
+                        group.read_failures.push(e.as_read_failure());
+                        Some(group)
+                    }
+                    Some(Ok(r)) => convert::group(g, *r),
+                    None => convert::group(g, false),
+                }
             })
             .collect())
     }
@@ -877,5 +954,52 @@ impl Actuator for AwsRegion {
             .await
             .map(|_| ())
             .map_err(|e| cloud_error("DeleteTags", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denied_call_names_the_iam_action_it_needs() {
+        let cases = [
+            (
+                "DescribeInstanceRefreshes",
+                "autoscaling:DescribeInstanceRefreshes",
+            ),
+            (
+                "DescribeAutoScalingGroups",
+                "autoscaling:DescribeAutoScalingGroups",
+            ),
+            (
+                "TerminateInstanceInAutoScalingGroup",
+                "autoscaling:TerminateInstanceInAutoScalingGroup",
+            ),
+            ("AttachInstances", "autoscaling:AttachInstances"),
+            (
+                "DescribeLaunchConfigurations",
+                "autoscaling:DescribeLaunchConfigurations",
+            ),
+            ("CreateOrUpdateTags", "autoscaling:CreateOrUpdateTags"),
+            (
+                "DescribeLaunchTemplateVersions",
+                "ec2:DescribeLaunchTemplateVersions",
+            ),
+            ("RunInstances", "ec2:RunInstances"),
+            ("GetProducts", "pricing:GetProducts"),
+        ];
+        for (operation, action) in cases {
+            assert_eq!(iam_action(operation), action);
+        }
+    }
+
+    #[test]
+    fn an_error_message_is_the_first_line_only() {
+        assert_eq!(
+            first_line("  Access denied\nraw: Response { ... }"),
+            "Access denied"
+        );
+        assert_eq!(first_line(""), "");
     }
 }

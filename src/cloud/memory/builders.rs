@@ -42,6 +42,7 @@ impl GroupBuilder {
                 mixed_instances_policy: false,
                 warm_pool: false,
                 instance_refresh_in_progress: false,
+                read_failures: Vec::new(),
                 suspended_processes: Vec::new(),
                 members: Vec::new(),
             },
@@ -260,6 +261,7 @@ mod tests {
             mixed_instances_policy: false,
             warm_pool: false,
             instance_refresh_in_progress: false,
+            read_failures: Vec::new(),
             suspended_processes: Vec::new(),
             members: Vec::new(),
         };

@@ -63,8 +63,14 @@ impl Inventory for MemoryRegion {
                 .map(|g| r.observe_group(g, ctx.clock))
                 .collect();
             ctx.pages("DescribeAutoScalingGroups", found.len(), GROUP_PAGE)?;
-            // The AWS adapter asks for each group's latest instance refresh.
-            ctx.batches("DescribeInstanceRefreshes", found.len(), 1)?;
+            // The AWS adapter asks for each group's latest instance refresh, one call each; a
+            // failed one is that group's, as in the adapter.
+            let mut found = found;
+            for g in &mut found {
+                if let Err(e) = ctx.call("DescribeInstanceRefreshes") {
+                    g.read_failures.push(e.as_read_failure());
+                }
+            }
             Ok(found)
         })
         .await

@@ -145,6 +145,48 @@ impl Emulator {
         }
     }
 
+    /// Starts plain moto server (`moto_server` from `.venv`, none of `tools/emulator.py`'s
+    /// additions: no spot prices, no Pricing API, no `DescribeInstanceRefreshes`), as a user's
+    /// own CI would run it, and waits (at most 60 s) until it accepts connections.
+    pub fn start_plain_moto() -> Emulator {
+        let began = Instant::now();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let server = python().with_file_name("moto_server");
+        let mut child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env_remove("MOTO_ACCOUNT_ID")
+            .env_remove("MOTO_PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        drain(child.stdout.take().unwrap(), log.clone(), None);
+        drain(child.stderr.take().unwrap(), log.clone(), None);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if began.elapsed() > START_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                let tail = log
+                    .lock()
+                    .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default();
+                panic!("moto_server did not start; its output:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Emulator {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+            started_in: began.elapsed(),
+        }
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
