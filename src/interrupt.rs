@@ -88,6 +88,16 @@ pub fn decide(
             return Decision::Ignore(format!("group {} is left alone: {e}", group.name));
         }
     };
+    // The same eligibility as a pass: what replaces instances behind spotswap's back, or a
+    // paused launch or termination, leaves the group to its owner. (The schedule does not:
+    // the instance is going anyway, and its replacement is the group's own.)
+    if let Some(skip) = crate::plan::eligibility::blocked_by_group(group) {
+        return Decision::Ignore(format!(
+            "group {} is left alone: {}",
+            group.name,
+            skip.name()
+        ));
+    }
     let pool = instance.map(|i| (i.instance_type.as_str(), i.availability_zone.as_str()));
     let interrupted_tag = pool.map(|(ty, az)| {
         let latest = Interruption {
@@ -163,10 +173,12 @@ async fn react<C: Inventory + Actuator>(
         .group_membership(&id)
         .await
         .map_err(|e| (String::new(), e))?;
+    // The one group the instance belongs to: one listing call and one refresh read, however
+    // many groups the account has.
     let group = match membership.get(instance_id) {
         None => None,
         Some(name) => cloud
-            .groups(&GroupQuery::for_settings(settings))
+            .groups(&GroupQuery::named(name))
             .await
             .map_err(|e| (name.clone(), e))?
             .into_iter()

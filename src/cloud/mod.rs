@@ -152,9 +152,19 @@ pub struct GroupQuery {
     pub tag_values: Vec<(String, String)>,
     /// Keys whose value is a glob: only the key's presence is filtered server-side (`tag-key`).
     pub tag_keys: Vec<String>,
+    /// Only these groups, by name (`AutoScalingGroupNames`); empty means any.
+    pub names: Vec<String>,
 }
 
 impl GroupQuery {
+    /// One group, by name, whatever its tags.
+    pub fn named(name: &str) -> GroupQuery {
+        GroupQuery {
+            names: vec![name.to_string()],
+            ..GroupQuery::default()
+        }
+    }
+
     /// The query for the settings: exact tag values are filtered by Auto Scaling, glob values
     /// only by key (the planner matches the glob); opt-out mode must list every group.
     pub fn for_settings(settings: &Settings) -> GroupQuery {

@@ -46,6 +46,29 @@ pub fn protocol_state(group: &Group) -> Result<ProtocolState, Skip> {
 
 /// Why spotswap must not launch or swap in this group now, if so.
 pub fn blocked(group: &Group, policy: &GroupSettings, now: DateTime<Utc>) -> Option<Skip> {
+    if let Some(skip) = blocked_by_group(group) {
+        return Some(skip);
+    }
+    if !policy
+        .cron_schedule
+        .allows(now, policy.cron_timezone, policy.cron_schedule_state)
+    {
+        return Some(Skip::OutsideSchedule {
+            schedule: policy.cron_schedule.to_string(),
+            timezone: policy.cron_timezone.name().to_string(),
+            state: match policy.cron_schedule_state {
+                ScheduleState::On => "on".into(),
+                ScheduleState::Off => "off".into(),
+            },
+        });
+    }
+    None
+}
+
+/// Why the group's own state forbids changing its instances, whatever the time: what it could
+/// not read, mixed instances, a warm pool, an instance refresh, a paused launch or termination.
+/// Interruption handling checks this too before it touches a group.
+pub fn blocked_by_group(group: &Group) -> Option<Skip> {
     // What could not be read might have said no (an instance refresh under way, say).
     if let Some(f) = group.read_failures.first() {
         return Some(Skip::ReadFailed {
@@ -74,19 +97,6 @@ pub fn blocked(group: &Group, policy: &GroupSettings, now: DateTime<Utc>) -> Opt
     if !suspended.is_empty() {
         return Some(Skip::ProcessesSuspended {
             processes: suspended,
-        });
-    }
-    if !policy
-        .cron_schedule
-        .allows(now, policy.cron_timezone, policy.cron_schedule_state)
-    {
-        return Some(Skip::OutsideSchedule {
-            schedule: policy.cron_schedule.to_string(),
-            timezone: policy.cron_timezone.name().to_string(),
-            state: match policy.cron_schedule_state {
-                ScheduleState::On => "on".into(),
-                ScheduleState::Off => "off".into(),
-            },
         });
     }
     None

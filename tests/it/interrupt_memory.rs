@@ -188,3 +188,58 @@ async fn the_planner_avoids_the_interrupted_pool_afterwards() {
     );
     assert_eq!(entries[0].at, cloud.now());
 }
+
+#[tokio::test]
+async fn a_warning_in_a_group_spotswap_must_not_change_touches_nothing() {
+    // (what the group's owner set up, the reason word)
+    type Setup = fn(GroupBuilder) -> GroupBuilder;
+    let cases: [(Setup, &str); 4] = [
+        (|g| g.warm_pool(), "warm-pool"),
+        (|g| g.mixed_instances_policy(), "mixed-instances-policy"),
+        (
+            |g| g.instance_refresh_in_progress(),
+            "instance-refresh-in-progress",
+        ),
+        (|g| g.suspended("Terminate"), "processes-suspended"),
+    ];
+    for (setup, word) in cases {
+        let cloud = MemoryCloud::new();
+        cloud.add_region(REGION, &["us-east-1a", "us-east-1b"]);
+        let builder = GroupBuilder::new("web")
+            .min(1)
+            .desired(2)
+            .max(4)
+            .tag("spot-enabled", "true");
+        cloud.put_group(REGION, setup(builder).build());
+        let ids = cloud.launch_group_members(REGION, "web", 2, "m5.large", &[]);
+        let report = handle(&cloud, &Settings::default(), &warning(&ids[0]), cloud.now()).await;
+        let Outcome::Ignored { reason } = &report.outcome else {
+            panic!("{word}: {report:?}");
+        };
+        assert!(reason.contains(word) && reason.contains("web"), "{reason}");
+        assert!(writes(&cloud).is_empty(), "{word}: {:?}", writes(&cloud));
+    }
+}
+
+#[tokio::test]
+async fn a_warning_reads_only_the_instances_own_group_however_many_there_are() {
+    let (cloud, id) = cloud(true);
+    for n in 0..200 {
+        let name = format!("other-{n:03}");
+        cloud.put_group(REGION, group(&name, true));
+    }
+    let report = handle(&cloud, &Settings::default(), &warning(&id), cloud.now()).await;
+    assert!(
+        matches!(report.outcome, Outcome::Replaced { .. }),
+        "{report:?}"
+    );
+    let calls = cloud.total_call_counts();
+    // One membership read, one group read, one refresh read; then the two writes.
+    for (op, n) in [
+        ("DescribeAutoScalingInstances", 1),
+        ("DescribeAutoScalingGroups", 1),
+        ("DescribeInstanceRefreshes", 1),
+    ] {
+        assert_eq!(calls.get(op).copied(), Some(n), "{op}: {calls:?}");
+    }
+}

@@ -376,6 +376,9 @@ impl Inventory for AwsRegion {
                         .autoscaling
                         .describe_auto_scaling_groups()
                         .set_filters((!filters.is_empty()).then_some(filters))
+                        .set_auto_scaling_group_names(
+                            (!query.names.is_empty()).then(|| query.names.clone()),
+                        )
                         .max_records(limits::GROUP_PAGE)
                         .set_next_token(token)
                         .send()

@@ -59,6 +59,7 @@ impl Inventory for MemoryRegion {
                         .iter()
                         .all(|(k, v)| g.tags.get(k) == Some(v))
                         && query.tag_keys.iter().all(|k| g.tags.contains_key(k))
+                        && (query.names.is_empty() || query.names.contains(&g.name))
                 })
                 .map(|g| r.observe_group(g, ctx.clock))
                 .collect();
