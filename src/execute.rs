@@ -165,7 +165,21 @@ async fn run_action<A: Actuator>(
             .terminate(std::slice::from_ref(clone))
             .await
             .map(|()| (None, None)),
-        Action::RestoreMaxSize { restored, .. } => restore_max_size(act, &d.group, *restored)
+        Action::RestoreMaxSize {
+            restored,
+            partial: false,
+            ..
+        } => restore_max_size(act, &d.group, *restored)
+            .await
+            .map(|()| (None, None)),
+        // Desired capacity is above the recorded value: come down as far as it allows and keep
+        // the tag, so a later pass finishes the restore.
+        Action::RestoreMaxSize {
+            restored,
+            partial: true,
+            ..
+        } => act
+            .set_max_size(&d.group, *restored)
             .await
             .map(|()| (None, None)),
     };

@@ -137,30 +137,41 @@ pub fn complete_swaps<'a>(
     after
 }
 
-/// Restores a MaxSize a previous pass left raised, never below desired capacity (which Auto
-/// Scaling would refuse). Returns the MaxSize the group has after this pass's restores.
+/// Restores a MaxSize a previous pass left raised. Never below desired capacity, which Auto
+/// Scaling would refuse: if the group has since scaled out past the recorded value, MaxSize
+/// comes down only as far as desired capacity and the tag stays for a later pass, so MaxSize
+/// ends where the user left it once the group scales back in (never clamped and forgotten).
+/// Returns the MaxSize the group has after this pass's restores, and the recorded value still
+/// to come back to, if the restore is not complete.
 pub fn restore_max_size(
     group: &Group,
     leftover: Option<u32>,
     desired: u32,
     out: &mut Vec<Decision>,
-) -> u32 {
+) -> (u32, Option<u32>) {
     let Some(original) = leftover else {
-        return group.max_size;
+        return (group.max_size, None);
     };
     let restored = original.max(desired);
+    let partial = restored > original;
+    let pending = partial.then_some(original);
+    if partial && restored == group.max_size {
+        // Nothing can change yet; the tag keeps the value to come back to.
+        return (group.max_size, pending);
+    }
     out.push(Decision {
         group: group.name.clone(),
         instance: None,
         verdict: Verdict::Act(Action::RestoreMaxSize {
             current: group.max_size,
             restored,
+            partial,
         }),
         hourly_cost_before: Some(0.0),
         hourly_cost_after: Some(0.0),
         prices: Vec::new(),
     });
-    restored
+    (restored, pending)
 }
 
 /// Terminates the orphans found by [`classify`].
@@ -191,13 +202,15 @@ pub struct LaunchState<'a> {
 }
 
 /// Swaps in ready clones and lets the others wait, within the on-demand floor: a clone whose
-/// swap would take on-demand capacity below the group's minimum is not needed any more.
+/// swap would take on-demand capacity below the group's minimum is not needed any more. While
+/// a MaxSize restore is still pending (`restore_pending`: the value recorded in the tag), a
+/// swap that would need MaxSize raised again waits, so the recorded value is never lost.
 pub fn swaps<'a>(
     g: GroupCtx<'a>,
     policy: &GroupSettings,
     book: &Bookkeeping<'a>,
     after: &AfterCompletions<'a>,
-    max_size: u32,
+    (max_size, restore_pending): (u32, Option<u32>),
     out: &mut Vec<Decision>,
 ) -> LaunchState<'a> {
     let GroupCtx {
@@ -246,14 +259,15 @@ pub fn swaps<'a>(
         state.on_demand -= 1;
         state.in_flight.insert(replaces);
         state.kept.push(clone);
-        if ready {
-            // The attach raises desired capacity by one and fails past MaxSize (Auto Scaling
-            // API reference, AttachInstances), so a full group gets one more slot for the
-            // length of the swap.
-            let max_change = (after.desired + 1 > max_size).then_some(MaxSizeChange {
-                original: max_size,
-                raised: after.desired + 1,
-            });
+        // The attach raises desired capacity by one and fails past MaxSize (Auto Scaling API
+        // reference, AttachInstances), so a full group gets one more slot for the length of
+        // the swap.
+        let max_change = (after.desired + 1 > max_size).then_some(MaxSizeChange {
+            original: max_size,
+            raised: after.desired + 1,
+        });
+        let blocked_by_restore = max_change.and(restore_pending);
+        if ready && blocked_by_restore.is_none() {
             out.push(costs::swap(
                 g,
                 clone,
@@ -266,7 +280,12 @@ pub fn swaps<'a>(
             ));
         } else {
             state.unready += 1;
-            let skip = if clone.state == InstanceState::Running {
+            let skip = if let (true, Some(original)) = (ready, blocked_by_restore) {
+                Skip::MaxSizeRestorePending {
+                    clone: clone.instance_id.clone(),
+                    original,
+                }
+            } else if clone.state == InstanceState::Running {
                 let ready_at = clone.launch_time + grace;
                 Skip::CloneNotReady {
                     clone: clone.instance_id.clone(),
@@ -496,6 +515,51 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect();
             assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn max_size_comes_back_to_the_recorded_value_only_once_desired_capacity_allows() {
+        let group = |max| {
+            crate::cloud::memory::GroupBuilder::new("web")
+                .desired(4)
+                .max(max)
+                .build()
+        };
+        // (MaxSize now, recorded original, desired after completions, expected action)
+        let cases: [(u32, Option<u32>, u32, Option<(u32, u32, bool)>); 6] = [
+            (5, None, 4, None),
+            (5, Some(4), 4, Some((5, 4, false))),
+            // Scaled out to the raised MaxSize: nothing can change, the tag stays.
+            (5, Some(4), 5, None),
+            // Scaled out, and MaxSize raised further by the user: down to desired, tag stays.
+            (7, Some(4), 5, Some((7, 5, true))),
+            // Scaled in again: the rest of the way.
+            (5, Some(4), 3, Some((5, 4, false))),
+            (4, Some(4), 4, Some((4, 4, false))),
+        ];
+        for (max, original, desired, want) in cases {
+            let mut out = Vec::new();
+            let (after, pending) = restore_max_size(&group(max), original, desired, &mut out);
+            // Still to come back to: the recorded value, while desired capacity is above it.
+            assert_eq!(
+                pending,
+                original.filter(|o| *o < desired),
+                "pending restore"
+            );
+            let got = out.iter().find_map(|d| match &d.verdict {
+                Verdict::Act(Action::RestoreMaxSize {
+                    current,
+                    restored,
+                    partial,
+                }) => Some((*current, *restored, *partial)),
+                _ => None,
+            });
+            assert_eq!(
+                got, want,
+                "max {max}, original {original:?}, desired {desired}"
+            );
+            assert_eq!(after, want.map_or(max, |w| w.1));
         }
     }
 }

@@ -131,8 +131,16 @@ pub enum Action {
     CompleteSwap { clone: String, replaces: String },
     /// Terminate a clone that will never be swapped in.
     TerminateOrphan { clone: String, reason: OrphanReason },
-    /// Put MaxSize back to the value recorded in `spotswap:max-size` and remove the tag.
-    RestoreMaxSize { current: u32, restored: u32 },
+    /// Put MaxSize back to the value recorded in `spotswap:max-size` and remove the tag. When
+    /// desired capacity has since grown past that value (Auto Scaling refuses a MaxSize below
+    /// desired), MaxSize comes down only to desired capacity and the tag stays (`partial`), so a
+    /// later pass finishes the restore once the group has scaled in.
+    RestoreMaxSize {
+        current: u32,
+        restored: u32,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        partial: bool,
+    },
 }
 
 impl Action {
@@ -263,6 +271,12 @@ pub enum Skip {
         clone: String,
         state: InstanceState,
     },
+    /// The clone is ready, but its swap needs MaxSize raised while a restore to `original`
+    /// (recorded in `spotswap:max-size`) waits for the group to scale in.
+    MaxSizeRestorePending {
+        clone: String,
+        original: u32,
+    },
     /// This pass terminates the instance's stuck clone; the next pass may try again.
     PreviousCloneTerminated {
         clone: String,
@@ -326,6 +340,7 @@ mod tests {
             Action::RestoreMaxSize {
                 current: 4,
                 restored: 3,
+                partial: false,
             },
             Action::LaunchClone {
                 replaces: "i-1".into(),

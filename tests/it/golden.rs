@@ -432,7 +432,9 @@ fn a_leftover_max_size_tag_with_no_swap_in_flight_is_restored() {
     let restores: Vec<_> = plan
         .actions()
         .filter_map(|(_, a)| match a {
-            Action::RestoreMaxSize { current, restored } => Some((*current, *restored)),
+            Action::RestoreMaxSize {
+                current, restored, ..
+            } => Some((*current, *restored)),
             _ => None,
         })
         .collect();
@@ -520,7 +522,8 @@ fn a_crash_after_raising_max_size_completes_the_swap_then_restores_max_size() {
         plan.actions().nth(1).map(|(_, a)| a.clone()),
         Some(Action::RestoreMaxSize {
             current: 5,
-            restored: 4
+            restored: 4,
+            partial: false
         })
     );
 }

@@ -1629,3 +1629,47 @@ async fn a_failed_read_about_one_group_leaves_that_group_alone_and_the_others_go
         .collect();
     assert_eq!(launched, BTreeSet::from(["web"]));
 }
+
+#[tokio::test]
+async fn a_group_that_scaled_out_to_a_raised_max_size_gets_its_own_back_once_it_scales_in() {
+    use spotswap::cloud::{Account as _, Actuator as _};
+    let mut account = Account::new();
+    // A pass raised MaxSize 4 -> 5 for a swap and died before restoring it; the group then
+    // scaled out to the raised MaxSize.
+    let ids = account.add_group("web", 5, 5, &[(tags::MAX_SIZE, "4")]);
+    let opts = PassOptions {
+        dry_run: false,
+        now: chrono::Utc::now(),
+        deadline: None,
+    };
+
+    let report = account.run(&Settings::default(), &opts).await;
+
+    assert_eq!(report.totals.failures, 0, "{report:#?}");
+    assert!(outcomes(&report, ActionKind::RestoreMaxSize).is_empty());
+    let g = account.group("web");
+    assert_eq!(g.max_size, 5, "desired capacity 5 allows no lower MaxSize");
+    assert_eq!(
+        g.tags.get(tags::MAX_SIZE).map(String::as_str),
+        Some("4"),
+        "the user's MaxSize is still recorded"
+    );
+
+    // The group scales in; the next pass gives MaxSize back.
+    account
+        .cloud
+        .region(REGION)
+        .terminate_in_group(&ids[4], true)
+        .await
+        .unwrap();
+    account.wait();
+    let report = account.run(&Settings::default(), &opts).await;
+
+    let [restore] = outcomes(&report, ActionKind::RestoreMaxSize)[..] else {
+        panic!("one restore: {report:#?}");
+    };
+    assert!(is_done(restore), "{restore:?}");
+    let g = account.group("web");
+    assert_eq!(g.max_size, 4);
+    assert!(!g.tags.contains_key(tags::MAX_SIZE), "{:?}", g.tags);
+}

@@ -373,9 +373,19 @@ fn describe_action(a: &Action) -> String {
         Action::TerminateOrphan { clone, reason } => {
             format!("terminate orphan {clone} ({})", reason.name())
         }
-        Action::RestoreMaxSize { current, restored } => {
-            format!("restore MaxSize {current} -> {restored}")
-        }
+        Action::RestoreMaxSize {
+            current,
+            restored,
+            partial: false,
+        } => format!("restore MaxSize {current} -> {restored}"),
+        Action::RestoreMaxSize {
+            current,
+            restored,
+            partial: true,
+        } => format!(
+            "restore MaxSize {current} -> {restored} (desired capacity allows no lower yet; \
+             the rest in a later pass)"
+        ),
     }
 }
 
