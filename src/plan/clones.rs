@@ -527,7 +527,8 @@ mod tests {
                 .build()
         };
         // (MaxSize now, recorded original, desired after completions, expected action)
-        let cases: [(u32, Option<u32>, u32, Option<(u32, u32, bool)>); 6] = [
+        type Case = (u32, Option<u32>, u32, Option<(u32, u32, bool)>);
+        let cases: [Case; 6] = [
             (5, None, 4, None),
             (5, Some(4), 4, Some((5, 4, false))),
             // Scaled out to the raised MaxSize: nothing can change, the tag stays.
