@@ -774,3 +774,43 @@ fn the_regional_stack_forwards_to_the_home_bus_and_skips_the_home_region() {
         json!({"Fn::Not": [{"Condition": "IsHomeRegion"}]})
     );
 }
+
+#[test]
+fn kms_keys_are_usable_only_through_ec2_and_grants_only_for_aws_resources() {
+    let kms: Vec<Value> = [
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+        "kms:CreateGrant",
+    ]
+    .iter()
+    .flat_map(|a| function_statements_granting(a))
+    .collect();
+    assert!(
+        !kms.is_empty(),
+        "the role can launch clones with encrypted volumes"
+    );
+    for s in &kms {
+        assert_eq!(
+            s["Condition"]["StringLike"]["kms:ViaService"], "ec2.*.amazonaws.com",
+            "only through EC2: {s}"
+        );
+        assert!(
+            strings(&s["Action"]).iter().all(|a| a.starts_with("kms:")),
+            "{s}"
+        );
+    }
+    let grants = function_statements_granting("kms:CreateGrant");
+    assert!(
+        !grants.is_empty(),
+        "EC2 needs a grant to attach the volumes"
+    );
+    for s in grants {
+        assert_eq!(
+            s["Condition"]["Bool"]["kms:GrantIsForAWSResource"], "true",
+            "grants only for AWS resources: {s}"
+        );
+    }
+}
