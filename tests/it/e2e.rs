@@ -729,6 +729,10 @@ async fn on_plain_moto_a_call_it_lacks_skips_each_group_with_the_reason_and_the_
         // One line that says what came back, not the SDK's internals.
         let message = skip["message"].as_str().unwrap();
         assert!(message.starts_with("HTTP 5"), "{message}");
+        assert!(
+            message.contains(w.emu.endpoint()),
+            "names the endpoint: {message}"
+        );
         assert!(!message.contains('\n') && message.len() < 200, "{message}");
     }
     assert_eq!(report["totals"]["clones_launched"], 0);

@@ -124,11 +124,13 @@ impl Account for AwsAccount {
     async fn regions(&self) -> Result<Vec<String>, CloudError> {
         let client = ec2::Client::new(&self.config);
         // Without AllRegions, EC2 lists only the regions enabled for the account.
-        let out = client
-            .describe_regions()
-            .send()
-            .await
-            .map_err(|e| cloud_error("DescribeRegions", e))?;
+        let out = client.describe_regions().send().await.map_err(|e| {
+            let home = self
+                .config
+                .region()
+                .map_or("the home region", |r| r.as_ref());
+            cloud_error("DescribeRegions", &endpoint_of(&self.config, home), e)
+        })?;
         let mut names: Vec<String> = out
             .regions()
             .iter()
@@ -147,6 +149,8 @@ impl Account for AwsAccount {
 #[derive(Clone)]
 pub struct AwsRegion {
     region: String,
+    /// Where calls go, for error messages: the endpoint override, or the region's AWS ones.
+    endpoint: String,
     ec2: ec2::Client,
     autoscaling: autoscaling::Client,
     pricing: aws_sdk_pricing::Client,
@@ -169,6 +173,7 @@ impl AwsRegion {
         );
         AwsRegion {
             region: region.to_string(),
+            endpoint: endpoint_of(config, region),
             ec2,
             autoscaling,
             pricing,
@@ -212,7 +217,7 @@ impl AwsRegion {
             .max_records(1)
             .send()
             .await
-            .map_err(|e| cloud_error("DescribeInstanceRefreshes", e))?;
+            .map_err(|e| self.error("DescribeInstanceRefreshes", e))?;
         use autoscaling::types::InstanceRefreshStatus as S;
         let running = out.instance_refreshes().iter().any(|r| {
             matches!(
@@ -240,7 +245,7 @@ impl AwsRegion {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| cloud_error("DescribeInstances", e))?;
+                    .map_err(|e| self.error("DescribeInstances", e))?;
                 let items = page
                     .reservations()
                     .iter()
@@ -261,7 +266,25 @@ fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> ec
 }
 
 /// Classifies an SDK error by its AWS error code.
-fn cloud_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> CloudError
+/// The endpoint a configuration sends a region's calls to, as error messages name it.
+fn endpoint_of(config: &SdkConfig, region: &str) -> String {
+    match config.endpoint_url() {
+        Some(url) => url.to_string(),
+        None => format!("the AWS endpoints of {region}"),
+    }
+}
+
+impl AwsRegion {
+    /// A failed call of this region, classified, in one line.
+    fn error<E>(&self, operation: &str, e: SdkError<E, HttpResponse>) -> CloudError
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        cloud_error(operation, &self.endpoint, e)
+    }
+}
+
+fn cloud_error<E>(operation: &str, endpoint: &str, e: SdkError<E, HttpResponse>) -> CloudError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
@@ -269,7 +292,7 @@ where
     let kind = code.as_deref().map_or(ErrorKind::Other, classify);
     let mut message = match e.message() {
         Some(m) => first_line(m),
-        None => answer_without_aws_error(&e),
+        None => answer_without_aws_error(&e, endpoint),
     };
     if kind == ErrorKind::Unauthorized {
         // EC2's message does not always name the action; the operator needs it for the policy.
@@ -309,23 +332,24 @@ fn iam_action(operation: &str) -> String {
 /// One line saying what came back when the answer carries no AWS error code and message: the
 /// HTTP status of a non-AWS answer (an HTML error page, an endpoint that does not have the
 /// call), or why no answer came (unreachable endpoint, timeout), never the SDK's debug dump.
-fn answer_without_aws_error<E>(e: &SdkError<E, HttpResponse>) -> String
+fn answer_without_aws_error<E>(e: &SdkError<E, HttpResponse>, endpoint: &str) -> String
 where
     E: StdError + Send + Sync + 'static,
 {
     let status = |r: &HttpResponse| r.status().as_u16();
     match e {
         SdkError::ServiceError(ctx) => format!(
-            "HTTP {} with no AWS error in the answer (the endpoint may not have this call)",
+            "HTTP {} from {endpoint} with no AWS error in the answer (the endpoint may not \
+             have this call)",
             status(ctx.raw())
         ),
         SdkError::ResponseError(ctx) => format!(
-            "HTTP {} with an answer that is not an AWS response",
+            "HTTP {} from {endpoint} with an answer that is not an AWS response",
             status(ctx.raw())
         ),
-        SdkError::TimeoutError(_) => "no answer in time from the endpoint".to_string(),
+        SdkError::TimeoutError(_) => format!("no answer in time from {endpoint}"),
         SdkError::DispatchFailure(_) => format!(
-            "cannot reach the endpoint: {}",
+            "cannot reach {endpoint}: {}",
             innermost(e).unwrap_or_else(|| "connection failed".into())
         ),
         _ => innermost(e).unwrap_or_else(|| "the request could not be sent".into()),
@@ -383,7 +407,7 @@ impl Inventory for AwsRegion {
                         .set_next_token(token)
                         .send()
                         .await
-                        .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
+                        .map_err(|e| self.error("DescribeAutoScalingGroups", e))?;
                     Ok((
                         page.auto_scaling_groups().to_vec(),
                         page.next_token().map(str::to_string),
@@ -461,7 +485,7 @@ impl Inventory for AwsRegion {
                         .set_next_token(token)
                         .send()
                         .await
-                        .map_err(|e| cloud_error("DescribeAutoScalingInstances", e))?;
+                        .map_err(|e| self.error("DescribeAutoScalingInstances", e))?;
                     let items: Vec<(String, String)> = page
                         .auto_scaling_instances()
                         .iter()
@@ -509,7 +533,7 @@ impl Inventory for AwsRegion {
                         .set_next_token(token)
                         .send()
                         .await
-                        .map_err(|e| cloud_error("DescribeLaunchConfigurations", e))?;
+                        .map_err(|e| self.error("DescribeLaunchConfigurations", e))?;
                     let items: Vec<(String, LaunchSpec)> = page
                         .launch_configurations()
                         .iter()
@@ -537,7 +561,7 @@ impl Inventory for AwsRegion {
             let page = match result {
                 Ok(p) => p,
                 Err(e) => {
-                    let e = cloud_error("DescribeLaunchTemplateVersions", e);
+                    let e = self.error("DescribeLaunchTemplateVersions", e);
                     // A deleted template leaves its groups without a spec: the planner says so.
                     if e.kind == ErrorKind::NotFound {
                         continue;
@@ -580,7 +604,7 @@ impl Inventory for AwsRegion {
                         .set_next_token(token)
                         .send()
                         .await
-                        .map_err(|e| cloud_error("DescribeImages", e))?;
+                        .map_err(|e| self.error("DescribeImages", e))?;
                     let items = page.images().iter().filter_map(convert::image).collect();
                     Ok((items, page.next_token().map(str::to_string)))
                 })
@@ -599,7 +623,7 @@ impl Inventory for AwsRegion {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| cloud_error("DescribeInstanceTypes", e))?;
+                .map_err(|e| self.error("DescribeInstanceTypes", e))?;
             let items = page
                 .instance_types()
                 .iter()
@@ -621,7 +645,7 @@ impl Inventory for AwsRegion {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| cloud_error("DescribeInstanceTypeOfferings", e))?;
+                    .map_err(|e| self.error("DescribeInstanceTypeOfferings", e))?;
                 let items: Vec<(String, String)> = page
                     .instance_type_offerings()
                     .iter()
@@ -658,7 +682,7 @@ impl Inventory for AwsRegion {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| cloud_error("DescribeSpotPriceHistory", e))?;
+                .map_err(|e| self.error("DescribeSpotPriceHistory", e))?;
             let items = page
                 .spot_price_history()
                 .iter()
@@ -701,7 +725,7 @@ impl Inventory for AwsRegion {
                             .set_next_token(token)
                             .send()
                             .await
-                            .map_err(|e| cloud_error("GetProducts", e))?;
+                            .map_err(|e| self.error("GetProducts", e))?;
                         let items: Vec<(String, f64)> = page
                             .price_list()
                             .iter()
@@ -845,7 +869,7 @@ impl Actuator for AwsRegion {
         let out = req
             .send()
             .await
-            .map_err(|e| cloud_error("RunInstances", e))?;
+            .map_err(|e| self.error("RunInstances", e))?;
         out.instances()
             .first()
             .and_then(|i| i.instance_id())
@@ -869,7 +893,7 @@ impl Actuator for AwsRegion {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| cloud_error("AttachInstances", e))
+            .map_err(|e| self.error("AttachInstances", e))
     }
 
     async fn terminate_in_group(&self, instance: &str, decrement: bool) -> Result<(), CloudError> {
@@ -881,7 +905,7 @@ impl Actuator for AwsRegion {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| cloud_error("TerminateInstanceInAutoScalingGroup", e))
+            .map_err(|e| self.error("TerminateInstanceInAutoScalingGroup", e))
     }
 
     async fn detach(&self, group: &str, instance: &str, decrement: bool) -> Result<(), CloudError> {
@@ -894,7 +918,7 @@ impl Actuator for AwsRegion {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| cloud_error("DetachInstances", e))
+            .map_err(|e| self.error("DetachInstances", e))
     }
 
     async fn terminate(&self, instances: &[String]) -> Result<(), CloudError> {
@@ -908,7 +932,7 @@ impl Actuator for AwsRegion {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| cloud_error("TerminateInstances", e))
+            .map_err(|e| self.error("TerminateInstances", e))
     }
 
     async fn set_max_size(&self, group: &str, max_size: u32) -> Result<(), CloudError> {
@@ -920,7 +944,7 @@ impl Actuator for AwsRegion {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| cloud_error("UpdateAutoScalingGroup", e))
+            .map_err(|e| self.error("UpdateAutoScalingGroup", e))
     }
 
     async fn tag_group(&self, group: &str, key: &str, value: &str) -> Result<(), CloudError> {
@@ -939,7 +963,7 @@ impl Actuator for AwsRegion {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| cloud_error("CreateOrUpdateTags", e))
+            .map_err(|e| self.error("CreateOrUpdateTags", e))
     }
 
     async fn untag_group(&self, group: &str, key: &str) -> Result<(), CloudError> {
@@ -956,7 +980,7 @@ impl Actuator for AwsRegion {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| cloud_error("DeleteTags", e))
+            .map_err(|e| self.error("DeleteTags", e))
     }
 }
 
