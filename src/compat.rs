@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::settings::TypeList;
 
-/// Why a candidate type was rejected. The first fourteen are the compatibility checks, in the
+/// Why a candidate type was rejected. The first fifteen are the compatibility checks, in the
 /// order they run; the rest are the planner's price and placement checks, which run after them.
 #[derive(
     Debug,
@@ -45,6 +45,9 @@ pub enum Reason {
     Accelerator,
     InstanceStore,
     Burstable,
+    /// The launch spec sets CPU credits (`CreditSpecification`), which only burstable types
+    /// accept.
+    CpuCredits,
     BareMetal,
     NotAllowed,
     Disallowed,
@@ -170,6 +173,8 @@ pub struct Requirements<'a> {
     pub allowed: &'a TypeList,
     pub disallowed: &'a TypeList,
     pub allow_burstable: bool,
+    /// The launch spec carries a credit specification: only burstable types can launch it.
+    pub burstable_only: bool,
 }
 
 impl Requirements<'_> {
@@ -186,7 +191,7 @@ impl Requirements<'_> {
 
     /// Runs every check on `c` in order and returns the first failure.
     pub fn check(&self, c: &InstanceTypeSpec) -> Result<(), Reason> {
-        let checks: [(Check<'_>, Reason); 14] = [
+        let checks: [(Check<'_>, Reason); 15] = [
             (Self::architecture_ok, Reason::Architecture),
             (Self::virtualization_ok, Reason::Virtualization),
             (Self::boot_mode_ok, Reason::BootMode),
@@ -197,6 +202,7 @@ impl Requirements<'_> {
             (Self::accelerator_ok, Reason::Accelerator),
             (Self::instance_store_ok, Reason::InstanceStore),
             (Self::burstable_ok, Reason::Burstable),
+            (|r, c| c.burstable || !r.burstable_only, Reason::CpuCredits),
             (Self::bare_metal_ok, Reason::BareMetal),
             (Self::allowed_ok, Reason::NotAllowed),
             (Self::not_disallowed, Reason::Disallowed),
@@ -373,6 +379,7 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
+            burstable_only: false,
         }
         .check(spec(candidate))
     }
@@ -520,6 +527,7 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
+            burstable_only: false,
         };
         assert_eq!(req(0).required_disks(), 0);
         assert_eq!(req(1).required_disks(), 1);
@@ -537,6 +545,7 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
+            burstable_only: false,
         };
         assert_eq!(req(0).required_disks(), 1, "NVMe disks are all in use");
         assert_eq!(req(0).check(spec("r3.xlarge")), Err(Reason::InstanceStore));
@@ -559,6 +568,7 @@ mod tests {
             allowed: &allowed,
             disallowed: &disallowed,
             allow_burstable: false,
+            burstable_only: false,
         };
         assert_eq!(r.check(spec("m6i.large")), Ok(()));
         assert_eq!(r.check(spec("m5a.large")), Err(Reason::Disallowed));
@@ -584,11 +594,32 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
+            burstable_only: false,
         };
         assert_eq!(r.check(spec("t3.large")), Err(Reason::Burstable));
         r.allow_burstable = true;
         assert_eq!(r.check(spec("t3.large")), Ok(()));
         assert_eq!(judge("t3.large", None, "t3a.large"), Ok(()));
+    }
+
+    #[test]
+    fn a_spec_with_cpu_credits_launches_only_burstable_types() {
+        let empty = TypeList::default();
+        let base = spec("t3.large");
+        let r = |burstable_only| Requirements {
+            base,
+            ami: AmiNeeds::implied_by(base),
+            ephemeral_mappings: 0,
+            allowed: &empty,
+            disallowed: &empty,
+            allow_burstable: false,
+            burstable_only,
+        };
+        // Without a credit specification, a fixed-performance type may stand in for a T type.
+        assert_eq!(r(false).check(spec("m5.large")), Ok(()));
+        assert_eq!(r(true).check(spec("m5.large")), Err(Reason::CpuCredits));
+        assert_eq!(r(true).check(spec("t3a.large")), Ok(()));
+        assert_eq!(r(true).check(spec("t3.xlarge")), Ok(()));
     }
 
     #[test]
@@ -604,6 +635,7 @@ mod tests {
             Reason::Accelerator,
             Reason::InstanceStore,
             Reason::Burstable,
+            Reason::CpuCredits,
             Reason::BareMetal,
             Reason::NotAllowed,
             Reason::Disallowed,
@@ -631,6 +663,7 @@ mod tests {
                 "accelerator",
                 "instance-store",
                 "burstable",
+                "cpu-credits",
                 "bare-metal",
                 "not-allowed",
                 "disallowed",

@@ -94,6 +94,7 @@ pub fn like(
         allowed: &query.allowed,
         disallowed: &query.disallowed,
         allow_burstable: query.allow_burstable,
+        burstable_only: false,
     };
     let mut compatible = Vec::new();
     let mut rejected = Vec::new();

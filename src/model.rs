@@ -340,6 +340,11 @@ pub struct LaunchSpec {
     pub metadata_options: Option<MetadataOptions>,
     #[serde(default)]
     pub associate_public_ip_address: Option<bool>,
+    /// `CreditSpecification.CpuCredits` of a launch template (`standard` or `unlimited`).
+    /// Only burstable types accept a credit specification: a launch of any other type from
+    /// this template fails (EC2 User Guide, "Burstable performance instances").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_credits: Option<String>,
 }
 
 impl LaunchSpec {

@@ -109,6 +109,8 @@ pub struct Launch<'a> {
     pub ami: &'a Ami,
     /// Instance-store volumes mapped by the launch spec or the AMI.
     pub ephemeral: u32,
+    /// The spec sets CPU credits, which only burstable types accept.
+    pub burstable_only: bool,
 }
 
 /// The group's launch spec and AMI, or why they cannot be used.
@@ -130,6 +132,7 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
         launch_ref,
         ami,
         ephemeral: spec.ephemeral_mappings().max(ami.ephemeral_mappings()),
+        burstable_only: spec.cpu_credits.is_some(),
     })
 }
 

@@ -221,6 +221,7 @@ fn launch_for(
         allowed: &policy.allowed_instance_types,
         disallowed: &policy.disallowed_instance_types,
         allow_burstable: policy.allow_burstable,
+        burstable_only: launch.burstable_only,
     };
     let az = victim.availability_zone.as_str();
     let offered = ctx.snap().offerings.get(az);
@@ -470,5 +471,55 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn a_template_with_cpu_credits_gets_only_burstable_candidates() {
+        use crate::catalog::Catalog;
+        use crate::model::Snapshot;
+        use crate::settings::Settings;
+        use serde_json::json;
+        let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let snapshot = |cpu_credits: Option<&str>| {
+            let spot = |ty: &str, price: f64| {
+                json!({"instance_type": ty, "availability_zone": "us-east-1a",
+                       "product_description": "Linux/UNIX (Amazon VPC)", "price": price,
+                       "timestamp": "2026-11-23T09:30:00Z"})
+            };
+            let mut snap: Snapshot = serde_json::from_value(json!({
+                "region": "us-east-1",
+                "groups": [{"name": "web", "min_size": 1, "max_size": 2, "desired_capacity": 1,
+                            "health_check_grace_period_secs": 300,
+                            "tags": {"spot-enabled": "true"},
+                            "launch": {"kind": "launch-template", "id": "lt-1", "version": "1"},
+                            "members": [{"instance_id": "i-1", "lifecycle_state": "InService",
+                                         "health_status": "Healthy"}]}],
+                "instances": {"i-1": {"instance_id": "i-1", "instance_type": "t3.large",
+                    "availability_zone": "us-east-1a", "market": "on-demand",
+                    "state": "running", "launch_time": "2026-11-22T10:00:00Z",
+                    "auto_scaling_group": "web"}},
+                "launch_specs": {"lt:lt-1:1": {"image_id": "ami-1", "cpu_credits": cpu_credits}},
+                "amis": {"ami-1": {"image_id": "ami-1"}},
+                "spot_prices": [spot("t3a.large", 0.03), spot("m5.large", 0.04)],
+                "on_demand": {"source": {"kind": "live"},
+                              "prices": {"t3.large": {"linux": 0.0832}}}
+            }))
+            .unwrap();
+            Catalog::bundled().fill_missing(&mut snap.instance_types);
+            snap
+        };
+        let candidates = |snap: &Snapshot| -> Vec<String> {
+            let plan = crate::plan::plan(snap, &Settings::default(), now);
+            plan.actions()
+                .find_map(|(_, a)| match a {
+                    Action::LaunchClone { candidates, .. } => {
+                        Some(candidates.iter().map(|c| c.instance_type.clone()).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(candidates(&snapshot(None)), ["t3a.large", "m5.large"]);
+        assert_eq!(candidates(&snapshot(Some("unlimited"))), ["t3a.large"]);
     }
 }

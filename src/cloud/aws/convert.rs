@@ -380,6 +380,8 @@ pub fn launch_configuration(lc: &asg::LaunchConfiguration) -> Option<LaunchSpec>
             instance_metadata_tags: None,
         }),
         associate_public_ip_address: lc.associate_public_ip_address(),
+        // Launch configurations have no credit specification.
+        cpu_credits: None,
     })
 }
 
@@ -437,6 +439,10 @@ pub fn launch_template_version(v: &ec2::LaunchTemplateVersion) -> Option<LaunchS
             .iter()
             .find(|n| n.device_index().unwrap_or(0) == 0)
             .and_then(|n| n.associate_public_ip_address()),
+        cpu_credits: d
+            .credit_specification()
+            .and_then(|c| c.cpu_credits())
+            .map(str::to_string),
     })
 }
 
