@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
 use crate::model::Snapshot;
 use crate::pass::PassOptions;
-use crate::plan::{Action, Decision, Plan, Skip, Verdict};
+use crate::plan::{Action, Decision, Plan, Verdict};
 use crate::protocol;
 use crate::report::{Outcome, Status};
 
@@ -47,7 +47,12 @@ pub async fn execute<A: Actuator>(
                         Verdict::Skip(skip) => debug!(
                             instance = d.instance.as_deref().unwrap_or(""),
                             reason = skip.name(),
-                            details = %skip_details(skip),
+                            details = %skip
+                                .details()
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(" "),
                             "skip"
                         ),
                         Verdict::Act(a) => {
@@ -66,19 +71,6 @@ pub async fn execute<A: Actuator>(
         .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().flat_map(|(_, o)| o).collect()
-}
-
-/// A skip's details as `key=value` pairs (its JSON fields but the reason word).
-fn skip_details(skip: &Skip) -> String {
-    let value = serde_json::to_value(skip).unwrap_or_default();
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| k.as_str() != "reason")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// One log record per action outcome. Nothing from the launch spec is logged: it may hold

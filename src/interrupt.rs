@@ -19,7 +19,7 @@ use crate::cloud::{Account, Actuator, CloudError, Inventory};
 use crate::events::Event;
 use crate::model::{Group, Instance};
 use crate::protocol::{self, Interruption};
-use crate::settings::{InterruptionAction, Settings};
+use crate::settings::{GroupPolicy, InterruptionAction, Settings};
 
 /// What became of an interruption signal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,15 +76,15 @@ pub fn decide(
             "instance {instance_id} is not in an opted-in Auto Scaling group"
         ));
     };
-    if !settings.opts_in(&group.tags) {
-        return Decision::Ignore(format!(
-            "instance {instance_id} is in group {}, which is not opted in",
-            group.name
-        ));
-    }
-    let policy = match settings.for_group(&group.tags) {
-        Ok(p) => p,
-        Err(e) => {
+    let policy = match settings.policy(&group.tags) {
+        GroupPolicy::OptedIn(p) => p,
+        GroupPolicy::NotOptedIn => {
+            return Decision::Ignore(format!(
+                "instance {instance_id} is in group {}, which is not opted in",
+                group.name
+            ));
+        }
+        GroupPolicy::Invalid(e) => {
             return Decision::Ignore(format!("group {} is left alone: {e}", group.name));
         }
     };

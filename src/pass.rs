@@ -131,23 +131,23 @@ async fn region_pass<A: Account>(
                 };
             }
         };
-        for w in &observation.warnings {
+        let crate::observe::Observation {
+            snapshot,
+            policies,
+            warnings,
+        } = observation;
+        for w in &warnings {
             warn!("{w}");
         }
-        let inputs = Inputs::with_policies(
-            &observation.snapshot,
-            settings,
-            observation.policies.clone(),
-            opts.now,
-        );
+        let inputs = Inputs::with_policies(&snapshot, settings, policies, opts.now);
         let p = plan_with(&inputs);
         info!(
-            groups = observation.snapshot.groups.len(),
+            groups = snapshot.groups.len(),
             actions = p.actions().count(),
             skips = p.skips().count(),
             "planned"
         );
-        let outcomes = execute(&cloud, &observation.snapshot, &p, opts).await;
+        let outcomes = execute(&cloud, &snapshot, &p, opts).await;
         // Savings as the pass leaves the groups: its own swaps included.
         let savings = savings(&inputs, &Swapped::from_outcomes(&p, &outcomes));
         info!(
@@ -158,9 +158,9 @@ async fn region_pass<A: Account>(
         );
         RegionReport {
             region: region.to_string(),
-            groups: observation.snapshot.groups.len() as u32,
+            groups: snapshot.groups.len() as u32,
             error: None,
-            warnings: observation.warnings,
+            warnings,
             savings: Some(savings),
             plan: Some(p),
             outcomes,

@@ -6,12 +6,12 @@
 //! and the same prices the planner uses; an instance whose price is unknown is counted as
 //! unpriced, never as free.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
 use crate::model::{Group, Market, PriceSource};
-use crate::plan::{Action, Inputs, Plan};
+use crate::plan::{Action, ActionKind, Inputs, Plan};
 use crate::pricing::{PriceUsed, spot_source};
 use crate::report::{Outcome, Status};
 use crate::settings::GroupPolicy;
@@ -57,30 +57,32 @@ pub struct Swapped {
 }
 
 impl Swapped {
-    /// The swaps and swap completions of `plan` whose outcome is done.
+    /// The swaps and swap completions of `plan` whose outcome is done: each outcome is matched
+    /// with its action through the plan's (group, action kind, replaced instance), looked up
+    /// once, so a region of thousands of swaps stays linear.
     pub fn from_outcomes(plan: &Plan, outcomes: &[Outcome]) -> Self {
-        let mut swaps = Vec::new();
-        for o in outcomes {
-            if !matches!(o.status, Status::Done { .. }) {
-                continue;
+        let mut clones: HashMap<(&str, ActionKind, &str), &str> = HashMap::new();
+        for (d, a) in plan.actions() {
+            if let Action::Swap {
+                clone, replaces, ..
             }
-            let Some(instance) = &o.instance else {
-                continue;
-            };
-            for (d, a) in plan.actions() {
-                match a {
-                    Action::Swap {
-                        clone, replaces, ..
-                    }
-                    | Action::CompleteSwap { clone, replaces }
-                        if d.group == o.group && replaces == instance && a.kind() == o.action =>
-                    {
-                        swaps.push((o.group.clone(), replaces.clone(), clone.clone()))
-                    }
-                    _ => {}
-                }
+            | Action::CompleteSwap { clone, replaces } = a
+            {
+                clones.insert(
+                    (d.group.as_str(), a.kind(), replaces.as_str()),
+                    clone.as_str(),
+                );
             }
         }
+        let swaps = outcomes
+            .iter()
+            .filter(|o| matches!(o.status, Status::Done { .. }))
+            .filter_map(|o| {
+                let replaces = o.instance.as_deref()?;
+                let clone = clones.get(&(o.group.as_str(), o.action, replaces))?;
+                Some((o.group.clone(), replaces.to_string(), clone.to_string()))
+            })
+            .collect();
         Swapped { swaps }
     }
 

@@ -45,20 +45,17 @@ pub fn group_skip(g: GroupCtx, skip: Skip) -> Decision {
     }
 }
 
+/// The on-demand price of an instance of the snapshot, for the group.
+fn on_demand_of(g: GroupCtx, instance_id: &str) -> Option<PriceUsed> {
+    let i = g.ctx.snap().instances.get(instance_id)?;
+    g.ctx.inputs.prices.on_demand(g.pricing, &i.instance_type)
+}
+
 /// A skip of one on-demand instance, costed at its on-demand price before and after.
 pub fn instance_skip(g: GroupCtx, instance_id: &str, skip: Skip) -> Decision {
-    let GroupCtx {
-        ctx,
-        group,
-        pricing,
-    } = g;
-    let od = ctx
-        .snap()
-        .instances
-        .get(instance_id)
-        .and_then(|i| ctx.inputs.prices.on_demand(pricing, &i.instance_type));
+    let od = on_demand_of(g, instance_id);
     Decision {
-        group: group.name.clone(),
+        group: g.group.name.clone(),
         instance: Some(instance_id.to_string()),
         verdict: Verdict::Skip(skip),
         hourly_cost_before: od.as_ref().map(|p| p.price),
@@ -70,19 +67,10 @@ pub fn instance_skip(g: GroupCtx, instance_id: &str, skip: Skip) -> Decision {
 /// A swap or swap completion: the replaced instance's on-demand price before, the clone's
 /// spot price after.
 pub fn swap(g: GroupCtx, clone: &Instance, replaces: &str, action: Action) -> Decision {
-    let GroupCtx {
-        ctx,
-        group,
-        pricing,
-    } = g;
-    let od = ctx
-        .snap()
-        .instances
-        .get(replaces)
-        .and_then(|i| ctx.inputs.prices.on_demand(pricing, &i.instance_type));
-    let spot = ctx.inputs.prices.now(pricing, clone);
+    let od = on_demand_of(g, replaces);
+    let spot = g.ctx.inputs.prices.now(g.pricing, clone);
     Decision {
-        group: group.name.clone(),
+        group: g.group.name.clone(),
         instance: Some(replaces.to_string()),
         verdict: Verdict::Act(action),
         hourly_cost_before: od.as_ref().map(|p| p.price),

@@ -293,6 +293,25 @@ impl Skip {
     pub fn kind(&self) -> SkipKind {
         self.into()
     }
+
+    /// The skip's details as `(field, value)` pairs, as its JSON has them (the reason word
+    /// aside), for tables and log records.
+    pub fn details(&self) -> Vec<(String, String)> {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        value
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != "reason")
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => format!("{s:?}"),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
 }
 
 impl SkipKind {
@@ -380,6 +399,14 @@ mod tests {
             assert_eq!(s.name(), serde_word(s, "reason"));
             assert_eq!(s.kind().name(), s.name());
         }
+        assert_eq!(
+            skips[5].details(),
+            [
+                ("clone".to_string(), "\"i-2\"".to_string()),
+                ("ready_in_seconds".to_string(), "3".to_string())
+            ]
+        );
+        assert!(skips[0].details().is_empty());
         for r in [
             OrphanReason::TargetGone,
             OrphanReason::GroupNotOptedIn,

@@ -301,16 +301,10 @@ pub fn plan_table(p: &Plan) -> String {
 
 /// `skip batch-limit (limit 2)`: the stable reason word, then its details.
 fn describe_skip(skip: &Skip) -> String {
-    let value = serde_json::to_value(skip).unwrap_or_default();
-    let details: Vec<String> = value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| k.as_str() != "reason")
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => format!("{k} {s:?}"),
-            other => format!("{k} {other}"),
-        })
+    let details: Vec<String> = skip
+        .details()
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
         .collect();
     if details.is_empty() {
         format!("skip {}", skip.name())
