@@ -15,7 +15,7 @@ use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
-use crate::model::Snapshot;
+use crate::model::{Market, Snapshot};
 use crate::pass::PassOptions;
 use crate::plan::{Action, Decision, Plan, Verdict};
 use crate::protocol;
@@ -130,7 +130,10 @@ async fn run_action<A: Actuator>(
     if opts.dry_run {
         return outcome(Status::DryRun);
     }
-    let starts_work = matches!(a, Action::LaunchClone { .. } | Action::Swap { .. });
+    let starts_work = matches!(
+        a,
+        Action::LaunchClone { .. } | Action::LaunchOnDemand { .. } | Action::Swap { .. }
+    );
     if starts_work
         && opts
             .deadline
@@ -139,9 +142,11 @@ async fn run_action<A: Actuator>(
         return outcome(Status::Deferred);
     }
     let result = match a {
-        Action::LaunchClone { .. } => launch(act, snapshot, &d.group, a, opts.now)
-            .await
-            .map(|(id, ty)| (Some(id), Some(ty))),
+        Action::LaunchClone { .. } | Action::LaunchOnDemand { .. } => {
+            launch(act, snapshot, &d.group, a, opts.now)
+                .await
+                .map(|(id, ty)| (Some(id), Some(ty)))
+        }
         Action::Swap {
             clone,
             replaces,
@@ -185,7 +190,8 @@ async fn run_action<A: Actuator>(
 }
 
 /// Launches a clone, trying the candidates in order: a capacity error moves on to the next
-/// type, any other error stops (it would fail for every type alike).
+/// type, any other error stops (it would fail for every type alike). An on-demand instance
+/// restoring the group's floor has one candidate, the group's own type.
 async fn launch<A: Actuator>(
     act: &A,
     snapshot: &Snapshot,
@@ -193,18 +199,48 @@ async fn launch<A: Actuator>(
     a: &Action,
     now: DateTime<Utc>,
 ) -> Result<(String, String), CloudError> {
-    let Action::LaunchClone {
-        replaces,
-        availability_zone,
-        subnet_id,
-        launch,
-        candidates,
-        max_price,
-        tags,
-        ..
-    } = a
-    else {
-        unreachable!("called for launches only");
+    let (replaces, availability_zone, subnet_id, launch, tags, market, max_price, types) = match a {
+        Action::LaunchClone {
+            replaces,
+            availability_zone,
+            subnet_id,
+            launch,
+            candidates,
+            max_price,
+            tags,
+            ..
+        } => (
+            replaces,
+            availability_zone,
+            subnet_id,
+            launch,
+            tags,
+            Market::Spot,
+            *max_price,
+            candidates
+                .iter()
+                .map(|c| c.instance_type.as_str())
+                .collect(),
+        ),
+        Action::LaunchOnDemand {
+            replaces,
+            instance_type,
+            availability_zone,
+            subnet_id,
+            launch,
+            tags,
+            ..
+        } => (
+            replaces,
+            availability_zone,
+            subnet_id,
+            launch,
+            tags,
+            Market::OnDemand,
+            0.0,
+            vec![instance_type.as_str()],
+        ),
+        _ => unreachable!("called for launches only"),
     };
     let spec = snapshot
         .launch_specs
@@ -219,21 +255,23 @@ async fn launch<A: Actuator>(
             )
         })?;
     let mut last = None;
-    for c in candidates {
+    let types: Vec<&str> = types;
+    for ty in types {
         let l = CloneLaunch {
             group: group.to_string(),
             replaces: replaces.clone(),
-            instance_type: c.instance_type.clone(),
+            instance_type: ty.to_string(),
             availability_zone: availability_zone.clone(),
             subnet_id: subnet_id.clone(),
             launch: launch.clone(),
             spec: spec.clone(),
-            max_price: *max_price,
+            market,
+            max_price,
             tags: tags.clone(),
-            client_token: client_token(replaces, &c.instance_type, now),
+            client_token: client_token(replaces, ty, now),
         };
         match act.launch_clone(&l).await {
-            Ok(id) => return Ok((id, c.instance_type.clone())),
+            Ok(id) => return Ok((id, ty.to_string())),
             Err(e) if e.kind == ErrorKind::CapacityUnavailable => last = Some(e),
             Err(e) => return Err(e),
         }

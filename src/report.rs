@@ -81,6 +81,7 @@ pub struct RegionReport {
 pub struct Totals {
     pub regions: u32,
     pub groups_seen: u32,
+    /// Clones launched: spot ones, and on-demand ones that restore a group's floor.
     pub clones_launched: u32,
     pub swaps: u32,
     pub orphans_terminated: u32,
@@ -122,7 +123,7 @@ impl Totals {
                     continue;
                 }
                 match o.action {
-                    ActionKind::LaunchClone => t.clones_launched += 1,
+                    ActionKind::LaunchClone | ActionKind::LaunchOnDemand => t.clones_launched += 1,
                     ActionKind::Swap | ActionKind::CompleteSwap => {
                         t.swaps += 1;
                         t.hourly_savings += o.hourly_saving.unwrap_or(0.0);

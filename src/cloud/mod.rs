@@ -21,7 +21,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Os, OsPrices,
+    SpotPricePoint,
 };
 use crate::settings::{FilterMode, Settings};
 
@@ -264,7 +265,9 @@ pub struct CloneLaunch {
     /// (so everything in it is kept); a launch configuration's content is copied.
     pub launch: LaunchRef,
     pub spec: LaunchSpec,
-    /// The spot max price, USD per hour.
+    /// Spot for a clone; on-demand for an instance that restores a group's on-demand floor.
+    pub market: Market,
+    /// The spot max price, USD per hour (unused on-demand).
     pub max_price: f64,
     /// Every tag of the clone, the protocol's included; applied in the launch call itself.
     pub tags: BTreeMap<String, String>,

@@ -186,7 +186,11 @@ pub fn terminate_orphans(g: GroupCtx, book: &Bookkeeping, out: &mut Vec<Decision
 pub struct LaunchState<'a> {
     /// In-service on-demand members (not leaving).
     pub on_demand_ids: BTreeSet<&'a str>,
-    /// On-demand instances left once in-flight clones are swapped in.
+    /// In-service spot members (not leaving): what an on-demand instance may replace when the
+    /// group is below its floor.
+    pub spot_ids: BTreeSet<&'a str>,
+    /// On-demand instances once in-flight clones are swapped in (spot clones take one away,
+    /// on-demand ones restoring the floor add one).
     pub on_demand: u32,
     /// On-demand instances the group keeps.
     pub keep: u32,
@@ -201,8 +205,9 @@ pub struct LaunchState<'a> {
     pub retry_next_pass: BTreeMap<&'a str, &'a str>,
 }
 
-/// Swaps in ready clones and lets the others wait, within the on-demand floor: a clone whose
-/// swap would take on-demand capacity below the group's minimum is not needed any more. While
+/// Swaps in ready clones and lets the others wait, within the on-demand floor: a spot clone
+/// whose swap would take on-demand capacity below the group's minimum is not needed any more,
+/// nor an on-demand one (launched to restore the floor) once the floor is met. While
 /// a MaxSize restore is still pending (`restore_pending`: the value recorded in the tag), a
 /// swap that would need MaxSize raised again waits, so the recorded value is never lost.
 pub fn swaps<'a>(
@@ -227,26 +232,35 @@ pub fn swaps<'a>(
         .iter()
         .filter(|m| m.is_in_service() && !after.leaving.contains(m.instance_id.as_str()))
         .collect();
-    let on_demand_ids: BTreeSet<&str> = in_service
-        .iter()
-        .filter(|m| {
-            ctx.snap()
-                .instances
-                .get(&m.instance_id)
-                .is_some_and(|i| i.market == Market::OnDemand)
-        })
-        .map(|m| m.instance_id.as_str())
-        .collect();
+    let market_of = |m: &&Member| ctx.snap().instances.get(&m.instance_id).map(|i| i.market);
+    let ids_on = |market: Market| -> BTreeSet<&str> {
+        in_service
+            .iter()
+            .filter(|m| market_of(m) == Some(market))
+            .map(|m| m.instance_id.as_str())
+            .collect()
+    };
+    let on_demand_ids = ids_on(Market::OnDemand);
     let keep = policy.min_on_demand(in_service.len() as u32);
     let mut state = LaunchState {
         on_demand: on_demand_ids.len() as u32,
         on_demand_ids,
+        spot_ids: ids_on(Market::Spot),
         keep,
         ..LaunchState::default()
     };
-    for &(clone, ready) in &book.pending {
+    // On-demand clones first: they raise the count the spot clones are judged against.
+    let mut pending: Vec<(&Instance, bool)> = book.pending.clone();
+    pending.sort_by_key(|(c, _)| c.market != Market::OnDemand);
+    for (clone, ready) in pending {
         let (_, replaces) = protocol::clone_of(clone).expect("clones are tagged");
-        if state.on_demand <= keep {
+        let restores_floor = clone.market == Market::OnDemand;
+        let needed = if restores_floor {
+            state.on_demand < keep
+        } else {
+            state.on_demand > keep
+        };
+        if !needed {
             out.push(costs::orphan(
                 ctx,
                 &group.name,
@@ -256,7 +270,11 @@ pub fn swaps<'a>(
             ));
             continue;
         }
-        state.on_demand -= 1;
+        if restores_floor {
+            state.on_demand += 1;
+        } else {
+            state.on_demand -= 1;
+        }
         state.in_flight.insert(replaces);
         state.kept.push(clone);
         // The attach raises desired capacity by one and fails past MaxSize (Auto Scaling API

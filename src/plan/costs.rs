@@ -45,15 +45,15 @@ pub fn group_skip(g: GroupCtx, skip: Skip) -> Decision {
     }
 }
 
-/// The on-demand price of an instance of the snapshot, for the group.
-fn on_demand_of(g: GroupCtx, instance_id: &str) -> Option<PriceUsed> {
+/// What an instance of the snapshot costs now, for the group: on-demand or spot.
+fn now_of(g: GroupCtx, instance_id: &str) -> Option<PriceUsed> {
     let i = g.ctx.snap().instances.get(instance_id)?;
-    g.ctx.inputs.prices.on_demand(g.pricing, &i.instance_type)
+    g.ctx.inputs.prices.now(g.pricing, i)
 }
 
-/// A skip of one on-demand instance, costed at its on-demand price before and after.
+/// A skip of one instance, costed at what it costs now before and after.
 pub fn instance_skip(g: GroupCtx, instance_id: &str, skip: Skip) -> Decision {
-    let od = on_demand_of(g, instance_id);
+    let od = now_of(g, instance_id);
     Decision {
         group: g.group.name.clone(),
         instance: Some(instance_id.to_string()),
@@ -64,10 +64,10 @@ pub fn instance_skip(g: GroupCtx, instance_id: &str, skip: Skip) -> Decision {
     }
 }
 
-/// A swap or swap completion: the replaced instance's on-demand price before, the clone's
-/// spot price after.
+/// A swap or swap completion: what the replaced instance costs now before (on-demand, or spot
+/// when an on-demand instance replaces it), what the clone costs after.
 pub fn swap(g: GroupCtx, clone: &Instance, replaces: &str, action: Action) -> Decision {
-    let od = on_demand_of(g, replaces);
+    let od = now_of(g, replaces);
     let spot = g.ctx.inputs.prices.now(g.pricing, clone);
     Decision {
         group: g.group.name.clone(),

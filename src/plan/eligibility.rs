@@ -111,6 +111,8 @@ pub struct Launch<'a> {
     pub ephemeral: u32,
     /// The spec sets CPU credits, which only burstable types accept.
     pub burstable_only: bool,
+    /// The type the group launches on-demand (its spec's), for restoring its on-demand floor.
+    pub on_demand_type: Option<&'a str>,
 }
 
 /// The group's launch spec and AMI, or why they cannot be used.
@@ -133,6 +135,7 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
         ami,
         ephemeral: spec.ephemeral_mappings().max(ami.ephemeral_mappings()),
         burstable_only: spec.cpu_credits.is_some(),
+        on_demand_type: spec.instance_type.as_deref(),
     })
 }
 

@@ -1,4 +1,6 @@
-//! Launch choice: which on-demand instances get a spot clone this pass, and of which types.
+//! Launch choice: which on-demand instances get a spot clone this pass, and of which types;
+//! and, for a group below its on-demand floor, which spot members get an on-demand instance
+//! of the group's own type in their place.
 //!
 //! Instances are taken from the AZ with the most on-demand instances left, oldest first, so a
 //! batch never drains one AZ. For each, every known instance type is judged: compatibility
@@ -43,6 +45,14 @@ impl GroupLaunches<'_> {
     /// over AZs, within the on-demand floor and the `replacements-per-pass` budget; every
     /// instance not launched for gets a skip with the reason.
     pub fn plan(&self, state: LaunchState, out: &mut Vec<Decision>) {
+        self.replace_on_demand(&state, out);
+        if state.on_demand < state.keep {
+            self.restore_floor(&state, out);
+        }
+    }
+
+    /// Spot clones for a batch of the on-demand instances above the floor.
+    fn replace_on_demand(&self, state: &LaunchState, out: &mut Vec<Decision>) {
         let g = self.g;
         let GroupCtx { ctx, group, .. } = g;
         let policy = self.policy;
@@ -154,6 +164,103 @@ impl GroupLaunches<'_> {
                 }
                 Err(skip) => out.push(costs::instance_skip(g, id, skip)),
             }
+        }
+    }
+
+    /// The group runs fewer on-demand instances than it keeps (its floor rose, or scale-in
+    /// removed on-demand instances): a batch of its spot members, spread over AZs, each get an
+    /// on-demand instance of the group's own type to be swapped in in their place. The swap
+    /// attaches before it removes, so capacity never drops below desired on the way.
+    fn restore_floor(&self, state: &LaunchState, out: &mut Vec<Decision>) {
+        let g = self.g;
+        let GroupCtx {
+            ctx,
+            group,
+            pricing,
+        } = g;
+        let Some(instance_type) = self.launch.on_demand_type else {
+            out.push(costs::group_skip(
+                g,
+                Skip::NoOnDemandType {
+                    keep: state.keep,
+                    on_demand: state.on_demand,
+                },
+            ));
+            return;
+        };
+        let mut victims: Vec<&Instance> = Vec::new();
+        for id in &state.spot_ids {
+            if state.in_flight.contains(id) {
+                continue;
+            }
+            if let Some(clone) = state.retry_next_pass.get(id) {
+                let skip = Skip::PreviousCloneTerminated {
+                    clone: clone.to_string(),
+                };
+                out.push(costs::instance_skip(g, id, skip));
+                continue;
+            }
+            let member = group.member(id).expect("ids come from members");
+            let Some(instance) = ctx.snap().instances.get(*id) else {
+                continue;
+            };
+            // The same rules as for an on-demand instance: the user's protection and what
+            // Auto Scaling is busy with are respected.
+            let skip = if !member.is_healthy() {
+                Some(Skip::Unhealthy)
+            } else if member.protected_from_scale_in {
+                Some(Skip::ProtectedFromScaleIn)
+            } else if instance.state != InstanceState::Running {
+                Some(Skip::NotRunning {
+                    state: instance.state,
+                })
+            } else {
+                None
+            };
+            match skip {
+                Some(s) => out.push(costs::instance_skip(g, id, s)),
+                None => victims.push(instance),
+            }
+        }
+        let missing = state.keep - state.on_demand;
+        let wanted = (victims.len() as u32).min(missing);
+        let limit = self
+            .policy
+            .replacements_per_pass
+            .allowance(wanted + state.unready)
+            .saturating_sub(state.unready)
+            .min(wanted);
+        let od = ctx.inputs.prices.on_demand(pricing, instance_type);
+        for (n, victim) in spread_over_azs(victims).into_iter().enumerate() {
+            let id = victim.instance_id.as_str();
+            if n as u32 >= wanted {
+                break;
+            }
+            if n as u32 >= limit {
+                out.push(costs::instance_skip(g, id, Skip::BatchLimit { limit }));
+                continue;
+            }
+            let now = ctx.inputs.prices.now(pricing, victim);
+            let (tags, tags_left_out) = protocol::clone_tags_within_limit(group, Some(victim));
+            out.push(Decision {
+                group: group.name.clone(),
+                instance: Some(id.to_string()),
+                hourly_cost_before: now.as_ref().map(|p| p.price),
+                hourly_cost_after: od.as_ref().map(|p| p.price),
+                prices: now.into_iter().chain(od.clone()).collect(),
+                verdict: Verdict::Act(Action::LaunchOnDemand {
+                    replaces: id.to_string(),
+                    replaced_type: victim.instance_type.clone(),
+                    instance_type: instance_type.to_string(),
+                    availability_zone: victim.availability_zone.clone(),
+                    subnet_id: victim.subnet_id.clone(),
+                    launch: self.launch.launch_ref.clone(),
+                    keep: state.keep,
+                    on_demand: state.on_demand,
+                    tags,
+                    tags_left_out,
+                }),
+            });
         }
     }
 }

@@ -118,6 +118,26 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tags_left_out: Vec<String>,
     },
+    /// Launch an on-demand instance of the group's own type to replace a spot member: the group
+    /// has fewer on-demand instances than its floor (`keep`), because the floor rose or
+    /// scale-in removed on-demand instances. It is swapped in like a spot clone (attached
+    /// first, then the spot member leaves through the group with desired capacity
+    /// decremented), so the group never runs below desired capacity on the way back.
+    LaunchOnDemand {
+        replaces: String,
+        replaced_type: String,
+        instance_type: String,
+        availability_zone: String,
+        #[serde(default)]
+        subnet_id: Option<String>,
+        launch: LaunchRef,
+        /// The on-demand instances the group keeps, and has now (in flight included).
+        keep: u32,
+        on_demand: u32,
+        tags: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags_left_out: Vec<String>,
+    },
     /// Attach a ready clone, then terminate the on-demand instance through the group with
     /// `ShouldDecrementDesiredCapacity=true`; raise and restore MaxSize around it when full.
     Swap {
@@ -177,7 +197,8 @@ pub enum OrphanReason {
     Duplicate,
     /// Stopped or otherwise not going to run.
     NotRunning,
-    /// Swapping it in would take on-demand capacity below the group's minimum.
+    /// Swapping it in would take on-demand capacity below the group's minimum (a spot clone)
+    /// or above it (an on-demand one, launched to restore the minimum).
     NotNeeded,
 }
 
@@ -244,6 +265,12 @@ pub enum Skip {
     },
     /// The group keeps this many on-demand instances.
     MinOnDemand {
+        keep: u32,
+        on_demand: u32,
+    },
+    /// The group has fewer on-demand instances than it keeps, but its launch spec names no
+    /// instance type to launch on-demand.
+    NoOnDemandType {
         keep: u32,
         on_demand: u32,
     },
@@ -360,6 +387,18 @@ mod tests {
                 current: 4,
                 restored: 3,
                 partial: false,
+            },
+            Action::LaunchOnDemand {
+                replaces: "i-1".into(),
+                replaced_type: "m5a.large".into(),
+                instance_type: "m5.large".into(),
+                availability_zone: "us-east-1a".into(),
+                subnet_id: None,
+                launch: LaunchRef::LaunchConfiguration { name: "lc".into() },
+                keep: 2,
+                on_demand: 1,
+                tags: BTreeMap::new(),
+                tags_left_out: vec![],
             },
             Action::LaunchClone {
                 replaces: "i-1".into(),

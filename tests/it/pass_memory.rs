@@ -1673,3 +1673,121 @@ async fn a_group_that_scaled_out_to_a_raised_max_size_gets_its_own_back_once_it_
     assert_eq!(g.max_size, 4);
     assert!(!g.tags.contains_key(tags::MAX_SIZE), "{:?}", g.tags);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The on-demand floor, both ways
+// ---------------------------------------------------------------------------------------------
+
+/// Runs passes until the group has `keep` on-demand members and nothing is in flight; returns
+/// the on-demand launches and the swaps done on the way.
+async fn converge_counting(account: &Account, settings: &Settings) -> (usize, u32) {
+    let reports = account.converge(settings).await;
+    let launched = reports
+        .iter()
+        .map(|r| {
+            outcomes(r, ActionKind::LaunchOnDemand)
+                .into_iter()
+                .filter(|o| is_done(o))
+                .count()
+        })
+        .sum();
+    let swaps = reports.iter().map(|r| r.totals.swaps).sum();
+    (launched, swaps)
+}
+
+#[tokio::test]
+async fn a_raised_on_demand_floor_is_restored_by_swapping_spot_members_out_never_below_desired() {
+    let mut account = Account::new();
+    account.add_group("web", 6, 8, &[]);
+    account.converge(&Settings::default()).await;
+    assert_eq!(market_count(&account.members("web"), Market::Spot), 6);
+
+    // The operator raises the floor with a tag.
+    let mut g = account.group("web");
+    g.tags
+        .insert("spotswap:min-on-demand-number".into(), "2".into());
+    account.cloud.put_group(REGION, g);
+    account.wait();
+
+    // Every pass checks the invariants: in service never below the 6 the group started with,
+    // desired capacity 6 but for swaps in flight, MaxSize as the user left it.
+    let (launched, swaps) = converge_counting(&account, &Settings::default()).await;
+    let members = account.members("web");
+    assert_eq!(market_count(&members, Market::OnDemand), 2, "{members:#?}");
+    assert_eq!(market_count(&members, Market::Spot), 4, "{members:#?}");
+    assert_eq!((launched, swaps), (2, 2), "one launch and one swap each");
+    let od: Vec<&Instance> = members
+        .iter()
+        .filter(|i| i.market == Market::OnDemand)
+        .collect();
+    assert!(
+        od.iter().all(|i| i.instance_type == "m5.large"),
+        "the group's own type: {od:#?}"
+    );
+    let g = account.group("web");
+    assert_eq!((g.desired_capacity, g.max_size), (6, 8));
+
+    // And it stays there.
+    account.wait();
+    let report = account.pass(&Settings::default()).await;
+    assert!(actions(&report).is_empty(), "{report:#?}");
+}
+
+#[tokio::test]
+async fn on_demand_instances_lost_to_scale_in_are_brought_back_within_the_batch_limit() {
+    use spotswap::cloud::{Account as _, Actuator as _};
+    let mut account = Account::new();
+    account.add_group("web", 8, 10, &[("spotswap:min-on-demand-number", "3")]);
+    let settings = Settings::default();
+    account.converge(&settings).await;
+    let od: Vec<String> = account
+        .members("web")
+        .into_iter()
+        .filter(|i| i.market == Market::OnDemand)
+        .map(|i| i.instance_id)
+        .collect();
+    assert_eq!(od.len(), 3);
+
+    // Scale-in takes the three on-demand instances: desired capacity drops to 5.
+    let region = account.cloud.region(REGION);
+    for id in &od {
+        region.terminate_in_group(id, true).await.unwrap();
+    }
+    account.cloud.advance(Duration::from_secs(60));
+    let base = &mut account.watched[0];
+    (base.desired, base.in_service) = (5, 5);
+    assert_eq!(account.group("web").desired_capacity, 5);
+
+    // One launch per pass at most: the budget is a quarter of the three missing, at least one.
+    account.wait();
+    let first = account.pass(&settings).await;
+    let restores: Vec<&Action> = actions(&first)
+        .into_iter()
+        .map(|(_, a)| a)
+        .filter(|a| matches!(a, Action::LaunchOnDemand { .. }))
+        .collect();
+    assert_eq!(restores.len(), 1, "{first:#?}");
+    let Action::LaunchOnDemand {
+        keep, on_demand, ..
+    } = restores[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!((*keep, *on_demand), (3, 0));
+    let batch_limited = first
+        .regions
+        .iter()
+        .flat_map(|r| r.plan.iter())
+        .flat_map(|p| p.skips())
+        .filter(|(_, s)| matches!(s, Skip::BatchLimit { .. }))
+        .count();
+    assert_eq!(batch_limited, 2, "{first:#?}");
+
+    account.wait();
+    let (launched, _) = converge_counting(&account, &settings).await;
+    let members = account.members("web");
+    assert_eq!(market_count(&members, Market::OnDemand), 3, "{members:#?}");
+    assert_eq!(market_count(&members, Market::Spot), 2, "{members:#?}");
+    assert_eq!(launched, 2, "the two left after the first pass");
+    assert_eq!(account.group("web").desired_capacity, 5);
+}

@@ -265,11 +265,18 @@ pub fn plan_table(p: &Plan) -> String {
             Verdict::Skip(skip) => describe_skip(skip),
         };
         let type_az = match &d.verdict {
-            Verdict::Act(Action::LaunchClone {
-                replaced_type,
-                availability_zone,
-                ..
-            }) => format!("{replaced_type}/{availability_zone}"),
+            Verdict::Act(
+                Action::LaunchClone {
+                    replaced_type,
+                    availability_zone,
+                    ..
+                }
+                | Action::LaunchOnDemand {
+                    replaced_type,
+                    availability_zone,
+                    ..
+                },
+            ) => format!("{replaced_type}/{availability_zone}"),
             _ => d
                 .prices
                 .first()
@@ -329,6 +336,15 @@ fn source_with_age(source: &PriceSource) -> String {
     }
 }
 
+/// The tags a launch leaves out to stay within EC2's 50, if any.
+fn left_out(tags: &[String]) -> String {
+    if tags.is_empty() {
+        String::new()
+    } else {
+        format!("; tags left out (EC2 allows 50): {}", tags.join(", "))
+    }
+}
+
 fn describe_action(a: &Action) -> String {
     match a {
         Action::LaunchClone {
@@ -341,19 +357,23 @@ fn describe_action(a: &Action) -> String {
                 .iter()
                 .map(|c| format!("{} ${:.4}", c.instance_type, c.spot_price))
                 .collect();
-            let left_out = if tags_left_out.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; tags left out (EC2 allows 50): {}",
-                    tags_left_out.join(", ")
-                )
-            };
             format!(
-                "launch spot clone (max ${max_price:.4}): {}{left_out}",
-                names.join(", ")
+                "launch spot clone (max ${max_price:.4}): {}{}",
+                names.join(", "),
+                left_out(tags_left_out)
             )
         }
+        Action::LaunchOnDemand {
+            instance_type,
+            keep,
+            on_demand,
+            tags_left_out,
+            ..
+        } => format!(
+            "launch on-demand {instance_type} in its place: the group keeps {keep} on-demand, \
+             has {on_demand}{}",
+            left_out(tags_left_out)
+        ),
         Action::Swap {
             clone, max_size, ..
         } => match max_size {

@@ -30,7 +30,8 @@ use super::{
     Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory, classify, limits,
 };
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Os, OsPrices,
+    SpotPricePoint,
 };
 
 /// Concurrent per-group reads (instance refreshes) within one region: Auto Scaling's calls
@@ -793,8 +794,11 @@ impl Actuator for AwsRegion {
             .max_count(1)
             .instance_type(ec2::types::InstanceType::from(l.instance_type.as_str()))
             .client_token(&l.client_token)
-            .instance_market_options(market)
             .set_tag_specifications(Some(tag_specs));
+        // No market options is an on-demand launch (RunInstances, InstanceMarketOptions).
+        if l.market == Market::Spot {
+            req = req.instance_market_options(market);
+        }
         if l.subnet_id.is_none() {
             req = req.placement(
                 ec2::types::Placement::builder()

@@ -11,7 +11,7 @@
 use super::MemoryRegion;
 use crate::cloud::limits::TERMINATE_BATCH;
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
-use crate::model::{Instance, InstanceState, Market};
+use crate::model::{Instance, InstanceState};
 use crate::protocol;
 
 /// An Auto Scaling `ValidationError`, as AWS reports size conflicts and unknown groups.
@@ -95,7 +95,7 @@ impl Actuator for MemoryRegion {
                 instance_type: instance_type.clone(),
                 availability_zone: az.clone(),
                 subnet_id: l.subnet_id.clone(),
-                market: Market::Spot,
+                market: l.market,
                 state: InstanceState::Pending,
                 launch_time: ctx.clock.now,
                 image_id: Some(l.spec.image_id.clone()),

@@ -60,6 +60,7 @@ fn clone_of(replaces: &str, instance_type: &str, az: &str) -> CloneLaunch {
         subnet_id: None,
         launch: template("1"),
         spec: spec("ami-1"),
+        market: crate::model::Market::Spot,
         max_price: 0.096,
         tags: BTreeMap::from([
             (tags::GROUP.into(), "web".into()),
