@@ -154,6 +154,14 @@ async fn run_action<A: Actuator>(
         } => swap(act, &d.group, clone, replaces, *max_size)
             .await
             .map(|()| (None, None)),
+        Action::BackOff { backoff } => act
+            .tag_group(&d.group, protocol::LAUNCH_BACKOFF, &backoff.value())
+            .await
+            .map(|()| (None, None)),
+        Action::EndBackOff { .. } => act
+            .untag_group(&d.group, protocol::LAUNCH_BACKOFF)
+            .await
+            .map(|()| (None, None)),
         Action::CompleteSwap { replaces, .. } => act
             .terminate_in_group(replaces, true)
             .await

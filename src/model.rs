@@ -177,8 +177,21 @@ pub enum Market {
 }
 
 /// The EC2 state of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum InstanceState {
     Pending,
     Running,
@@ -536,6 +549,12 @@ pub struct Instance {
     pub subnet_id: Option<String>,
     pub market: Market,
     pub state: InstanceState,
+    /// EC2's `StateReason` code, where it gives one: for a terminated instance,
+    /// `Client.UserInitiatedShutdown` (a `TerminateInstances` call),
+    /// `Server.SpotInstanceTermination`, `Client.InternalError` (a boot failure such as an
+    /// unusable KMS key), and so on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
     pub launch_time: DateTime<Utc>,
     #[serde(default)]
     pub image_id: Option<String>,

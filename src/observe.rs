@@ -76,6 +76,8 @@ pub async fn observe<I: Inventory>(
         .iter()
         .filter(|c| c.auto_scaling_group.is_none() && !members.contains(c.instance_id.as_str()))
         .filter(|c| c.clone_of().is_none_or(|(g, _)| !listed.contains(g)))
+        // A terminated clone belongs to no group any more.
+        .filter(|c| !c.state.is_gone())
         .map(|c| c.instance_id.clone())
         .collect();
     if !unknown.is_empty() {

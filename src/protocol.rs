@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Group, Instance};
 
@@ -22,8 +23,15 @@ pub const MAX_SIZE: &str = "spotswap:max-size";
 /// On a group: the spot pools (type and AZ) that recently interrupted its instances, as
 /// space-separated `TYPE@AZ@RFC3339` entries.
 pub const INTERRUPTED: &str = "spotswap:interrupted";
+/// On a group: its clones keep dying before they are swapped in, so its launches back off
+/// (see [`LaunchBackoff`]).
+pub const LAUNCH_BACKOFF: &str = "spotswap:launch-backoff";
 /// Every tag the protocol itself writes; none of them is a setting.
-pub const PROTOCOL_TAGS: [&str; 4] = [GROUP, REPLACES, MAX_SIZE, INTERRUPTED];
+pub const PROTOCOL_TAGS: [&str; 5] = [GROUP, REPLACES, MAX_SIZE, INTERRUPTED, LAUNCH_BACKOFF];
+/// The state reason EC2 gives an instance terminated by a `TerminateInstances` call (a person,
+/// or spotswap's own clean-up): someone's decision, not a launch that failed (EC2 API
+/// reference, `StateReason`).
+pub const USER_INITIATED_SHUTDOWN: &str = "Client.UserInitiatedShutdown";
 /// The prefix of every per-group setting tag (`spotswap:min-on-demand-number`, ...).
 pub const SETTING_PREFIX: &str = "spotswap:";
 /// Tag keys with this prefix are reserved by AWS and can never be set by a caller (EC2 User
@@ -105,6 +113,72 @@ pub fn max_size(tags: &BTreeMap<String, String>) -> Result<Option<u32>, String> 
 /// The value `spotswap:max-size` records.
 pub fn max_size_value(original: u32) -> String {
     original.to_string()
+}
+
+/// `spotswap:launch-backoff`: how many times in a row the group's clones died before they
+/// were swapped in, until when its launches wait, and the last clone that died, with why.
+/// The value reads `failures=N until=RFC3339 clone=ID launched=RFC3339 reason=WORD`;
+/// `launched` is that clone's launch time, so a clone already counted is not counted again
+/// while EC2 still lists it (terminated instances stay visible for about an hour).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchBackoff {
+    pub failures: u32,
+    pub until: DateTime<Utc>,
+    pub clone: String,
+    pub launched: DateTime<Utc>,
+    /// EC2's state reason code (`Client.InternalError`, `Server.SpotInstanceTermination`),
+    /// or how spotswap found the clone stuck (`timeout`, `not-running`).
+    pub reason: String,
+}
+
+impl LaunchBackoff {
+    /// The tag value; the reason is cut so the value stays within AWS's 256 characters.
+    pub fn value(&self) -> String {
+        let secs = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let head = format!(
+            "failures={} until={} clone={} launched={} reason=",
+            self.failures,
+            secs(&self.until),
+            self.clone,
+            secs(&self.launched)
+        );
+        let room = TAG_VALUE_MAX.saturating_sub(head.chars().count());
+        let reason: String = self
+            .reason
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .take(room)
+            .collect();
+        head + &reason
+    }
+}
+
+/// Reads `spotswap:launch-backoff`: `Ok(None)` when absent, `Err` with the value when
+/// unreadable.
+pub fn launch_backoff(tags: &BTreeMap<String, String>) -> Result<Option<LaunchBackoff>, String> {
+    let Some(v) = tags.get(LAUNCH_BACKOFF) else {
+        return Ok(None);
+    };
+    let fields: BTreeMap<&str, &str> = v
+        .split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .collect();
+    let time = |k: &str| {
+        fields
+            .get(k)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let parsed = (|| {
+        Some(LaunchBackoff {
+            failures: fields.get("failures")?.parse().ok().filter(|n| *n > 0)?,
+            until: time("until")?,
+            clone: fields.get("clone")?.to_string(),
+            launched: time("launched")?,
+            reason: fields.get("reason").unwrap_or(&"").to_string(),
+        })
+    })();
+    parsed.map(Some).ok_or_else(|| v.clone())
 }
 
 /// One entry of `spotswap:interrupted`: a spot pool that interrupted the group, and when.
@@ -333,5 +407,50 @@ mod tests {
                 assert_eq!(left_out.last().map(String::as_str), Some("team"));
             }
         }
+    }
+
+    #[test]
+    fn a_launch_backoff_round_trips_through_its_tag_and_a_bad_value_is_refused() {
+        let b = LaunchBackoff {
+            failures: 3,
+            until: at("2026-11-29T12:40:00Z"),
+            clone: "i-0abc".into(),
+            launched: at("2026-11-29T11:58:10Z"),
+            reason: "Client.InternalError".into(),
+        };
+        let value = b.value();
+        assert_eq!(
+            value,
+            "failures=3 until=2026-11-29T12:40:00Z clone=i-0abc \
+             launched=2026-11-29T11:58:10Z reason=Client.InternalError"
+        );
+        let back = launch_backoff(&tags(&[(LAUNCH_BACKOFF, &value)])).unwrap();
+        assert_eq!(back, Some(b.clone()));
+        assert_eq!(launch_backoff(&tags(&[])).unwrap(), None);
+        for bad in [
+            "",
+            "3",
+            "failures=0 until=2026-11-29T12:40:00Z clone=i-1 launched=2026-11-29T11:58:10Z",
+            "failures=x until=2026-11-29T12:40:00Z clone=i-1 launched=2026-11-29T11:58:10Z",
+            "failures=1 until=noon clone=i-1 launched=2026-11-29T11:58:10Z",
+            "failures=1 until=2026-11-29T12:40:00Z launched=2026-11-29T11:58:10Z",
+        ] {
+            assert_eq!(
+                launch_backoff(&tags(&[(LAUNCH_BACKOFF, bad)])),
+                Err(bad.to_string()),
+                "{bad:?}"
+            );
+        }
+        // A long reason is cut to fit AWS's 256 characters, and never breaks the format.
+        let long = LaunchBackoff {
+            reason: "x y".repeat(200),
+            ..b
+        };
+        let value = long.value();
+        assert_eq!(value.chars().count(), TAG_VALUE_MAX);
+        let back = launch_backoff(&tags(&[(LAUNCH_BACKOFF, &value)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.failures, 3);
     }
 }

@@ -204,7 +204,8 @@ pub trait Inventory: Send + Sync {
         ids: &[String],
     ) -> impl Future<Output = Result<Vec<Instance>, CloudError>> + Send;
 
-    /// Every live instance carrying the `spotswap:group` tag (`DescribeInstances`, tag filter).
+    /// Every instance carrying the `spotswap:group` tag (`DescribeInstances`, tag filter), in
+    /// any state: terminated ones too, for as long as EC2 lists them (about an hour).
     fn clones(&self) -> impl Future<Output = Result<Vec<Instance>, CloudError>> + Send;
 
     /// The groups instances belong to (`DescribeAutoScalingInstances`); absent ids belong to

@@ -200,9 +200,6 @@ pub struct LaunchState<'a> {
     pub unready: u32,
     /// Clones that stay in flight (waiting or being swapped in this pass).
     pub kept: Vec<&'a Instance>,
-    /// Instances whose clone this pass terminates as stuck, by that clone: they wait one pass
-    /// before the next try, so a launch that keeps failing costs one clone per pass at most.
-    pub retry_next_pass: BTreeMap<&'a str, &'a str>,
 }
 
 /// Swaps in ready clones and lets the others wait, within the on-demand floor: a spot clone
@@ -323,15 +320,6 @@ pub fn swaps<'a>(
             out.push(d);
         }
     }
-    state.retry_next_pass = book
-        .orphans
-        .iter()
-        .filter(|(_, r)| matches!(r, OrphanReason::Timeout | OrphanReason::NotRunning))
-        .map(|(c, _)| {
-            let (_, replaces) = protocol::clone_of(c).expect("clones are tagged");
-            (replaces, c.instance_id.as_str())
-        })
-        .collect();
     state
 }
 

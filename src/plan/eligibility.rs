@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::model::{Ami, Group, LaunchRef, Snapshot};
-use crate::protocol::{self, Interruption};
+use crate::protocol::{self, Interruption, LaunchBackoff};
 use crate::schedule::ScheduleState;
 use crate::settings::GroupSettings;
 
@@ -24,6 +24,8 @@ pub struct ProtocolState {
     pub leftover_max: Option<u32>,
     /// Pools that recently interrupted the group's instances.
     pub interruptions: Vec<Interruption>,
+    /// The group's launch back-off, if its clones have been dying.
+    pub launch_backoff: Option<LaunchBackoff>,
 }
 
 /// Reads the group's protocol tags; an unreadable one leaves the group untouched.
@@ -38,9 +40,15 @@ pub fn protocol_state(group: &Group) -> Result<ProtocolState, Skip> {
             tag: protocol::INTERRUPTED.into(),
             value,
         })?;
+    let launch_backoff =
+        protocol::launch_backoff(&group.tags).map_err(|value| Skip::InvalidProtocolTag {
+            tag: protocol::LAUNCH_BACKOFF.into(),
+            value,
+        })?;
     Ok(ProtocolState {
         leftover_max,
         interruptions,
+        launch_backoff,
     })
 }
 
@@ -268,7 +276,8 @@ mod tests {
             protocol_state(&g),
             Ok(ProtocolState {
                 leftover_max: None,
-                interruptions: vec![]
+                interruptions: vec![],
+                launch_backoff: None,
             })
         );
         g.tags = tags(&[(protocol::MAX_SIZE, "3")]);
@@ -285,6 +294,11 @@ mod tests {
         assert!(matches!(
             protocol_state(&g),
             Err(Skip::InvalidProtocolTag { tag, .. }) if tag == protocol::INTERRUPTED
+        ));
+        g.tags = tags(&[(protocol::LAUNCH_BACKOFF, "failures=2")]);
+        assert!(matches!(
+            protocol_state(&g),
+            Err(Skip::InvalidProtocolTag { tag, .. }) if tag == protocol::LAUNCH_BACKOFF
         ));
     }
 

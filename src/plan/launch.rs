@@ -62,13 +62,6 @@ impl GroupLaunches<'_> {
             if state.in_flight.contains(id) {
                 continue;
             }
-            if let Some(clone) = state.retry_next_pass.get(id) {
-                let skip = Skip::PreviousCloneTerminated {
-                    clone: clone.to_string(),
-                };
-                out.push(costs::instance_skip(g, id, skip));
-                continue;
-            }
             let member = group.member(id).expect("ids come from members");
             let instance = ctx
                 .snap()
@@ -191,13 +184,6 @@ impl GroupLaunches<'_> {
         let mut victims: Vec<&Instance> = Vec::new();
         for id in &state.spot_ids {
             if state.in_flight.contains(id) {
-                continue;
-            }
-            if let Some(clone) = state.retry_next_pass.get(id) {
-                let skip = Skip::PreviousCloneTerminated {
-                    clone: clone.to_string(),
-                };
-                out.push(costs::instance_skip(g, id, skip));
                 continue;
             }
             let member = group.member(id).expect("ids come from members");

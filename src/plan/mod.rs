@@ -9,12 +9,14 @@
 //! It runs in stages, one file each: [`inputs`] (each group's settings and pricing, resolved
 //! once), [`eligibility`] (may spotswap change the group now, and what does it launch),
 //! [`clones`] (the bookkeeping of clones already launched: swaps, completions, orphans, MaxSize
-//! restores) and [`launch`] (which instances get a clone, of which types). [`costs`] puts
-//! prices on every decision.
+//! restores), [`backoff`] (a group whose clones keep dying waits before it launches again)
+//! and [`launch`] (which instances get a clone, of which types). [`costs`] puts prices on
+//! every decision.
 //!
 //! Pure: no I/O, no clock (`now` is passed in), no logging, no randomness. Iteration is over
 //! sorted maps and explicit sorts, so the same input gives the same plan.
 
+pub mod backoff;
 pub mod clones;
 pub mod costs;
 pub mod eligibility;
@@ -176,6 +178,7 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
     let max_size =
         clones::restore_max_size(group, state.leftover_max, after_completions.desired, out);
     clones::terminate_orphans(g, &book, out);
+    let backing_off = backoff::check(g, state.launch_backoff.as_ref(), &book, out);
 
     if let Some(skip) = blocked {
         out.push(costs::group_skip(g, skip));
@@ -189,6 +192,11 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
         }
     };
     let next = clones::swaps(g, policy, &book, &after_completions, max_size, out);
+    if let Some(skip) = backing_off {
+        // Ready clones are swapped in; no new launch until the cool-down is over.
+        out.push(costs::group_skip(g, skip));
+        return;
+    }
     let launches = launch::GroupLaunches {
         g,
         policy,

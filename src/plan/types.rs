@@ -7,12 +7,14 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strum::{EnumDiscriminants, IntoStaticStr};
 
 use crate::compat::Reason;
 use crate::model::{InstanceState, LaunchRef, Os, PriceSource};
 use crate::pricing::PriceUsed;
+use crate::protocol::LaunchBackoff;
 
 /// A pass's decisions for one region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +140,14 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tags_left_out: Vec<String>,
     },
+    /// The group's clones died before they were swapped in (terminated at boot, stuck, or
+    /// reclaimed first): record one more failure in `spotswap:launch-backoff`, naming the last
+    /// clone and its state reason; launches wait until `until`.
+    BackOff { backoff: LaunchBackoff },
+    /// A clone launched since the last failure booted and is ready: the back-off is over, so
+    /// `spotswap:launch-backoff` is removed and a later failure starts from the first
+    /// cool-down again.
+    EndBackOff { failures: u32 },
     /// Attach a ready clone, then terminate the on-demand instance through the group with
     /// `ShouldDecrementDesiredCapacity=true`; raise and restore MaxSize around it when full.
     Swap {
@@ -304,9 +314,14 @@ pub enum Skip {
         clone: String,
         original: u32,
     },
-    /// This pass terminates the instance's stuck clone; the next pass may try again.
-    PreviousCloneTerminated {
+    /// The group's clones keep dying before they are swapped in: no launch until `until`
+    /// (the cool-down doubles with each failure in a row). `clone` is the last one that died,
+    /// `state_reason` EC2's reason for it (or how spotswap found it stuck).
+    BackingOff {
+        failures: u32,
+        until: DateTime<Utc>,
         clone: String,
+        state_reason: String,
     },
 }
 

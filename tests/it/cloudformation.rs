@@ -669,7 +669,7 @@ fn group_writes_need_the_opt_in_tag_unless_it_is_empty() {
     .collect();
     assert_eq!(granted, expected);
 
-    let state_tags = json!([tags::MAX_SIZE, tags::INTERRUPTED]);
+    let state_tags = json!([tags::MAX_SIZE, tags::INTERRUPTED, tags::LAUNCH_BACKOFF]);
     for s in statements(scoped) {
         assert_eq!(
             s["Condition"]["StringLike"],

@@ -749,3 +749,136 @@ async fn on_plain_moto_a_call_it_lacks_skips_each_group_with_the_reason_and_the_
         "{region}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_that_dies_before_its_swap_makes_its_group_back_off_through_a_group_tag() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 2, 4)
+                .grace_secs(3600),
+        )
+        .await;
+    let first = w.pass(&[]).await;
+    assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
+    let (clone, _) = w.clones().await.into_iter().next().expect("a clone");
+    // The clone stops before its swap (a boot script that halts it, say).
+    w.account
+        .ec2
+        .stop_instances()
+        .instance_ids(&clone)
+        .send()
+        .await
+        .unwrap();
+
+    let second = w.pass(&[]).await;
+    assert_eq!(second.totals.orphans_terminated, 1, "{second:#?}");
+    assert_eq!(second.totals.clones_launched, 0, "{second:#?}");
+    let tags: BTreeMap<String, String> = w
+        .account
+        .group("web")
+        .await
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let tag = tags
+        .get("spotswap:launch-backoff")
+        .unwrap_or_else(|| panic!("no back-off tag: {tags:?}"));
+    assert!(tag.starts_with("failures=1 "), "{tag}");
+    assert!(tag.contains(&format!("clone={clone}")), "{tag}");
+    assert!(tag.ends_with("reason=not-running:stopped"), "{tag}");
+
+    // The next pass reads the tag back: no launch, the reason in the plan, and the clone,
+    // now listed as terminated by spotswap's own call, is not counted twice.
+    let third = w.pass(&[]).await;
+    assert_eq!(third.totals.clones_launched, 0, "{third:#?}");
+    let plan = third.regions[0].plan.as_ref().unwrap();
+    let skip = plan
+        .skips()
+        .find_map(|(_, s)| match s {
+            Skip::BackingOff {
+                failures,
+                clone: c,
+                state_reason,
+                ..
+            } => Some((*failures, c.clone(), state_reason.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no back-off skip: {plan:#?}"));
+    assert_eq!(skip, (1, clone, "not-running:stopped".to_string()));
+    assert!(plan.actions().next().is_none(), "nothing to do: {plan:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raised_on_demand_floor_is_met_again_with_an_on_demand_instance_of_the_groups_type() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 2, 4)
+                .grace_secs(1),
+        )
+        .await;
+    let settings = [("replacements-per-pass", "100%")];
+    w.converge("web", 0, &settings).await;
+    assert!(w.members("web").await.values().all(|spot| *spot));
+
+    // The operator raises the floor to one on-demand instance.
+    w.account
+        .autoscaling
+        .create_or_update_tags()
+        .tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .resource_id("web")
+                .resource_type("auto-scaling-group")
+                .key("spotswap:min-on-demand-number")
+                .value("1")
+                .propagate_at_launch(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut restored = false;
+    for pass in 1..=6 {
+        let report = w.pass(&settings).await;
+        assert_eq!(report.totals.failures, 0, "pass {pass}: {report:#?}");
+        let g = w.account.group("web").await;
+        assert_eq!(
+            g.desired_capacity(),
+            Some(2),
+            "pass {pass}: desired capacity"
+        );
+        let members = w.members("web").await;
+        assert!(
+            members.len() >= 2,
+            "pass {pass}: capacity dipped: {members:?}"
+        );
+        if members.values().filter(|spot| !**spot).count() == 1
+            && w.unattached_clones("web").await == 0
+        {
+            restored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    assert!(
+        restored,
+        "the floor was not met: {:?}",
+        w.members("web").await
+    );
+    let members = w.members("web").await;
+    let (od, _) = members.iter().find(|(_, spot)| !**spot).unwrap();
+    let i = w.account.instance(od).await;
+    assert_eq!(i.instance_type().map(|t| t.as_str()), Some("m5.large"));
+    assert!(i.instance_lifecycle().is_none(), "on-demand: {i:?}");
+    let tags = w.account.tags_of(od).await;
+    assert_eq!(tags.get("spotswap:group").map(String::as_str), Some("web"));
+}

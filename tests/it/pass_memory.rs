@@ -371,7 +371,9 @@ impl Account {
                 g.tags
                     .keys()
                     .filter(|k| k.starts_with("spotswap:"))
-                    .all(|k| k == tags::MAX_SIZE || k.starts_with("spotswap:min-on-demand")),
+                    .all(|k| k == tags::MAX_SIZE
+                        || k == tags::LAUNCH_BACKOFF
+                        || k.starts_with("spotswap:min-on-demand")),
                 "{}: unexpected spotswap tags on the group: {:?}",
                 base.name,
                 g.tags
@@ -1230,6 +1232,22 @@ async fn a_clone_lost_before_its_swap_is_relaunched_by_a_later_pass() {
     account.cloud.interrupt(REGION, &lost);
     account.wait();
 
+    // A clone that died before its swap makes the group back off for the first cool-down,
+    // naming the clone and EC2's reason.
+    let report = account.pass(&settings).await;
+    assert_eq!(
+        backing_off(&report),
+        Some(Skip::BackingOff {
+            failures: 1,
+            until: account.cloud.now() + TimeDelta::minutes(10),
+            clone: lost.clone(),
+            state_reason: "Server.SpotInstanceTermination".into(),
+        }),
+        "{report:#?}"
+    );
+    assert!(outcomes(&report, ActionKind::LaunchClone).is_empty());
+    account.cloud.advance(Duration::from_secs(600));
+
     let report = account.pass(&settings).await;
 
     assert_eq!(report.exit_code(), 0);
@@ -1790,4 +1808,97 @@ async fn on_demand_instances_lost_to_scale_in_are_brought_back_within_the_batch_
     assert_eq!(market_count(&members, Market::Spot), 2, "{members:#?}");
     assert_eq!(launched, 2, "the two left after the first pass");
     assert_eq!(account.group("web").desired_capacity, 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clones that die at boot
+// ---------------------------------------------------------------------------------------------
+
+/// The group's back-off skip in a report, if any.
+fn backing_off(report: &PassReport) -> Option<Skip> {
+    region(report)
+        .plan
+        .iter()
+        .flat_map(|p| p.skips())
+        .find(|(_, s)| matches!(s, Skip::BackingOff { .. }))
+        .map(|(_, s)| s.clone())
+}
+
+#[tokio::test]
+async fn a_group_whose_clones_die_at_boot_backs_off_longer_each_time_and_recovers_once_one_boots() {
+    let mut account = Account::new();
+    account.add_group("web", 2, 4, &[]);
+    let settings = Settings::from_pairs([("replacements-per-pass", "1")]).unwrap();
+    // Every clone dies at boot, as with volumes under a KMS key the role cannot use.
+    account
+        .cloud
+        .set_boot_failure(REGION, Some("Client.InternalError"));
+
+    // Two hours of passes every five minutes: without a back-off, 24 clones.
+    let mut launched = Vec::new();
+    let mut backoffs = Vec::new();
+    for _ in 0..24 {
+        let report = account.pass(&settings).await;
+        assert_eq!(report.exit_code(), 0, "{report:#?}");
+        for o in outcomes(&report, ActionKind::LaunchClone) {
+            if let Status::Done {
+                instance_id: Some(id),
+                ..
+            } = &o.status
+            {
+                launched.push(id.clone());
+            }
+        }
+        for (_, a) in actions(&report) {
+            if let Action::BackOff { backoff } = a {
+                backoffs.push(backoff.clone());
+            }
+        }
+        if let Some(Skip::BackingOff {
+            clone,
+            state_reason,
+            ..
+        }) = backing_off(&report)
+        {
+            assert!(launched.contains(&clone), "{clone} is one of ours");
+            assert_eq!(state_reason, "Client.InternalError");
+            assert!(
+                outcomes(&report, ActionKind::LaunchClone).is_empty(),
+                "no launch while backing off: {report:#?}"
+            );
+        }
+        account.wait();
+    }
+    // A death is seen the pass after the launch, then the cool-down doubles (10, 20, 40,
+    // 80 minutes): launches at 0, 15, 40 and 85 minutes, each failure counted once, in a row.
+    assert_eq!(launched.len(), 4, "{launched:?}");
+    let counts: Vec<u32> = backoffs.iter().map(|b| b.failures).collect();
+    assert_eq!(counts, [1, 2, 3, 4], "{backoffs:#?}");
+    for b in &backoffs {
+        assert_eq!(b.reason, "Client.InternalError");
+        assert!(launched.contains(&b.clone));
+    }
+    let tag = account.group("web").tags[tags::LAUNCH_BACKOFF].clone();
+    assert!(tag.starts_with("failures=4 "), "{tag}");
+    assert!(tag.contains(launched.last().unwrap()), "{tag}");
+
+    // The cause is fixed: once the cool-down is over, a clone boots, is swapped in, and the
+    // back-off ends.
+    account.cloud.set_boot_failure(REGION, None);
+    let mut ended = false;
+    for _ in 0..60 {
+        account.wait();
+        let report = account.pass(&settings).await;
+        ended |= actions(&report)
+            .iter()
+            .any(|(_, a)| matches!(a, Action::EndBackOff { failures: 4 }));
+        if ended && account.unattached_clones().is_empty() {
+            break;
+        }
+    }
+    assert!(ended, "the back-off never ended");
+    let g = account.group("web");
+    assert!(!g.tags.contains_key(tags::LAUNCH_BACKOFF), "{:?}", g.tags);
+    let members = account.members("web");
+    assert!(market_count(&members, Market::Spot) >= 1, "{members:#?}");
 }

@@ -827,17 +827,18 @@ fn a_ready_clone_past_the_timeout_is_swapped_rather_than_replaced() {
 }
 
 #[test]
-fn an_instance_whose_stuck_clone_is_terminated_waits_a_pass_for_the_next() {
+fn a_stuck_clone_terminated_by_the_timeout_makes_its_group_back_off() {
     let plan = default_way(&[]).plan(with_clone_in(Duration::hours(2), InstanceState::Pending));
     assert!(orphaned(&plan));
-    assert!(
-        launches(&plan).iter().all(|l| l.replaces != instance_id(0)),
-        "{plan:#?}"
-    );
-    let waits = plan.skips().any(|(d, s)| {
-        d.instance.as_deref() == Some(instance_id(0).as_str())
-            && matches!(s, Skip::PreviousCloneTerminated { .. })
+    assert!(launches(&plan).is_empty(), "{plan:#?}");
+    let recorded = plan.actions().any(|(_, a)| {
+        matches!(a, Action::BackOff { backoff } if backoff.failures == 1
+            && backoff.reason == "timeout:pending")
     });
+    assert!(recorded, "{plan:#?}");
+    let waits = plan
+        .skips()
+        .any(|(d, s)| d.instance.is_none() && matches!(s, Skip::BackingOff { failures: 1, .. }));
     assert!(waits, "{plan:#?}");
 }
 

@@ -400,6 +400,17 @@ fn describe_action(a: &Action) -> String {
             "restore MaxSize {current} -> {restored} (desired capacity allows no lower yet; \
              the rest in a later pass)"
         ),
+        Action::BackOff { backoff: b } => format!(
+            "back off: clone {} died before its swap ({}), failure {} in a row; no launch \
+             until {}",
+            b.clone,
+            b.reason,
+            b.failures,
+            b.until.format("%Y-%m-%d %H:%M UTC")
+        ),
+        Action::EndBackOff { failures } => {
+            format!("end back-off: a clone booted after {failures} failures in a row")
+        }
     }
 }
 

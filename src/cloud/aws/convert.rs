@@ -114,6 +114,7 @@ pub fn instance(i: &ec2::Instance) -> Option<Instance> {
             _ => Market::OnDemand,
         },
         state,
+        state_reason: i.state_reason().and_then(|r| r.code()).map(str::to_string),
         launch_time: time(i.launch_time()).unwrap_or(DateTime::UNIX_EPOCH),
         image_id: i.image_id().map(str::to_string),
         // Auto Scaling tags its members; membership is confirmed separately for clones.

@@ -460,14 +460,10 @@ impl Inventory for AwsRegion {
     }
 
     async fn clones(&self) -> Result<Vec<Instance>, CloudError> {
-        self.describe_instances(vec![
-            filter("tag-key", [crate::protocol::GROUP]),
-            filter(
-                "instance-state-name",
-                ["pending", "running", "stopping", "stopped"],
-            ),
-        ])
-        .await
+        // Every state: a clone that died before its swap (still listed for about an hour) is
+        // what makes its group back off.
+        self.describe_instances(vec![filter("tag-key", [crate::protocol::GROUP])])
+            .await
     }
 
     async fn group_membership(

@@ -97,6 +97,7 @@ impl Actuator for MemoryRegion {
                 subnet_id: l.subnet_id.clone(),
                 market: l.market,
                 state: InstanceState::Pending,
+                state_reason: None,
                 launch_time: ctx.clock.now,
                 image_id: Some(l.spec.image_id.clone()),
                 auto_scaling_group: None,
@@ -106,6 +107,10 @@ impl Actuator for MemoryRegion {
                 ctx.region
                     .client_tokens
                     .insert(l.client_token.clone(), id.clone());
+            }
+            // EC2 accepts the launch; the instance then dies at boot.
+            if let Some(reason) = ctx.region.boot_failure.clone() {
+                ctx.terminate(&id, false, &reason);
             }
             Ok(id)
         })
@@ -179,7 +184,7 @@ impl Actuator for MemoryRegion {
                 }
                 g.desired_capacity -= 1;
             }
-            ctx.terminate(instance, !decrement_desired);
+            ctx.terminate(instance, !decrement_desired, protocol::USER_INITIATED_SHUTDOWN);
             Ok(())
         })
         .await
@@ -239,7 +244,7 @@ impl Actuator for MemoryRegion {
                 ));
             }
             for id in instances {
-                ctx.terminate(id, true);
+                ctx.terminate(id, true, protocol::USER_INITIATED_SHUTDOWN);
             }
             Ok(())
         })

@@ -178,6 +178,7 @@ impl InstanceBuilder {
                 subnet_id: None,
                 market: Market::OnDemand,
                 state: InstanceState::Running,
+                state_reason: None,
                 launch_time: state::start(),
                 image_id: None,
                 auto_scaling_group: None,

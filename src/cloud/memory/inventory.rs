@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::MemoryRegion;
 use crate::catalog::Catalog;
@@ -94,9 +94,18 @@ impl Inventory for MemoryRegion {
     async fn clones(&self) -> Result<Vec<Instance>, CloudError> {
         self.run(|ctx| {
             let r = &mut *ctx.region;
-            let instances = &r.instances;
-            r.clones
-                .retain(|id| instances.get(id).is_some_and(|i| !i.state.is_gone()));
+            let (instances, terminated_at) = (&r.instances, &r.terminated_at);
+            // EC2 lists a terminated instance for about an hour (EC2 User Guide, "Terminate
+            // Amazon EC2 instances"); after that it is gone from every answer.
+            let visible = |id: &String| {
+                instances.get(id).is_some_and(|i| {
+                    !i.state.is_gone()
+                        || terminated_at
+                            .get(id)
+                            .is_some_and(|t| ctx.clock.now - *t < TimeDelta::hours(1))
+                })
+            };
+            r.clones.retain(visible);
             let found: Vec<Instance> = r
                 .clones
                 .iter()

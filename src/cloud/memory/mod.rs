@@ -344,10 +344,21 @@ impl MemoryCloud {
         })
     }
 
+    /// Makes every later launch die at boot with EC2 state reason `reason` (for example
+    /// `Client.InternalError`, as for volumes under an unusable KMS key); `None` heals it.
+    pub fn set_boot_failure(&self, region: &str, reason: Option<&str>) -> &Self {
+        self.with_region(region, |ctx| {
+            ctx.region.boot_failure = reason.map(str::to_string);
+        });
+        self
+    }
+
     /// Reclaims a spot instance as a spot interruption would: it terminates, and if it was a
     /// group member, the group launches an on-demand replacement.
     pub fn interrupt(&self, region: &str, id: &str) -> &Self {
-        self.with_region(region, |ctx| ctx.terminate(id, true));
+        self.with_region(region, |ctx| {
+            ctx.terminate(id, true, "Server.SpotInstanceTermination")
+        });
         self
     }
 

@@ -89,6 +89,12 @@ pub(super) struct RegionState {
     pub(super) instances: BTreeMap<String, Instance>,
     /// Ids of instances tagged `spotswap:group`, so `clones()` reads no other instance.
     pub(super) clones: BTreeSet<String>,
+    /// When each terminated instance was terminated: EC2 lists a terminated instance for
+    /// about an hour afterwards.
+    pub(super) terminated_at: HashMap<String, DateTime<Utc>>,
+    /// Launches die at boot with this `StateReason` code (a clone that can never boot, such
+    /// as one whose volumes use an unusable KMS key), when set.
+    pub(super) boot_failure: Option<String>,
     /// Instance id -> group name, for every group member.
     pub(super) membership: HashMap<String, String>,
     pub(super) launch_configs: BTreeMap<String, LaunchSpec>,
@@ -277,6 +283,7 @@ impl Ctx<'_> {
             subnet_id: like.and_then(|i| i.subnet_id.clone()),
             market: Market::OnDemand,
             state: InstanceState::Pending,
+            state_reason: None,
             launch_time: self.clock.now,
             image_id: spec
                 .map(|s| s.image_id)
@@ -305,8 +312,9 @@ impl Ctx<'_> {
         self.launch_member(group, &instance_type, &gone.availability_zone, Some(gone));
     }
 
-    /// Terminates an instance; a group member leaves its group, which replaces it if `replace`.
-    pub(super) fn terminate(&mut self, id: &str, replace: bool) {
+    /// Terminates an instance for `reason` (EC2's `StateReason` code); a group member leaves
+    /// its group, which replaces it if `replace`.
+    pub(super) fn terminate(&mut self, id: &str, replace: bool, reason: &str) {
         let Some(i) = self.region.instances.get_mut(id) else {
             return;
         };
@@ -314,6 +322,10 @@ impl Ctx<'_> {
             return;
         }
         i.state = InstanceState::Terminated;
+        i.state_reason = Some(reason.to_string());
+        self.region
+            .terminated_at
+            .insert(id.to_string(), self.clock.now);
         let gone = i.clone();
         let group = self.region.remove_member(id);
         if let Some(group) = group
