@@ -174,7 +174,7 @@ pub const SETTINGS: &[SettingDef] = &[
         "25%",
         Scope::Group,
         None,
-        "Clones launched per group per pass: a number, or a percentage of the replaceable instances (at least one)",
+        "Clones in flight per group per pass: a number, or a percentage of the group's in-service instances above its on-demand floor (at least one), so a group converts in about 100 / percentage passes",
     ),
     def(
         "spot-price-window-minutes",

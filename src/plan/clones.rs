@@ -194,6 +194,8 @@ pub struct LaunchState<'a> {
     pub on_demand: u32,
     /// On-demand instances the group keeps.
     pub keep: u32,
+    /// In-service instances (not leaving).
+    pub in_service: u32,
     /// Instances that already have a clone.
     pub in_flight: BTreeSet<&'a str>,
     /// Clones still waiting after this pass.
@@ -244,6 +246,7 @@ pub fn swaps<'a>(
         on_demand_ids,
         spot_ids: ids_on(Market::Spot),
         keep,
+        in_service: in_service.len() as u32,
         ..LaunchState::default()
     };
     // On-demand clones first: they raise the count the spot clones are judged against.

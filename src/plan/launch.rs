@@ -105,9 +105,12 @@ impl GroupLaunches<'_> {
 
         let room = state.on_demand.saturating_sub(state.keep);
         let replaceable = (victims.len() as u32).min(room);
-        let allowance = policy
-            .replacements_per_pass
-            .allowance(replaceable + state.unready);
+        // The batch is a share of what the group converts in all (its in-service instances
+        // above the floor), not of what is left: a share of what is left shrinks every pass,
+        // and a group of N would take many more than N / batch passes. Clones still in flight
+        // count against it.
+        let convertible = state.in_service.saturating_sub(state.keep);
+        let allowance = policy.replacements_per_pass.allowance(convertible);
         let limit = allowance.saturating_sub(state.unready).min(replaceable);
 
         // Types already in use in the group, so launches rotate over the cheapest pools.

@@ -1902,3 +1902,32 @@ async fn a_group_whose_clones_die_at_boot_backs_off_longer_each_time_and_recover
     let members = account.members("web");
     assert!(market_count(&members, Market::Spot) >= 1, "{members:#?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Convergence
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_group_of_n_converts_in_n_over_the_batch_plus_one_passes() {
+    // (instances, replacements-per-pass, passes that act: ceil(N / batch) + 1)
+    let cases = [
+        (20, "25%", 5),
+        (60, "25%", 5),
+        (200, "25%", 5),
+        (20, "3", 8),
+    ];
+    for (n, budget, want) in cases {
+        let mut account = Account::new();
+        account.add_group("web", n, n + 10, &[]);
+        let settings = Settings::from_pairs([("replacements-per-pass", budget)]).unwrap();
+        let reports = account.converge(&settings).await;
+        let acting = reports.iter().filter(|r| !actions(r).is_empty()).count();
+        assert_eq!(acting, want, "{n} instances at {budget}");
+        let members = account.members("web");
+        assert_eq!(
+            market_count(&members, Market::Spot),
+            n as usize,
+            "{n} at {budget}"
+        );
+    }
+}
