@@ -177,6 +177,13 @@ pub const SETTINGS: &[SettingDef] = &[
         "Clones in flight per group per pass: a number, or a percentage of the group's in-service instances above its on-demand floor (at least one), so a group converts in about 100 / percentage passes",
     ),
     def(
+        "pools-per-az",
+        "3",
+        Scope::Group,
+        None,
+        "Spot pools (type and AZ) a group's spot instances spread over in each AZ: launches take the least used of this many cheapest pools, so one pool's interruption takes out a share of the group, not all of it",
+    ),
+    def(
         "spot-price-window-minutes",
         "60",
         Scope::Group,
@@ -335,6 +342,8 @@ pub struct GroupSettings {
     /// `None`: price the group as the OS its AMI runs.
     pub spot_product_description: Option<String>,
     pub replacements_per_pass: Budget,
+    /// Spot pools per AZ a group's launches rotate over, least used first.
+    pub pools_per_az: u32,
     pub spot_price_window_minutes: u32,
     pub cron_schedule: Schedule,
     pub cron_timezone: Tz,
@@ -609,6 +618,7 @@ fn parse_group<'v>(
             parse_product(v).map(P::Product)
         }),
         field("replacements-per-pass", &|v| parse_budget(v).map(P::Budget)),
+        field("pools-per-az", &|v| parse_pools(v).map(P::Count)),
         field("spot-price-window-minutes", &|v| {
             parse_window(v).map(P::Count)
         }),
@@ -642,6 +652,7 @@ fn parse_group<'v>(
         on_demand_price_multiplier: next().number(),
         spot_product_description: next().product(),
         replacements_per_pass: next().budget(),
+        pools_per_az: next().count(),
         spot_price_window_minutes: next().count(),
         cron_schedule: next().schedule(),
         cron_timezone: next().timezone(),
@@ -721,6 +732,13 @@ fn parse_budget(v: &str) -> Result<Budget, String> {
         parse_count(v)
             .map(Budget::Count)
             .map_err(|_| "expected a whole number (3) or a percentage (25%)".to_string())
+    }
+}
+
+fn parse_pools(v: &str) -> Result<u32, String> {
+    match parse_count(v)? {
+        0 => Err("expected at least 1 pool".into()),
+        n => Ok(n),
     }
 }
 

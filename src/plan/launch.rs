@@ -6,8 +6,9 @@
 //! batch never drains one AZ. For each, every known instance type is judged: compatibility
 //! ([`crate::compat`]), offering in the AZ, the interruption cool-down, and a known spot price
 //! at most the on-demand price times the multiplier (an unknown price is never "free"). The
-//! eligible types are ranked so launches rotate over the cheapest few pools instead of racing
-//! to the single cheapest one, which concentrates interruptions. Pure.
+//! eligible types are ranked by price, the closest in size first at equal prices, and launches
+//! rotate over the `pools-per-az` cheapest pools of the instance's AZ, least used first, instead
+//! of racing to the single cheapest one, which concentrates interruptions. Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,10 +24,10 @@ use super::clones::LaunchState;
 use super::eligibility::Launch;
 use super::{Action, Candidate, Ctx, Decision, GroupCtx, Skip, Verdict, costs};
 
-/// How many of the cheapest compatible types a group's launches rotate over, least used first.
-/// Racing to the single cheapest pool concentrates interruptions; three pools keep most of the
-/// saving while no one interruption takes out the group.
-pub const DIVERSITY_WIDTH: usize = 3;
+/// Candidates whose spot prices are this close (relative to the cheaper) count as the same
+/// price, and the one closest in size to the replaced type ranks first: at equal prices a
+/// 48-vCPU clone of a 2-vCPU instance only wastes what it reserves (and its ENIs and IPs).
+pub const PRICE_MARGIN: f64 = 0.02;
 
 /// Candidate types handed to one launch, in order: capacity errors fall through to the next.
 pub const MAX_CANDIDATES: usize = 8;
@@ -113,18 +114,19 @@ impl GroupLaunches<'_> {
         let allowance = policy.replacements_per_pass.allowance(convertible);
         let limit = allowance.saturating_sub(state.unready).min(replaceable);
 
-        // Types already in use in the group, so launches rotate over the cheapest pools.
-        let mut usage: BTreeMap<String, u32> = BTreeMap::new();
+        // Pools (type and AZ) already in use in the group, so launches rotate over the
+        // cheapest pools of each AZ.
+        let mut usage: BTreeMap<Pool, u32> = BTreeMap::new();
         for m in &group.members {
             if let Some(i) = ctx.snap().instances.get(&m.instance_id)
                 && i.market == Market::Spot
             {
-                *usage.entry(i.instance_type.clone()).or_default() += 1;
+                *usage.entry(pool_of(i)).or_default() += 1;
             }
         }
         // Clones this pass terminates do not count: their pools are not in use any more.
         for c in &state.kept {
-            *usage.entry(c.instance_type.clone()).or_default() += 1;
+            *usage.entry(pool_of(c)).or_default() += 1;
         }
 
         let mut launched = 0u32;
@@ -150,10 +152,17 @@ impl GroupLaunches<'_> {
             }
             match launch_for(self, &usage, victim) {
                 Ok(d) => {
-                    if let Verdict::Act(Action::LaunchClone { candidates, .. }) = &d.verdict {
-                        *usage
-                            .entry(candidates[0].instance_type.clone())
-                            .or_default() += 1;
+                    if let Verdict::Act(Action::LaunchClone {
+                        candidates,
+                        availability_zone,
+                        ..
+                    }) = &d.verdict
+                    {
+                        let pool = (
+                            candidates[0].instance_type.clone(),
+                            availability_zone.clone(),
+                        );
+                        *usage.entry(pool).or_default() += 1;
                     }
                     out.push(d);
                     launched += 1;
@@ -254,6 +263,13 @@ impl GroupLaunches<'_> {
     }
 }
 
+/// A spot pool: instance type and AZ. Capacity and interruptions are per pool.
+pub type Pool = (String, String);
+
+fn pool_of(i: &Instance) -> Pool {
+    (i.instance_type.clone(), i.availability_zone.clone())
+}
+
 /// Orders instances so that consecutive picks come from the AZ with the most on-demand
 /// instances left, oldest instance first within an AZ: a batch never drains one AZ.
 pub fn spread_over_azs(victims: Vec<&Instance>) -> Vec<&Instance> {
@@ -289,7 +305,7 @@ pub fn spread_over_azs(victims: Vec<&Instance>) -> Vec<&Instance> {
 /// Chooses and ranks the candidate types for one instance, or says why there are none.
 fn launch_for(
     gl: &GroupLaunches,
-    usage: &BTreeMap<String, u32>,
+    usage: &BTreeMap<Pool, u32>,
     victim: &Instance,
 ) -> Result<Decision, Skip> {
     let GroupCtx {
@@ -346,7 +362,19 @@ fn launch_for(
     if ok.is_empty() {
         return Err(Skip::NoCheaperType { rejected });
     }
-    let candidates = rank(ok, usage);
+    let used = |t: &str| {
+        usage
+            .get(&(t.to_string(), az.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let types = &ctx.snap().instance_types;
+    let size = |t: &str| {
+        types
+            .get(t)
+            .map_or((u32::MAX, u64::MAX), |s| (s.vcpus, s.memory_mib))
+    };
+    let candidates = rank(ok, &used, &size, policy.pools_per_az as usize);
     let first = &candidates[0];
     let spot = PriceUsed {
         instance_type: first.instance_type.clone(),
@@ -414,22 +442,42 @@ fn judge(
     Ok(price)
 }
 
-/// Ranks eligible candidates: the [`DIVERSITY_WIDTH`] cheapest first, least used in the group
-/// first among them, then the rest by price. Ties break by name, so plans are stable.
-pub fn rank(mut ok: Vec<Candidate>, usage: &BTreeMap<String, u32>) -> Vec<Candidate> {
+/// Ranks one instance's eligible candidates: by price, prices within [`PRICE_MARGIN`] of each
+/// other counting as equal and then the smallest type (vCPUs, then memory) first; then the
+/// first `width` (the group's `pools-per-az`) reordered least used in the instance's AZ first,
+/// so the group spreads over that many pools per AZ. Ties break by name, so plans are stable.
+pub fn rank(
+    mut ok: Vec<Candidate>,
+    used: &dyn Fn(&str) -> u32,
+    size: &dyn Fn(&str) -> (u32, u64),
+    width: usize,
+) -> Vec<Candidate> {
     ok.sort_by(|a, b| {
         a.spot_price
             .total_cmp(&b.spot_price)
+            .then(size(&a.instance_type).cmp(&size(&b.instance_type)))
             .then(a.instance_type.cmp(&b.instance_type))
     });
-    let width = DIVERSITY_WIDTH.min(ok.len());
-    let used = |c: &Candidate| usage.get(&c.instance_type).copied().unwrap_or(0);
-    ok[..width].sort_by(|a, b| {
-        used(a)
-            .cmp(&used(b))
+    // Bands of prices within the margin of the band's cheapest; by size within a band.
+    let mut band = vec![0usize; ok.len()];
+    let mut start = 0;
+    for i in 1..ok.len() {
+        if ok[i].spot_price > ok[start].spot_price * (1.0 + PRICE_MARGIN) {
+            start = i;
+        }
+        band[i] = start;
+    }
+    let mut keyed: Vec<(usize, Candidate)> = band.into_iter().zip(ok).collect();
+    keyed.sort_by(|(ba, a), (bb, b)| {
+        ba.cmp(bb)
+            .then(size(&a.instance_type).cmp(&size(&b.instance_type)))
             .then(a.spot_price.total_cmp(&b.spot_price))
             .then(a.instance_type.cmp(&b.instance_type))
     });
+    let mut ok: Vec<Candidate> = keyed.into_iter().map(|(_, c)| c).collect();
+    let width = width.min(ok.len());
+    // A stable sort: among equally used pools, the ranking above holds.
+    ok[..width].sort_by_key(|c| used(&c.instance_type));
     ok.truncate(MAX_CANDIDATES);
     ok
 }
@@ -507,19 +555,75 @@ mod tests {
                 ],
             ),
         ];
+        let same_size = |_: &str| (2, 8192);
         for (usage, want) in cases {
             let usage: BTreeMap<String, u32> =
                 usage.iter().map(|(t, n)| (t.to_string(), *n)).collect();
-            assert_eq!(names(&rank(ok(), &usage)), want, "usage {usage:?}");
+            let used = |t: &str| usage.get(t).copied().unwrap_or(0);
+            assert_eq!(
+                names(&rank(ok(), &used, &same_size, 3)),
+                want,
+                "usage {usage:?}"
+            );
         }
+        let unused = |_: &str| 0;
+        // The width is the group's pools-per-az: with 1, the cheapest always leads.
+        let used = |t: &str| u32::from(t == "m5a.large");
+        assert_eq!(names(&rank(ok(), &used, &same_size, 1))[0], "m5a.large");
+        assert_eq!(names(&rank(ok(), &used, &same_size, 2))[0], "m6a.large");
         // Equal prices break by name, so plans are stable.
         let tied = vec![candidate("b", 0.04), candidate("a", 0.04)];
-        assert_eq!(names(&rank(tied, &BTreeMap::new())), ["a", "b"]);
+        assert_eq!(names(&rank(tied, &unused, &same_size, 3)), ["a", "b"]);
         // At most MAX_CANDIDATES go to a launch.
         let many: Vec<Candidate> = (0..20)
             .map(|i| candidate(&format!("t{i:02}"), 0.01 * f64::from(i + 1)))
             .collect();
-        assert_eq!(rank(many, &BTreeMap::new()).len(), MAX_CANDIDATES);
+        assert_eq!(rank(many, &unused, &same_size, 3).len(), MAX_CANDIDATES);
+    }
+
+    #[test]
+    fn at_equal_prices_the_type_closest_in_size_ranks_first() {
+        let sizes: BTreeMap<&str, (u32, u64)> = [
+            ("c5.24xlarge", (96, 196_608)),
+            ("c5.12xlarge", (48, 98_304)),
+            ("m5.xlarge", (4, 16_384)),
+            ("m5a.large", (2, 8192)),
+            ("r5.large", (2, 16_384)),
+        ]
+        .into_iter()
+        .collect();
+        let size = |t: &str| sizes[t];
+        let unused = |_: &str| 0;
+        // One price for everything (moto's constant spot price): smallest first.
+        let flat: Vec<Candidate> = sizes.keys().map(|t| candidate(t, 0.035)).collect();
+        assert_eq!(
+            names(&rank(flat, &unused, &size, 1)),
+            [
+                "m5a.large",
+                "r5.large",
+                "m5.xlarge",
+                "c5.12xlarge",
+                "c5.24xlarge"
+            ]
+        );
+        // Within 2% counts as equal; beyond it, price wins.
+        let near = vec![
+            candidate("c5.24xlarge", 0.0350),
+            candidate("m5a.large", 0.0356),
+            candidate("m5.xlarge", 0.0400),
+        ];
+        assert_eq!(
+            names(&rank(near, &unused, &size, 1)),
+            ["m5a.large", "c5.24xlarge", "m5.xlarge"]
+        );
+        let apart = vec![
+            candidate("c5.24xlarge", 0.030),
+            candidate("m5a.large", 0.035),
+        ];
+        assert_eq!(
+            names(&rank(apart, &unused, &size, 1)),
+            ["c5.24xlarge", "m5a.large"]
+        );
     }
 
     fn instance(id: &str, az: &str, launched: &str) -> Instance {

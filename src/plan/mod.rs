@@ -35,7 +35,7 @@ use crate::settings::{GroupPolicy, Settings};
 
 pub use crate::pricing::PriceUsed;
 pub use inputs::{GroupInputs, Inputs};
-pub use launch::{DIVERSITY_WIDTH, MAX_CANDIDATES};
+pub use launch::{MAX_CANDIDATES, PRICE_MARGIN};
 pub use types::*;
 
 /// Plans a pass over one region's snapshot, resolving each group's settings and pricing.

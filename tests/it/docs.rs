@@ -20,7 +20,7 @@ fn the_readme_settings_reference_is_the_generated_one() {
     assert!(
         readme.contains(&table),
         "README.md's settings table is stale: regenerate it with \
-         `cargo run -q -- settings --output markdown`"
+         `cargo run -q --bin spotswap -- settings --output markdown`"
     );
 }
 

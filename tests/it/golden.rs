@@ -545,12 +545,15 @@ fn after_a_crash_mid_swap_the_batch_counts_only_the_on_demand_instances_that_sta
 }
 
 #[test]
-fn launches_prefer_the_least_used_of_the_three_cheapest_types() {
+fn launches_prefer_the_least_used_of_the_three_cheapest_pools_of_their_az() {
     let plan = run("diversity");
     let firsts: Vec<&str> = launches(&plan).iter().map(|l| l.2[0]).collect();
-    // m5a.large is cheapest but already runs 3 of the group's instances; m6a.large and then
-    // m6i.large are unused. m5.large, fourth cheapest, is never first.
-    assert_eq!(firsts, ["m6a.large", "m6i.large"]);
+    // m5a.large is cheapest but already runs one of the group's instances in each AZ; m6a.large,
+    // next cheapest, is unused in both AZs launched in (a pool is a type in an AZ).
+    // m5.large, fourth cheapest, is never first.
+    assert_eq!(firsts, ["m6a.large", "m6a.large"]);
+    let azs: Vec<&str> = launches(&plan).iter().map(|l| l.1).collect();
+    assert_eq!(azs, ["us-east-1a", "us-east-1b"]);
     for l in launches(&plan) {
         assert_eq!(l.2.len(), 4, "all four priced types are candidates");
     }

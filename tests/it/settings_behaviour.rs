@@ -4,7 +4,7 @@
 //! settings are changed three ways: as a global value, as a `spotswap:<stem>` group tag, and as
 //! the AutoSpotting alias tag where there is one. `dry-run` is covered elsewhere.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use spotswap::catalog::Catalog;
@@ -31,6 +31,7 @@ const COVERED: &[&str] = &[
     "on-demand-price-multiplier",
     "spot-product-description",
     "replacements-per-pass",
+    "pools-per-az",
     "spot-price-window-minutes",
     "cron-schedule",
     "cron-timezone",
@@ -666,6 +667,38 @@ fn replacements_per_pass_sets_how_many_clones_a_pass_launches() {
             "{}",
             way.label
         );
+    }
+}
+
+#[test]
+fn pools_per_az_sets_how_many_spot_pools_each_az_spreads_over() {
+    // Nine instances, three per AZ, all launched at once: the pools each AZ gets.
+    let pools = |plan: &Plan| {
+        let mut by_az: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for l in launches(plan) {
+            by_az
+                .entry(l.az)
+                .or_default()
+                .insert(l.candidates[0].clone());
+        }
+        by_az
+    };
+    let default = pools(&default_way(&ALL_AT_ONCE).plan(snapshot(9)));
+    assert_eq!(default.len(), 3, "{default:?}");
+    for (az, p) in &default {
+        assert_eq!(p.len(), 3, "{az}: three pools by default: {default:?}");
+    }
+    for (value, want) in [
+        ("1", vec!["m5a.large"]),
+        ("2", vec!["m5a.large", "m6i.large"]),
+    ] {
+        for way in ways(&ALL_AT_ONCE, "pools-per-az", value) {
+            let got = pools(&way.plan(snapshot(9)));
+            for (az, p) in &got {
+                let p: Vec<&str> = p.iter().map(String::as_str).collect();
+                assert_eq!(p, want, "{}: {az}", way.label);
+            }
+        }
     }
 }
 
