@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::model::{
     AcceleratorKind, AcceleratorSpec, Ami, Architecture, BlockDeviceMapping, BootMode, DiskSpec,
     DiskType, EbsVolume, EnaSupport, GpuSpec, Group, Instance, InstanceState, InstanceStorage,
-    InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member, MetadataOptions, Secret,
-    SpotPricePoint, Virtualization,
+    InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member, MetadataOptions, NetworkInterface,
+    Secret, SpotPricePoint, Virtualization,
 };
 
 /// Converts an SDK timestamp.
@@ -380,8 +380,9 @@ pub fn launch_configuration(lc: &asg::LaunchConfiguration) -> Option<LaunchSpec>
             instance_metadata_tags: None,
         }),
         associate_public_ip_address: lc.associate_public_ip_address(),
-        // Launch configurations have no credit specification.
+        // Launch configurations have no credit specification and no network interfaces.
         cpu_credits: None,
+        network_interfaces: Vec::new(),
     })
 }
 
@@ -443,7 +444,34 @@ pub fn launch_template_version(v: &ec2::LaunchTemplateVersion) -> Option<LaunchS
             .credit_specification()
             .and_then(|c| c.cpu_credits())
             .map(str::to_string),
+        network_interfaces: d
+            .network_interfaces()
+            .iter()
+            .map(network_interface)
+            .collect(),
     })
+}
+
+/// One network interface of a launch template version.
+fn network_interface(
+    n: &ec2::LaunchTemplateInstanceNetworkInterfaceSpecification,
+) -> NetworkInterface {
+    NetworkInterface {
+        device_index: n.device_index(),
+        network_card_index: n.network_card_index(),
+        subnet_id: n.subnet_id().filter(|s| !s.is_empty()).map(str::to_string),
+        associate_public_ip_address: n.associate_public_ip_address(),
+        security_group_ids: n.groups().to_vec(),
+        interface_type: n.interface_type().map(str::to_string),
+        delete_on_termination: n.delete_on_termination(),
+        description: n.description().map(str::to_string),
+        ipv6_address_count: n.ipv6_address_count(),
+        secondary_private_ip_address_count: n.secondary_private_ip_address_count(),
+        network_interface_id: n
+            .network_interface_id()
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
+    }
 }
 
 /// The request-side block device mappings of a launch spec.
@@ -679,6 +707,98 @@ mod tests {
                     24576
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_template_keeps_every_network_interface_with_its_fields() {
+        let nic = ec2::LaunchTemplateInstanceNetworkInterfaceSpecification::builder;
+        let v = ec2::LaunchTemplateVersion::builder()
+            .version_number(3)
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .network_interfaces(
+                        nic()
+                            .device_index(0)
+                            .associate_public_ip_address(true)
+                            .groups("sg-1")
+                            .groups("sg-2")
+                            .delete_on_termination(true)
+                            .description("front")
+                            .ipv6_address_count(1)
+                            .secondary_private_ip_address_count(2)
+                            .build(),
+                    )
+                    .network_interfaces(
+                        nic()
+                            .device_index(1)
+                            .network_card_index(1)
+                            .subnet_id("subnet-back")
+                            .interface_type("efa")
+                            .groups("sg-3")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let spec = launch_template_version(&v).unwrap();
+        assert_eq!(
+            spec.network_interfaces,
+            [
+                NetworkInterface {
+                    device_index: Some(0),
+                    associate_public_ip_address: Some(true),
+                    security_group_ids: vec!["sg-1".into(), "sg-2".into()],
+                    delete_on_termination: Some(true),
+                    description: Some("front".into()),
+                    ipv6_address_count: Some(1),
+                    secondary_private_ip_address_count: Some(2),
+                    ..NetworkInterface::default()
+                },
+                NetworkInterface {
+                    device_index: Some(1),
+                    network_card_index: Some(1),
+                    subnet_id: Some("subnet-back".into()),
+                    interface_type: Some("efa".into()),
+                    security_group_ids: vec!["sg-3".into()],
+                    ..NetworkInterface::default()
+                },
+            ]
+        );
+        assert!(spec.network_interfaces[0].is_primary());
+        assert!(!spec.network_interfaces[1].is_primary());
+        // The primary interface's public-IP choice and groups stay where they were read before.
+        assert_eq!(spec.associate_public_ip_address, Some(true));
+        assert_eq!(spec.security_group_ids, ["sg-1", "sg-2"]);
+        // An attached existing interface is kept, so the planner can refuse to clone it.
+        let fixed = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .network_interfaces(nic().device_index(0).network_interface_id("eni-1").build())
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            launch_template_version(&fixed).unwrap().network_interfaces[0]
+                .network_interface_id
+                .as_deref(),
+            Some("eni-1")
+        );
+        // A template without interfaces has none.
+        let plain = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .build(),
+            )
+            .build();
+        assert!(
+            launch_template_version(&plain)
+                .unwrap()
+                .network_interfaces
+                .is_empty()
         );
     }
 
