@@ -123,6 +123,18 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
             launch: Some(launch_ref.to_string()),
         });
     };
+    // A template that attaches an existing interface launches one instance at most: the
+    // interface is in use by the instance a clone would replace (EC2 User Guide, "Elastic
+    // network interfaces": an interface is attached to one instance at a time).
+    if let Some(id) = spec
+        .network_interfaces
+        .iter()
+        .find_map(|n| n.network_interface_id.as_ref())
+    {
+        return Err(Skip::FixedNetworkInterface {
+            network_interface_id: id.clone(),
+        });
+    }
     let Some(ami) = snap.amis.get(&spec.image_id) else {
         return Err(Skip::AmiNotFound {
             image_id: spec.image_id.clone(),
@@ -326,5 +338,74 @@ mod tests {
             (l.launch_ref, l.ami.image_id.as_str(), l.ephemeral),
             (&lc, "ami-1", 0)
         );
+    }
+
+    #[test]
+    fn a_template_that_attaches_an_existing_interface_skips_the_group_naming_it() {
+        use crate::model::{LaunchSpec, NetworkInterface};
+        let lt = LaunchRef::LaunchTemplate {
+            id: "lt-1".into(),
+            name: None,
+            version: "1".into(),
+        };
+        let g = Group {
+            launch: Some(lt.clone()),
+            ..group()
+        };
+        let snap = |interfaces: Vec<NetworkInterface>| -> Snapshot {
+            let mut snap: Snapshot = serde_json::from_value(serde_json::json!({
+                "region": "us-east-1",
+                "amis": {"ami-1": {"image_id": "ami-1"}},
+                "on_demand": {"source": {"kind": "live"}, "prices": {}}
+            }))
+            .unwrap();
+            let spec = LaunchSpec {
+                image_id: "ami-1".into(),
+                network_interfaces: interfaces,
+                ..LaunchSpec::default()
+            };
+            snap.launch_specs.insert(lt.key(), spec);
+            snap
+        };
+        let nic = |device: i32, eni: Option<&str>| NetworkInterface {
+            device_index: Some(device),
+            associate_public_ip_address: Some(true),
+            network_interface_id: eni.map(str::to_string),
+            ..NetworkInterface::default()
+        };
+        // Interfaces the template creates are fine: each clone gets its own.
+        assert!(resolve_launch(&snap(vec![nic(0, None), nic(1, None)]), &g).is_ok());
+        // An existing interface, primary or not, cannot go on a second instance.
+        for interfaces in [
+            vec![nic(0, Some("eni-0a"))],
+            vec![nic(0, None), nic(1, Some("eni-0a"))],
+        ] {
+            let skip = resolve_launch(&snap(interfaces), &g).unwrap_err();
+            assert_eq!(
+                skip,
+                Skip::FixedNetworkInterface {
+                    network_interface_id: "eni-0a".into()
+                }
+            );
+            // The plan says so for the group, and launches nothing for it.
+            let mut snap = snap(vec![nic(0, Some("eni-0a"))]);
+            snap.groups.push(Group {
+                tags: tags(&[("spot-enabled", "true")]),
+                ..g.clone()
+            });
+            let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+            let plan = crate::plan::plan(&snap, &Settings::default(), now);
+            let verdicts: Vec<_> = plan.decisions.iter().map(|d| &d.verdict).collect();
+            assert_eq!(
+                verdicts,
+                [&crate::plan::Verdict::Skip(skip.clone())],
+                "{plan:#?}"
+            );
+            assert_eq!(skip.name(), "fixed-network-interface");
+            assert_eq!(
+                skip.details(),
+                [("network_interface_id".to_string(), "\"eni-0a\"".to_string())]
+            );
+        }
     }
 }
