@@ -61,6 +61,18 @@ pub enum DiskType {
     Hdd,
 }
 
+/// Whether an instance type takes EBS optimization (`EbsInfo.EbsOptimizedSupport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EbsOptimizedSupport {
+    /// EBS optimization cannot be turned on.
+    Unsupported,
+    /// It can be turned on, at launch.
+    Supported,
+    /// It is always on.
+    Default,
+}
+
 /// One kind of GPU on an instance type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuSpec {
@@ -159,6 +171,22 @@ pub struct InstanceTypeSpec {
     pub ebs_baseline_mbps: Option<u64>,
     #[serde(default)]
     pub network_baseline_gbps: Option<f64>,
+    /// `HibernationSupported`; `None` where the data does not say (older snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernation_supported: Option<bool>,
+    /// `EbsInfo.EbsOptimizedSupport`; `None` where the data does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_optimized_support: Option<EbsOptimizedSupport>,
+    /// `NitroEnclavesSupport` is `supported`; `None` where the data does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nitro_enclaves_supported: Option<bool>,
+    /// `VCpuInfo.ValidCores`: the core counts CPU options may set. Empty where not stated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_cores: Vec<u32>,
+    /// `VCpuInfo.ValidThreadsPerCore`: the threads per core CPU options may set. Empty where
+    /// not stated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_threads_per_core: Vec<u32>,
 }
 
 impl InstanceTypeSpec {
@@ -310,6 +338,16 @@ pub struct MetadataOptions {
     pub instance_metadata_tags: Option<String>,
 }
 
+/// The CPU options of a launch template (`CpuOptions`): fewer cores or one thread per core,
+/// for licensing or performance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CpuOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads_per_core: Option<u32>,
+}
+
 /// One network interface of a launch template version
 /// (`LaunchTemplateInstanceNetworkInterfaceSpecification`), with the fields RunInstances'
 /// `InstanceNetworkInterfaceSpecification` takes back: a clone's launch restates every
@@ -395,6 +433,18 @@ pub struct LaunchSpec {
     /// configurations have none: their public-IP choice is `associate_public_ip_address`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_interfaces: Vec<NetworkInterface>,
+    /// `HibernationOptions.Configured` of a launch template: only types with
+    /// `HibernationSupported` launch it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hibernation: bool,
+    /// `EnclaveOptions.Enabled` of a launch template: only types with Nitro Enclaves support
+    /// launch it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nitro_enclaves: bool,
+    /// `CpuOptions` of a launch template: only types whose valid core counts and threads per
+    /// core include them launch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_options: Option<CpuOptions>,
 }
 
 impl LaunchSpec {

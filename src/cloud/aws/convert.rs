@@ -8,10 +8,10 @@ use aws_sdk_ec2::types as ec2;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    AcceleratorKind, AcceleratorSpec, Ami, Architecture, BlockDeviceMapping, BootMode, DiskSpec,
-    DiskType, EbsVolume, EnaSupport, GpuSpec, Group, Instance, InstanceState, InstanceStorage,
-    InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member, MetadataOptions, NetworkInterface,
-    Secret, SpotPricePoint, Virtualization,
+    AcceleratorKind, AcceleratorSpec, Ami, Architecture, BlockDeviceMapping, BootMode, CpuOptions,
+    DiskSpec, DiskType, EbsOptimizedSupport, EbsVolume, EnaSupport, GpuSpec, Group, Instance,
+    InstanceState, InstanceStorage, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
+    MetadataOptions, NetworkInterface, Secret, SpotPricePoint, Virtualization,
 };
 
 /// Converts an SDK timestamp.
@@ -321,7 +321,31 @@ pub fn instance_type(t: &ec2::InstanceTypeInfo) -> Option<InstanceTypeSpec> {
             .network_info()
             .and_then(|n| n.network_cards().first())
             .and_then(|c| c.baseline_bandwidth_in_gbps()),
+        hibernation_supported: t.hibernation_supported(),
+        ebs_optimized_support: match t.ebs_info().and_then(|e| e.ebs_optimized_support()) {
+            Some(ec2::EbsOptimizedSupport::Unsupported) => Some(EbsOptimizedSupport::Unsupported),
+            Some(ec2::EbsOptimizedSupport::Supported) => Some(EbsOptimizedSupport::Supported),
+            Some(ec2::EbsOptimizedSupport::Default) => Some(EbsOptimizedSupport::Default),
+            // A value this SDK does not know says nothing we can judge by.
+            _ => None,
+        },
+        nitro_enclaves_supported: match t.nitro_enclaves_support() {
+            Some(ec2::NitroEnclavesSupport::Supported) => Some(true),
+            Some(ec2::NitroEnclavesSupport::Unsupported) => Some(false),
+            _ => None,
+        },
+        valid_cores: counts(t.v_cpu_info().map(|v| v.valid_cores())),
+        valid_threads_per_core: counts(t.v_cpu_info().map(|v| v.valid_threads_per_core())),
     })
+}
+
+/// A list of counts as EC2 states them, negative values (never seen) left out.
+fn counts(values: Option<&[i32]>) -> Vec<u32> {
+    values
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| u32::try_from(*v).ok())
+        .collect()
 }
 
 /// One spot price observation.
@@ -380,9 +404,13 @@ pub fn launch_configuration(lc: &asg::LaunchConfiguration) -> Option<LaunchSpec>
             instance_metadata_tags: None,
         }),
         associate_public_ip_address: lc.associate_public_ip_address(),
-        // Launch configurations have no credit specification and no network interfaces.
+        // Launch configurations have no credit specification, no network interfaces, no
+        // hibernation, Nitro Enclaves or CPU options.
         cpu_credits: None,
         network_interfaces: Vec::new(),
+        hibernation: false,
+        nitro_enclaves: false,
+        cpu_options: None,
     })
 }
 
@@ -449,6 +477,21 @@ pub fn launch_template_version(v: &ec2::LaunchTemplateVersion) -> Option<LaunchS
             .iter()
             .map(network_interface)
             .collect(),
+        hibernation: d
+            .hibernation_options()
+            .and_then(|h| h.configured())
+            .unwrap_or(false),
+        nitro_enclaves: d
+            .enclave_options()
+            .and_then(|e| e.enabled())
+            .unwrap_or(false),
+        cpu_options: d
+            .cpu_options()
+            .map(|c| CpuOptions {
+                core_count: c.core_count().and_then(|v| u32::try_from(v).ok()),
+                threads_per_core: c.threads_per_core().and_then(|v| u32::try_from(v).ok()),
+            })
+            .filter(|c| *c != CpuOptions::default()),
     })
 }
 
@@ -800,6 +843,103 @@ mod tests {
                 .network_interfaces
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_launch_settings_only_some_types_accept_convert_on_both_sides() {
+        let t = ec2::InstanceTypeInfo::builder()
+            .instance_type(ec2::InstanceType::from("m5.xlarge"))
+            .hibernation_supported(true)
+            .nitro_enclaves_support(ec2::NitroEnclavesSupport::Supported)
+            .ebs_info(
+                ec2::EbsInfo::builder()
+                    .ebs_optimized_support(ec2::EbsOptimizedSupport::Default)
+                    .build(),
+            )
+            .v_cpu_info(
+                ec2::VCpuInfo::builder()
+                    .default_v_cpus(4)
+                    .valid_cores(2)
+                    .valid_threads_per_core(1)
+                    .valid_threads_per_core(2)
+                    .build(),
+            )
+            .build();
+        let spec = instance_type(&t).unwrap();
+        assert_eq!(spec.hibernation_supported, Some(true));
+        assert_eq!(spec.nitro_enclaves_supported, Some(true));
+        assert_eq!(
+            spec.ebs_optimized_support,
+            Some(EbsOptimizedSupport::Default)
+        );
+        assert_eq!(spec.valid_cores, [2]);
+        assert_eq!(spec.valid_threads_per_core, [1, 2]);
+        // Where the API says nothing, nothing is known.
+        let bare = ec2::InstanceTypeInfo::builder()
+            .instance_type(ec2::InstanceType::from("x.large"))
+            .build();
+        let spec = instance_type(&bare).unwrap();
+        assert_eq!(
+            (
+                spec.hibernation_supported,
+                spec.nitro_enclaves_supported,
+                spec.ebs_optimized_support
+            ),
+            (None, None, None)
+        );
+        assert!(spec.valid_cores.is_empty() && spec.valid_threads_per_core.is_empty());
+
+        let v = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .ebs_optimized(true)
+                    .hibernation_options(
+                        ec2::LaunchTemplateHibernationOptions::builder()
+                            .configured(true)
+                            .build(),
+                    )
+                    .enclave_options(
+                        ec2::LaunchTemplateEnclaveOptions::builder()
+                            .enabled(true)
+                            .build(),
+                    )
+                    .cpu_options(
+                        ec2::LaunchTemplateCpuOptions::builder()
+                            .core_count(2)
+                            .threads_per_core(1)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let spec = launch_template_version(&v).unwrap();
+        assert!(spec.hibernation && spec.nitro_enclaves);
+        assert_eq!(spec.ebs_optimized, Some(true));
+        assert_eq!(
+            spec.cpu_options,
+            Some(CpuOptions {
+                core_count: Some(2),
+                threads_per_core: Some(1)
+            })
+        );
+        // Switched off or absent, they ask nothing.
+        let off = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .hibernation_options(
+                        ec2::LaunchTemplateHibernationOptions::builder()
+                            .configured(false)
+                            .build(),
+                    )
+                    .cpu_options(ec2::LaunchTemplateCpuOptions::builder().build())
+                    .build(),
+            )
+            .build();
+        let spec = launch_template_version(&off).unwrap();
+        assert!(!spec.hibernation && !spec.nitro_enclaves);
+        assert_eq!(spec.cpu_options, None);
     }
 
     #[test]
