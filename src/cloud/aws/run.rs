@@ -38,13 +38,21 @@ pub fn request(l: &CloneLaunch) -> RunInstancesInputBuilder {
                 .build()
         })
         .collect();
+    // With hibernation configured, EC2 takes no interruption behaviour but hibernate (EC2 API
+    // reference, HibernationOptionsRequest): an interrupted clone then stops, and its group
+    // replaces it as unhealthy, as it would a terminated one.
+    let interruption = if l.spec.hibernation {
+        ec2::InstanceInterruptionBehavior::Hibernate
+    } else {
+        ec2::InstanceInterruptionBehavior::Terminate
+    };
     let market = ec2::InstanceMarketOptionsRequest::builder()
         .market_type(ec2::MarketType::Spot)
         .spot_options(
             ec2::SpotMarketOptions::builder()
                 .max_price(format!("{:.6}", l.max_price))
                 .spot_instance_type(ec2::SpotInstanceType::OneTime)
-                .instance_interruption_behavior(ec2::InstanceInterruptionBehavior::Terminate)
+                .instance_interruption_behavior(interruption)
                 .build(),
         )
         .build();
@@ -418,12 +426,27 @@ mod tests {
             .and_then(|m| m.spot_options())
             .expect("spot options");
         assert_eq!(spot.max_price(), Some("0.096000"));
+        assert_eq!(
+            spot.instance_interruption_behavior(),
+            Some(&ec2::InstanceInterruptionBehavior::Terminate)
+        );
         let tagged: Vec<_> = input
             .tag_specifications()
             .iter()
             .map(|t| (t.resource_type().map(|r| r.as_str()), t.tags().len()))
             .collect();
         assert_eq!(tagged, [(Some("instance"), 1), (Some("volume"), 1)]);
+        // A template configured for hibernation: EC2 accepts only the hibernate behaviour.
+        let mut hibernating = template(vec![]);
+        hibernating.spec.hibernation = true;
+        let input = request(&hibernating).build().unwrap();
+        assert_eq!(
+            input
+                .instance_market_options()
+                .and_then(|m| m.spot_options())
+                .and_then(|s| s.instance_interruption_behavior()),
+            Some(&ec2::InstanceInterruptionBehavior::Hibernate)
+        );
         // A launch configuration is copied, user data byte for byte.
         let input = request(&configuration(None)).build().unwrap();
         assert!(input.launch_template().is_none());
