@@ -4,7 +4,7 @@
 //! The answer is a list of small checks run in a fixed order; the first that fails gives the
 //! reason, as a stable word users can rely on (`architecture`, `memory`, ...). Price and
 //! availability-zone checks belong to the planner, which has the prices; this module judges
-//! hardware, AMI and lists only. Pure: no I/O, no clock, no logging.
+//! hardware, AMI, the launch spec's settings and lists only. Pure: no I/O, no clock, no logging.
 
 use std::fmt;
 
@@ -204,7 +204,7 @@ impl LaunchNeeds {
 type Check<'r> = fn(&Requirements<'r>, &InstanceTypeSpec) -> bool;
 
 /// Everything a candidate is judged against: the replaced instance's type and AMI, the launch
-/// spec's ephemeral mappings, and the group's type lists.
+/// spec's ephemeral mappings and settings, and the group's type lists.
 #[derive(Debug, Clone)]
 pub struct Requirements<'a> {
     pub base: &'a InstanceTypeSpec,
