@@ -4,19 +4,19 @@
 //! The answer is a list of small checks run in a fixed order; the first that fails gives the
 //! reason, as a stable word users can rely on (`architecture`, `memory`, ...). Price and
 //! availability-zone checks belong to the planner, which has the prices; this module judges
-//! hardware, AMI and lists only. Pure: no I/O, no clock, no logging.
+//! hardware, AMI, the launch spec's settings and lists only. Pure: no I/O, no clock, no logging.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AcceleratorKind, Ami, Architecture, BootMode, DiskType, EnaSupport, InstanceTypeSpec,
-    Virtualization,
+    AcceleratorKind, Ami, Architecture, BootMode, DiskType, EbsOptimizedSupport, EnaSupport,
+    InstanceTypeSpec, LaunchSpec, Virtualization,
 };
 use crate::settings::TypeList;
 
-/// Why a candidate type was rejected. The first fifteen are the compatibility checks, in the
+/// Why a candidate type was rejected. The first nineteen are the compatibility checks, in the
 /// order they run; the rest are the planner's price and placement checks, which run after them.
 #[derive(
     Debug,
@@ -48,6 +48,14 @@ pub enum Reason {
     /// The launch spec sets CPU credits (`CreditSpecification`), which only burstable types
     /// accept.
     CpuCredits,
+    /// The launch spec configures hibernation, which the type does not support.
+    Hibernation,
+    /// The launch spec asks for EBS optimization, which the type does not support.
+    EbsOptimized,
+    /// The launch spec enables Nitro Enclaves, which the type does not support.
+    NitroEnclaves,
+    /// The launch spec sets a core count or threads per core the type does not offer.
+    CpuOptions,
     BareMetal,
     NotAllowed,
     Disallowed,
@@ -159,11 +167,44 @@ fn primary_virtualization(t: &InstanceTypeSpec) -> Virtualization {
     }
 }
 
+/// What the launch spec needs from an instance type: the settings EC2 accepts only on some
+/// types. A clone is launched with the group's own spec (a template version by reference), so
+/// a candidate that refuses one of them can never launch the clone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LaunchNeeds {
+    /// A credit specification (`CreditSpecification`): burstable types only.
+    pub burstable_only: bool,
+    /// `HibernationOptions.Configured`.
+    pub hibernation: bool,
+    /// `EbsOptimized`.
+    pub ebs_optimized: bool,
+    /// `EnclaveOptions.Enabled`.
+    pub nitro_enclaves: bool,
+    /// `CpuOptions.CoreCount`.
+    pub core_count: Option<u32>,
+    /// `CpuOptions.ThreadsPerCore`.
+    pub threads_per_core: Option<u32>,
+}
+
+impl LaunchNeeds {
+    /// What `spec` needs.
+    pub fn of(spec: &LaunchSpec) -> LaunchNeeds {
+        LaunchNeeds {
+            burstable_only: spec.cpu_credits.is_some(),
+            hibernation: spec.hibernation,
+            ebs_optimized: spec.ebs_optimized == Some(true),
+            nitro_enclaves: spec.nitro_enclaves,
+            core_count: spec.cpu_options.and_then(|c| c.core_count),
+            threads_per_core: spec.cpu_options.and_then(|c| c.threads_per_core),
+        }
+    }
+}
+
 /// One compatibility check: true when the candidate passes.
 type Check<'r> = fn(&Requirements<'r>, &InstanceTypeSpec) -> bool;
 
 /// Everything a candidate is judged against: the replaced instance's type and AMI, the launch
-/// spec's ephemeral mappings, and the group's type lists.
+/// spec's ephemeral mappings and settings, and the group's type lists.
 #[derive(Debug, Clone)]
 pub struct Requirements<'a> {
     pub base: &'a InstanceTypeSpec,
@@ -173,8 +214,8 @@ pub struct Requirements<'a> {
     pub allowed: &'a TypeList,
     pub disallowed: &'a TypeList,
     pub allow_burstable: bool,
-    /// The launch spec carries a credit specification: only burstable types can launch it.
-    pub burstable_only: bool,
+    /// What the launch spec needs from a type (a credit specification, hibernation, ...).
+    pub launch: LaunchNeeds,
 }
 
 impl Requirements<'_> {
@@ -191,7 +232,7 @@ impl Requirements<'_> {
 
     /// Runs every check on `c` in order and returns the first failure.
     pub fn check(&self, c: &InstanceTypeSpec) -> Result<(), Reason> {
-        let checks: [(Check<'_>, Reason); 15] = [
+        let checks: [(Check<'_>, Reason); 19] = [
             (Self::architecture_ok, Reason::Architecture),
             (Self::virtualization_ok, Reason::Virtualization),
             (Self::boot_mode_ok, Reason::BootMode),
@@ -202,7 +243,14 @@ impl Requirements<'_> {
             (Self::accelerator_ok, Reason::Accelerator),
             (Self::instance_store_ok, Reason::InstanceStore),
             (Self::burstable_ok, Reason::Burstable),
-            (|r, c| c.burstable || !r.burstable_only, Reason::CpuCredits),
+            (
+                |r, c| c.burstable || !r.launch.burstable_only,
+                Reason::CpuCredits,
+            ),
+            (Self::hibernation_ok, Reason::Hibernation),
+            (Self::ebs_optimized_ok, Reason::EbsOptimized),
+            (Self::nitro_enclaves_ok, Reason::NitroEnclaves),
+            (Self::cpu_options_ok, Reason::CpuOptions),
             (Self::bare_metal_ok, Reason::BareMetal),
             (Self::allowed_ok, Reason::NotAllowed),
             (Self::not_disallowed, Reason::Disallowed),
@@ -342,6 +390,41 @@ impl Requirements<'_> {
         !c.burstable || self.base.burstable || self.allow_burstable
     }
 
+    /// RunInstances refuses hibernation on a type that does not support it (EC2 User Guide,
+    /// "Prerequisites for EC2 instance hibernation": supported instance types). Unknown support
+    /// is not a rejection: such a type's refusal falls through to the next candidate.
+    fn hibernation_ok(&self, c: &InstanceTypeSpec) -> bool {
+        !self.launch.hibernation || c.hibernation_supported != Some(false)
+    }
+
+    /// EBS optimization can be asked for only on types that support it; those where it is on by
+    /// default take the request too, and the rest refuse it (EC2 User Guide, "Amazon
+    /// EBS-optimized instance types"; RunInstances answers InvalidParameterCombination). Unknown
+    /// support is not a rejection.
+    fn ebs_optimized_ok(&self, c: &InstanceTypeSpec) -> bool {
+        !self.launch.ebs_optimized
+            || c.ebs_optimized_support != Some(EbsOptimizedSupport::Unsupported)
+    }
+
+    /// Nitro Enclaves run only on the types that list them as supported (AWS Nitro Enclaves
+    /// User Guide, "Requirements"; `NitroEnclavesSupport`). Unknown support is not a rejection.
+    fn nitro_enclaves_ok(&self, c: &InstanceTypeSpec) -> bool {
+        !self.launch.nitro_enclaves || c.nitro_enclaves_supported != Some(false)
+    }
+
+    /// A core count and threads per core must be among the type's `ValidCores` and
+    /// `ValidThreadsPerCore` (EC2 User Guide, "CPU options for Amazon EC2 instances"). Where a
+    /// type lists none, DescribeInstanceTypes does not say, which cannot be told from missing
+    /// data (bare metal lists none, yet its options cannot be changed either): not judged, and a
+    /// refusal falls through to the next candidate.
+    fn cpu_options_ok(&self, c: &InstanceTypeSpec) -> bool {
+        let fits = |want: Option<u32>, valid: &[u32]| {
+            want.is_none_or(|w| valid.is_empty() || valid.contains(&w))
+        };
+        fits(self.launch.core_count, &c.valid_cores)
+            && fits(self.launch.threads_per_core, &c.valid_threads_per_core)
+    }
+
     fn allowed_ok(&self, c: &InstanceTypeSpec) -> bool {
         self.allowed.is_empty()
             || self
@@ -379,7 +462,7 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
-            burstable_only: false,
+            launch: LaunchNeeds::default(),
         }
         .check(spec(candidate))
     }
@@ -527,7 +610,7 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
-            burstable_only: false,
+            launch: LaunchNeeds::default(),
         };
         assert_eq!(req(0).required_disks(), 0);
         assert_eq!(req(1).required_disks(), 1);
@@ -545,7 +628,7 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
-            burstable_only: false,
+            launch: LaunchNeeds::default(),
         };
         assert_eq!(req(0).required_disks(), 1, "NVMe disks are all in use");
         assert_eq!(req(0).check(spec("r3.xlarge")), Err(Reason::InstanceStore));
@@ -568,7 +651,7 @@ mod tests {
             allowed: &allowed,
             disallowed: &disallowed,
             allow_burstable: false,
-            burstable_only: false,
+            launch: LaunchNeeds::default(),
         };
         assert_eq!(r.check(spec("m6i.large")), Ok(()));
         assert_eq!(r.check(spec("m5a.large")), Err(Reason::Disallowed));
@@ -594,7 +677,7 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
-            burstable_only: false,
+            launch: LaunchNeeds::default(),
         };
         assert_eq!(r.check(spec("t3.large")), Err(Reason::Burstable));
         r.allow_burstable = true;
@@ -613,13 +696,160 @@ mod tests {
             allowed: &empty,
             disallowed: &empty,
             allow_burstable: false,
-            burstable_only,
+            launch: LaunchNeeds {
+                burstable_only,
+                ..LaunchNeeds::default()
+            },
         };
         // Without a credit specification, a fixed-performance type may stand in for a T type.
         assert_eq!(r(false).check(spec("m5.large")), Ok(()));
         assert_eq!(r(true).check(spec("m5.large")), Err(Reason::CpuCredits));
         assert_eq!(r(true).check(spec("t3a.large")), Ok(()));
         assert_eq!(r(true).check(spec("t3.xlarge")), Ok(()));
+    }
+
+    #[test]
+    fn launch_settings_only_some_types_accept_reject_the_others() {
+        use crate::model::CpuOptions;
+        let spec_of = spec;
+        let empty = TypeList::default();
+        // A current AMI, with the ENA driver, so Xen and Nitro types can stand in for each other.
+        let judge = |base: &str, spec: &LaunchSpec, candidate: &str| {
+            let base = spec_of(base);
+            Requirements {
+                base,
+                ami: AmiNeeds {
+                    ena: true,
+                    ..AmiNeeds::implied_by(base)
+                },
+                ephemeral_mappings: 0,
+                allowed: &empty,
+                disallowed: &empty,
+                allow_burstable: false,
+                launch: LaunchNeeds::of(spec),
+            }
+            .check(spec_of(candidate))
+        };
+        let plain = LaunchSpec::default();
+        let hibernation = LaunchSpec {
+            hibernation: true,
+            ..LaunchSpec::default()
+        };
+        let ebs = LaunchSpec {
+            ebs_optimized: Some(true),
+            ..LaunchSpec::default()
+        };
+        let ebs_off = LaunchSpec {
+            ebs_optimized: Some(false),
+            ..LaunchSpec::default()
+        };
+        let enclaves = LaunchSpec {
+            nitro_enclaves: true,
+            ..LaunchSpec::default()
+        };
+        let cpu = |cores, threads| LaunchSpec {
+            cpu_options: Some(CpuOptions {
+                core_count: cores,
+                threads_per_core: threads,
+            }),
+            ..LaunchSpec::default()
+        };
+        let two_cores_one_thread = cpu(Some(2), Some(1));
+        let two_cores_two_threads = cpu(Some(2), Some(2));
+        let six_cores = cpu(Some(6), None);
+        let five_cores = cpu(Some(5), None);
+        let one_thread = cpu(None, Some(1));
+        // (spec, base, candidate, verdict), on the bundled catalog's facts.
+        type Case<'a> = (&'a LaunchSpec, &'a str, &'a str, Result<(), Reason>);
+        let cases: &[Case] = &[
+            // Hibernation: m5 and m6i support it, m5n does not.
+            (&hibernation, "m5.xlarge", "m6i.xlarge", Ok(())),
+            (&hibernation, "m5.xlarge", "m5.2xlarge", Ok(())),
+            (
+                &hibernation,
+                "m5.xlarge",
+                "m5n.xlarge",
+                Err(Reason::Hibernation),
+            ),
+            (&plain, "m5.xlarge", "m5n.xlarge", Ok(())),
+            // EBS optimization: on by default for m5, can be asked for on c3.2xlarge, not at
+            // all on c3.8xlarge.
+            (&ebs, "c3.xlarge", "m5.xlarge", Ok(())),
+            (&ebs, "c3.xlarge", "c3.2xlarge", Ok(())),
+            (&ebs, "c3.xlarge", "c3.8xlarge", Err(Reason::EbsOptimized)),
+            (&ebs_off, "c3.xlarge", "c3.8xlarge", Ok(())),
+            (&plain, "c3.xlarge", "c3.8xlarge", Ok(())),
+            // Nitro Enclaves: m5 and m6i have them, r3 (Xen) does not.
+            (&enclaves, "m5.xlarge", "m6i.xlarge", Ok(())),
+            (
+                &enclaves,
+                "m5.xlarge",
+                "r3.xlarge",
+                Err(Reason::NitroEnclaves),
+            ),
+            (&plain, "m5.xlarge", "r3.xlarge", Ok(())),
+            // CPU options: m5.xlarge takes 2 cores (its only count) and 1 or 2 threads a core,
+            // m5.2xlarge 2 or 4 cores, m5.4xlarge 2 to 8 by twos, m6a.4xlarge 1 to 8, m7a one
+            // thread a core only.
+            (&two_cores_one_thread, "m5.xlarge", "m5.2xlarge", Ok(())),
+            (&two_cores_one_thread, "m5.xlarge", "m6i.xlarge", Ok(())),
+            (&two_cores_one_thread, "m5.xlarge", "m7a.xlarge", Ok(())),
+            (&two_cores_two_threads, "m5.xlarge", "m6a.xlarge", Ok(())),
+            (
+                &two_cores_two_threads,
+                "m5.xlarge",
+                "m7a.xlarge",
+                Err(Reason::CpuOptions),
+            ),
+            (&one_thread, "m5.xlarge", "m7a.xlarge", Ok(())),
+            (&six_cores, "m5.4xlarge", "m5.8xlarge", Ok(())),
+            (&six_cores, "m5.4xlarge", "m6i.4xlarge", Ok(())),
+            (&five_cores, "m6a.4xlarge", "m6a.4xlarge", Ok(())),
+            (
+                &five_cores,
+                "m6a.4xlarge",
+                "m5.4xlarge",
+                Err(Reason::CpuOptions),
+            ),
+            (&plain, "m6a.4xlarge", "m5.4xlarge", Ok(())),
+            // A type that lists no valid counts is not judged (bare metal lists none).
+            (&six_cores, "m5.metal", "m5d.metal", Ok(())),
+        ];
+        for (spec, base, candidate, want) in cases {
+            assert_eq!(
+                judge(base, spec, candidate),
+                *want,
+                "{candidate} for {base} with {spec:?}"
+            );
+        }
+        // Unknown support is never a rejection: the launch falls through instead. c3.large
+        // refuses EBS optimization, Nitro Enclaves and 6 cores; with those facts unknown (and
+        // hibernation's), it is not rejected.
+        let known = spec_of("c3.large");
+        let mut unknown = known.clone();
+        unknown.ebs_optimized_support = None;
+        unknown.hibernation_supported = None;
+        unknown.nitro_enclaves_supported = None;
+        unknown.valid_cores = vec![];
+        unknown.valid_threads_per_core = vec![];
+        for (spec, known_verdict) in [
+            (&hibernation, Ok(())),
+            (&ebs, Err(Reason::EbsOptimized)),
+            (&enclaves, Err(Reason::NitroEnclaves)),
+            (&six_cores, Err(Reason::CpuOptions)),
+        ] {
+            let r = Requirements {
+                base: known,
+                ami: AmiNeeds::implied_by(known),
+                ephemeral_mappings: 0,
+                allowed: &empty,
+                disallowed: &empty,
+                allow_burstable: false,
+                launch: LaunchNeeds::of(spec),
+            };
+            assert_eq!(r.check(known), known_verdict, "{spec:?}");
+            assert_eq!(r.check(&unknown), Ok(()), "{spec:?}");
+        }
     }
 
     #[test]
@@ -636,6 +866,10 @@ mod tests {
             Reason::InstanceStore,
             Reason::Burstable,
             Reason::CpuCredits,
+            Reason::Hibernation,
+            Reason::EbsOptimized,
+            Reason::NitroEnclaves,
+            Reason::CpuOptions,
             Reason::BareMetal,
             Reason::NotAllowed,
             Reason::Disallowed,
@@ -664,6 +898,10 @@ mod tests {
                 "instance-store",
                 "burstable",
                 "cpu-credits",
+                "hibernation",
+                "ebs-optimized",
+                "nitro-enclaves",
+                "cpu-options",
                 "bare-metal",
                 "not-allowed",
                 "disallowed",

@@ -197,9 +197,14 @@ async fn run_action<A: Actuator>(
     })
 }
 
-/// Launches a clone, trying the candidates in order: a capacity error moves on to the next
-/// type, any other error stops (it would fail for every type alike). An on-demand instance
-/// restoring the group's floor has one candidate, the group's own type.
+/// Launches a clone, trying the candidates in order. A capacity error moves on to the next
+/// type. So does a refusal of the request for this type (`InvalidRequest`: EC2 answers
+/// InvalidParameterCombination or InvalidParameterValue for a type that does not support the
+/// spec's hibernation, EBS optimization or its AMI's ENA setting, say), until the same code has
+/// refused three types in a row: that is the spec's fault, which no other type mends, and the
+/// launch stops with that error. Any other error stops at once (it would fail for every type
+/// alike).
+/// An on-demand instance restoring the group's floor has one candidate, the group's own type.
 async fn launch<A: Actuator>(
     act: &A,
     snapshot: &Snapshot,
@@ -262,7 +267,11 @@ async fn launch<A: Actuator>(
                 &format!("{launch} is not in the snapshot"),
             )
         })?;
+    // Three types refused with one code make it the spec's fault, not the types'.
+    const SAME_REFUSALS: usize = 3;
     let mut last = None;
+    // The code of the request refusals in a row so far, and how many there were.
+    let mut refusals: (Option<String>, usize) = (None, 0);
     let types: Vec<&str> = types;
     for ty in types {
         let l = CloneLaunch {
@@ -280,7 +289,21 @@ async fn launch<A: Actuator>(
         };
         match act.launch_clone(&l).await {
             Ok(id) => return Ok((id, ty.to_string())),
-            Err(e) if e.kind == ErrorKind::CapacityUnavailable => last = Some(e),
+            Err(e) if e.kind == ErrorKind::CapacityUnavailable => {
+                refusals = (None, 0);
+                last = Some(e);
+            }
+            Err(e) if e.kind == ErrorKind::InvalidRequest => {
+                if refusals.1 > 0 && refusals.0 == e.code {
+                    refusals.1 += 1;
+                } else {
+                    refusals = (e.code.clone(), 1);
+                }
+                if refusals.1 >= SAME_REFUSALS {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
             Err(e) => return Err(e),
         }
     }

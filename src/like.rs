@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::catalog::Catalog;
-use crate::compat::{AmiNeeds, Reason, Requirements};
+use crate::compat::{AmiNeeds, LaunchNeeds, Reason, Requirements};
 use crate::model::{Architecture, BootMode, OnDemandPrices, Os, Virtualization};
 use crate::settings::TypeList;
 
@@ -94,7 +94,7 @@ pub fn like(
         allowed: &query.allowed,
         disallowed: &query.disallowed,
         allow_burstable: query.allow_burstable,
-        burstable_only: false,
+        launch: LaunchNeeds::default(),
     };
     let mut compatible = Vec::new();
     let mut rejected = Vec::new();

@@ -61,6 +61,18 @@ pub enum DiskType {
     Hdd,
 }
 
+/// Whether an instance type takes EBS optimization (`EbsInfo.EbsOptimizedSupport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EbsOptimizedSupport {
+    /// EBS optimization cannot be turned on.
+    Unsupported,
+    /// It can be turned on, at launch.
+    Supported,
+    /// It is always on.
+    Default,
+}
+
 /// One kind of GPU on an instance type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuSpec {
@@ -159,6 +171,22 @@ pub struct InstanceTypeSpec {
     pub ebs_baseline_mbps: Option<u64>,
     #[serde(default)]
     pub network_baseline_gbps: Option<f64>,
+    /// `HibernationSupported`; `None` where the data does not say (older snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernation_supported: Option<bool>,
+    /// `EbsInfo.EbsOptimizedSupport`; `None` where the data does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_optimized_support: Option<EbsOptimizedSupport>,
+    /// `NitroEnclavesSupport` is `supported`; `None` where the data does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nitro_enclaves_supported: Option<bool>,
+    /// `VCpuInfo.ValidCores`: the core counts CPU options may set. Empty where not stated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_cores: Vec<u32>,
+    /// `VCpuInfo.ValidThreadsPerCore`: the threads per core CPU options may set. Empty where
+    /// not stated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_threads_per_core: Vec<u32>,
 }
 
 impl InstanceTypeSpec {
@@ -323,6 +351,62 @@ pub struct MetadataOptions {
     pub instance_metadata_tags: Option<String>,
 }
 
+/// The CPU options of a launch template (`CpuOptions`): fewer cores or one thread per core,
+/// for licensing or performance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CpuOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads_per_core: Option<u32>,
+}
+
+/// One network interface of a launch template version
+/// (`LaunchTemplateInstanceNetworkInterfaceSpecification`), with the fields RunInstances'
+/// `InstanceNetworkInterfaceSpecification` takes back: a clone's launch restates every
+/// interface of its template, with the replaced instance's subnet placed on it (README, "How
+/// it decides").
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    /// `DeviceIndex`: 0 is the primary interface (on network card 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_index: Option<i32>,
+    /// `NetworkCardIndex`, for types with several network cards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_card_index: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub associate_public_ip_address: Option<bool>,
+    /// `Groups`: the security groups of this interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<String>,
+    /// `InterfaceType`: `interface` (the default), `efa`, `efa-only` or `trunk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_private_ip_address_count: Option<i32>,
+    /// An existing interface the template attaches (`NetworkInterfaceId`). An interface can be
+    /// attached to one instance only, and this one belongs to the instance already running, so
+    /// such a template cannot be cloned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface_id: Option<String>,
+}
+
+impl NetworkInterface {
+    /// Whether this is the instance's primary interface: device index 0 on network card 0
+    /// (EC2 User Guide, "Network cards": the primary interface is device 0 of card 0).
+    pub fn is_primary(&self) -> bool {
+        self.device_index.unwrap_or(0) == 0 && self.network_card_index.unwrap_or(0) == 0
+    }
+}
+
 /// Everything needed to launch an instance like the group would: the resolved content of a
 /// launch configuration or of one launch template version.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -358,6 +442,22 @@ pub struct LaunchSpec {
     /// this template fails (EC2 User Guide, "Burstable performance instances").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_credits: Option<String>,
+    /// The network interfaces of a launch template version, in the template's order (launch
+    /// configurations have none: their public-IP choice is `associate_public_ip_address`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_interfaces: Vec<NetworkInterface>,
+    /// `HibernationOptions.Configured` of a launch template: only types with
+    /// `HibernationSupported` launch it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hibernation: bool,
+    /// `EnclaveOptions.Enabled` of a launch template: only types with Nitro Enclaves support
+    /// launch it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nitro_enclaves: bool,
+    /// `CpuOptions` of a launch template: only types whose valid core counts and threads per
+    /// core include them launch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_options: Option<CpuOptions>,
 }
 
 impl LaunchSpec {

@@ -58,6 +58,8 @@ BOOT_MODES = {"legacy-bios", "uefi"}
 ENA = {"unsupported", "supported", "required"}
 DISK_TYPES = {"ssd", "hdd"}
 NVME = {"required": True, "supported": True, "unsupported": False}
+EBS_OPTIMIZED = {"unsupported", "supported", "default"}
+NITRO_ENCLAVES = {"supported": True, "unsupported": False}
 
 # NeuronInfo states no manufacturer; Inferentia and Trainium are AWS's own chips.
 NEURON_MANUFACTURER = "AWS"
@@ -215,6 +217,26 @@ def instance_type_spec(name: str, raw: dict) -> dict:
         if not isinstance(gbps, (int, float)) or isinstance(gbps, bool) or gbps < 0:
             raise fail(name, f"network baseline {gbps!r}")
         spec["network_baseline_gbps"] = float(gbps)
+    # Launch settings only some types accept (spotswap's hibernation, ebs-optimized,
+    # nitro-enclaves and cpu-options checks). Left out where the dump does not say: unknown,
+    # which the model never takes for "unsupported".
+    if raw.get("HibernationSupported") is not None:
+        spec["hibernation_supported"] = bool(raw["HibernationSupported"])
+    ebs_support = raw.get("EbsInfo", {}).get("EbsOptimizedSupport")
+    if ebs_support is not None:
+        spec["ebs_optimized_support"] = one_of(
+            name, "EbsOptimizedSupport", ebs_support, EBS_OPTIMIZED
+        )
+    enclaves = raw.get("NitroEnclavesSupport")
+    if enclaves is not None:
+        spec["nitro_enclaves_supported"] = NITRO_ENCLAVES[
+            one_of(name, "NitroEnclavesSupport", enclaves, set(NITRO_ENCLAVES))
+        ]
+    cpu_options = (("ValidCores", "valid_cores"), ("ValidThreadsPerCore", "valid_threads_per_core"))
+    for key, field in cpu_options:
+        values = raw["VCpuInfo"].get(key) or []
+        if values:
+            spec[field] = sorted(non_negative_int(name, key, v) for v in values)
     return spec
 
 

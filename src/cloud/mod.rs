@@ -263,7 +263,8 @@ pub struct CloneLaunch {
     pub availability_zone: String,
     pub subnet_id: Option<String>,
     /// Where the parameters come from: a launch template version is launched by reference
-    /// (so everything in it is kept); a launch configuration's content is copied.
+    /// (so everything in it is kept, its network interfaces restated with the clone's subnet
+    /// on them); a launch configuration's content is copied.
     pub launch: LaunchRef,
     pub spec: LaunchSpec,
     /// Spot for a clone; on-demand for an instance that restores a group's on-demand floor.

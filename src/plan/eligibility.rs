@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::compat::LaunchNeeds;
 use crate::model::{Ami, Group, LaunchRef, Snapshot};
 use crate::protocol::{self, Interruption, LaunchBackoff};
 use crate::schedule::ScheduleState;
@@ -117,8 +118,9 @@ pub struct Launch<'a> {
     pub ami: &'a Ami,
     /// Instance-store volumes mapped by the launch spec or the AMI.
     pub ephemeral: u32,
-    /// The spec sets CPU credits, which only burstable types accept.
-    pub burstable_only: bool,
+    /// What the spec needs from a type: settings only some types accept (CPU credits,
+    /// hibernation, EBS optimization, Nitro Enclaves, CPU options).
+    pub needs: LaunchNeeds,
     /// The type the group launches on-demand (its spec's), for restoring its on-demand floor.
     pub on_demand_type: Option<&'a str>,
 }
@@ -133,6 +135,18 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
             launch: Some(launch_ref.to_string()),
         });
     };
+    // A template that attaches an existing interface launches one instance at most: the
+    // interface is in use by the instance a clone would replace (EC2 User Guide, "Elastic
+    // network interfaces": an interface is attached to one instance at a time).
+    if let Some(id) = spec
+        .network_interfaces
+        .iter()
+        .find_map(|n| n.network_interface_id.as_ref())
+    {
+        return Err(Skip::FixedNetworkInterface {
+            network_interface_id: id.clone(),
+        });
+    }
     let Some(ami) = snap.amis.get(&spec.image_id) else {
         return Err(Skip::AmiNotFound {
             image_id: spec.image_id.clone(),
@@ -142,7 +156,7 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
         launch_ref,
         ami,
         ephemeral: spec.ephemeral_mappings().max(ami.ephemeral_mappings()),
-        burstable_only: spec.cpu_credits.is_some(),
+        needs: LaunchNeeds::of(spec),
         on_demand_type: spec.instance_type.as_deref(),
     })
 }
@@ -343,5 +357,181 @@ mod tests {
             (l.launch_ref, l.ami.image_id.as_str(), l.ephemeral),
             (&lc, "ami-1", 0)
         );
+    }
+
+    #[test]
+    fn the_launch_specs_settings_narrow_the_candidates_of_its_clones() {
+        use crate::catalog::Catalog;
+        use crate::compat::LaunchNeeds;
+        use crate::model::{CpuOptions, LaunchSpec};
+        use serde_json::json;
+        let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        // An m5.xlarge group; the cheapest spot types first: m5n.xlarge (no hibernation),
+        // r3.xlarge (no Nitro Enclaves), m7a.xlarge (one thread per core), m6i.xlarge (all of
+        // them), r3.8xlarge (no hibernation, EBS optimization or Nitro Enclaves).
+        let snapshot = |spec: LaunchSpec| {
+            let spot = |ty: &str, price: f64| {
+                json!({"instance_type": ty, "availability_zone": "us-east-1a",
+                       "product_description": "Linux/UNIX (Amazon VPC)", "price": price,
+                       "timestamp": "2026-11-23T09:30:00Z"})
+            };
+            let mut snap: Snapshot = serde_json::from_value(json!({
+                "region": "us-east-1",
+                "groups": [{"name": "web", "min_size": 1, "max_size": 2, "desired_capacity": 1,
+                            "health_check_grace_period_secs": 300,
+                            "tags": {"spot-enabled": "true"},
+                            "launch": {"kind": "launch-template", "id": "lt-1", "version": "1"},
+                            "members": [{"instance_id": "i-1", "lifecycle_state": "InService",
+                                         "health_status": "Healthy"}]}],
+                "instances": {"i-1": {"instance_id": "i-1", "instance_type": "m5.xlarge",
+                    "availability_zone": "us-east-1a", "market": "on-demand",
+                    "state": "running", "launch_time": "2026-11-22T10:00:00Z",
+                    "auto_scaling_group": "web"}},
+                "amis": {"ami-1": {"image_id": "ami-1", "ena_support": true}},
+                "spot_prices": [spot("m5n.xlarge", 0.05), spot("r3.xlarge", 0.06),
+                                spot("m7a.xlarge", 0.07), spot("m6i.xlarge", 0.08),
+                                spot("r3.8xlarge", 0.09)],
+                "on_demand": {"source": {"kind": "live"},
+                              "prices": {"m5.xlarge": {"linux": 0.192}}}
+            }))
+            .unwrap();
+            snap.launch_specs.insert(
+                "lt:lt-1:1".into(),
+                LaunchSpec {
+                    image_id: "ami-1".into(),
+                    ..spec
+                },
+            );
+            Catalog::bundled().fill_missing(&mut snap.instance_types);
+            snap
+        };
+        let candidates = |spec: LaunchSpec| -> Vec<String> {
+            let snap = snapshot(spec);
+            let g = &snap.groups[0];
+            let needs = resolve_launch(&snap, g).unwrap().needs;
+            assert_eq!(needs, LaunchNeeds::of(&snap.launch_specs["lt:lt-1:1"]));
+            let plan = crate::plan::plan(&snap, &Settings::default(), now);
+            plan.actions()
+                .find_map(|(_, a)| match a {
+                    crate::plan::Action::LaunchClone { candidates, .. } => {
+                        Some(candidates.iter().map(|c| c.instance_type.clone()).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let all = [
+            "m5n.xlarge",
+            "r3.xlarge",
+            "m7a.xlarge",
+            "m6i.xlarge",
+            "r3.8xlarge",
+        ];
+        assert_eq!(candidates(LaunchSpec::default()), all);
+        let cases = [
+            (
+                LaunchSpec {
+                    hibernation: true,
+                    ..LaunchSpec::default()
+                },
+                vec!["r3.xlarge", "m7a.xlarge", "m6i.xlarge"],
+            ),
+            (
+                LaunchSpec {
+                    ebs_optimized: Some(true),
+                    ..LaunchSpec::default()
+                },
+                vec!["m5n.xlarge", "r3.xlarge", "m7a.xlarge", "m6i.xlarge"],
+            ),
+            (
+                LaunchSpec {
+                    nitro_enclaves: true,
+                    ..LaunchSpec::default()
+                },
+                vec!["m5n.xlarge", "m7a.xlarge", "m6i.xlarge"],
+            ),
+            (
+                LaunchSpec {
+                    cpu_options: Some(CpuOptions {
+                        core_count: Some(2),
+                        threads_per_core: Some(2),
+                    }),
+                    ..LaunchSpec::default()
+                },
+                vec!["m5n.xlarge", "r3.xlarge", "m6i.xlarge", "r3.8xlarge"],
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(candidates(spec.clone()), want, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn a_template_that_attaches_an_existing_interface_skips_the_group_naming_it() {
+        use crate::model::{LaunchSpec, NetworkInterface};
+        let lt = LaunchRef::LaunchTemplate {
+            id: "lt-1".into(),
+            name: None,
+            version: "1".into(),
+        };
+        let g = Group {
+            launch: Some(lt.clone()),
+            ..group()
+        };
+        let snap = |interfaces: Vec<NetworkInterface>| -> Snapshot {
+            let mut snap: Snapshot = serde_json::from_value(serde_json::json!({
+                "region": "us-east-1",
+                "amis": {"ami-1": {"image_id": "ami-1"}},
+                "on_demand": {"source": {"kind": "live"}, "prices": {}}
+            }))
+            .unwrap();
+            let spec = LaunchSpec {
+                image_id: "ami-1".into(),
+                network_interfaces: interfaces,
+                ..LaunchSpec::default()
+            };
+            snap.launch_specs.insert(lt.key(), spec);
+            snap
+        };
+        let nic = |device: i32, eni: Option<&str>| NetworkInterface {
+            device_index: Some(device),
+            associate_public_ip_address: Some(true),
+            network_interface_id: eni.map(str::to_string),
+            ..NetworkInterface::default()
+        };
+        // Interfaces the template creates are fine: each clone gets its own.
+        assert!(resolve_launch(&snap(vec![nic(0, None), nic(1, None)]), &g).is_ok());
+        // An existing interface, primary or not, cannot go on a second instance.
+        for interfaces in [
+            vec![nic(0, Some("eni-0a"))],
+            vec![nic(0, None), nic(1, Some("eni-0a"))],
+        ] {
+            let skip = resolve_launch(&snap(interfaces), &g).unwrap_err();
+            assert_eq!(
+                skip,
+                Skip::FixedNetworkInterface {
+                    network_interface_id: "eni-0a".into()
+                }
+            );
+            // The plan says so for the group, and launches nothing for it.
+            let mut snap = snap(vec![nic(0, Some("eni-0a"))]);
+            snap.groups.push(Group {
+                tags: tags(&[("spot-enabled", "true")]),
+                ..g.clone()
+            });
+            let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+            let plan = crate::plan::plan(&snap, &Settings::default(), now);
+            let verdicts: Vec<_> = plan.decisions.iter().map(|d| &d.verdict).collect();
+            assert_eq!(
+                verdicts,
+                [&crate::plan::Verdict::Skip(skip.clone())],
+                "{plan:#?}"
+            );
+            assert_eq!(skip.name(), "fixed-network-interface");
+            assert_eq!(
+                skip.details(),
+                [("network_interface_id".to_string(), "\"eni-0a\"".to_string())]
+            );
+        }
     }
 }

@@ -333,7 +333,7 @@ fn launch_for(
         allowed: &policy.allowed_instance_types,
         disallowed: &policy.disallowed_instance_types,
         allow_burstable: policy.allow_burstable,
-        burstable_only: launch.burstable_only,
+        launch: launch.needs,
     };
     let az = victim.availability_zone.as_str();
     let offered = ctx.snap().offerings.get(az);

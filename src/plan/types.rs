@@ -323,6 +323,12 @@ pub enum Skip {
         clone: String,
         state_reason: String,
     },
+    /// The launch template attaches an existing network interface (`NetworkInterfaceId`): an
+    /// interface is attached to one instance at a time, and this one belongs to the instance
+    /// already running, so no clone can be launched from the template.
+    FixedNetworkInterface {
+        network_interface_id: String,
+    },
 }
 
 impl Skip {

@@ -229,6 +229,59 @@ async fn a_clone_has_the_launch_specs_user_data_byte_for_byte_and_the_groups_tag
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_template_with_a_public_ip_interface_gets_clones_with_that_interface_in_the_instances_subnet()
+ {
+    let w = world().await;
+    let spec = GroupSpec::new("public", "m5.large")
+        .public_ip_interface()
+        .capacity(1, 2, 4);
+    w.account.create_group(&spec).await;
+
+    let report = w.pass(&[]).await;
+
+    // EC2 refused every launch of such a group before (a top-level subnet next to the
+    // template's interfaces: InvalidParameterCombination). moto cannot show that: it refuses a
+    // top-level subnet only next to the request's own interfaces, and ignores a template's
+    // interfaces in RunInstances. What it shows is the interface the request now carries:
+    // before, the clone came up with moto's default security group and no public IP.
+    assert_eq!(report.totals.failures, 0, "{report:#?}");
+    assert_eq!(report.totals.clones_launched, 1, "{report:#?}");
+    assert_eq!(report.regions[0].calls.get("RunInstances"), Some(&1));
+    let clones = w.clones().await;
+    let (clone, replaces) = clones.iter().next().expect("a clone");
+    let c = w.account.instance(clone).await;
+    let original = w.account.instance(replaces).await;
+    assert_eq!(c.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    // In the replaced instance's subnet and AZ, through its primary interface, which carries
+    // the template's security group and a public IP.
+    let subnet = original.subnet_id().expect("the original runs in a subnet");
+    assert_eq!(c.subnet_id(), Some(subnet));
+    assert_eq!(
+        c.placement().and_then(|p| p.availability_zone()),
+        original.placement().and_then(|p| p.availability_zone())
+    );
+    let interfaces = c.network_interfaces();
+    assert_eq!(interfaces.len(), 1, "{interfaces:?}");
+    let primary = &interfaces[0];
+    assert_eq!(primary.attachment().and_then(|a| a.device_index()), Some(0));
+    assert_eq!(primary.subnet_id(), Some(subnet));
+    let groups: Vec<&str> = primary
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
+    assert!(
+        groups.contains(&w.account.security_group_id.as_str()),
+        "{groups:?}"
+    );
+    assert!(
+        primary.association().and_then(|a| a.public_ip()).is_some()
+            || c.public_ip_address().is_some(),
+        "a public IP: {primary:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn groups_not_opted_in_or_with_a_mixed_instances_policy_are_untouched() {
     let w = world().await;
     w.account

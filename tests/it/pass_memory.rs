@@ -746,6 +746,124 @@ async fn a_launch_with_no_capacity_for_any_candidate_fails_without_a_clone() {
     assert!(account.live_clones().is_empty());
 }
 
+/// How one launch ended: the type launched, or the code of the error it stopped with; and how
+/// many RunInstances calls it made.
+type LaunchEnd = (Result<String, Option<String>>, u64);
+
+/// One pass over a group of one m5.large whose launches of the given types are refused with
+/// the given kind and code, and whose pools of `no_capacity` types have no capacity.
+async fn launch_refused(refused: &[(&str, ErrorKind, &str)], no_capacity: &[&str]) -> LaunchEnd {
+    let mut account = Account::new();
+    let ids = account.add_group("web", 1, 10, &[]);
+    let az = account.instance(&ids[0]).availability_zone;
+    for (t, kind, code) in refused {
+        let e = error("RunInstances", *kind, code);
+        account.cloud.refuse_launches(REGION, t, Some(e));
+    }
+    for t in no_capacity {
+        account.cloud.set_capacity(REGION, t, &az, false);
+    }
+    let before = account.cloud.total_call_counts();
+    let report = account.pass(&Settings::default()).await;
+    let [(_, Action::LaunchClone { candidates, .. })] = actions(&report)[..] else {
+        panic!("one launch expected: {report:#?}");
+    };
+    let order: Vec<&str> = candidates
+        .iter()
+        .map(|c| c.instance_type.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        ["m5a.large", "m6a.large", "m6i.large", "m5.xlarge"],
+        "the candidates the cases are written for"
+    );
+    let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
+        panic!("one launch outcome expected");
+    };
+    let end = match &launch.status {
+        Status::Done {
+            instance_type: Some(ty),
+            ..
+        } => Ok(ty.clone()),
+        Status::Failed { error } => Err(error.code.clone()),
+        other => panic!("{other:?}"),
+    };
+    let calls = delta(&before, &account.cloud.total_call_counts());
+    (end, count(&calls, "RunInstances"))
+}
+
+#[tokio::test]
+async fn a_type_that_refuses_the_request_falls_through_until_three_refuse_it_alike() {
+    use ErrorKind::{InvalidRequest, NotFound, Unauthorized};
+    const COMBINATION: &str = "InvalidParameterCombination";
+    const VALUE: &str = "InvalidParameterValue";
+    let ok = |t: &str| Ok(t.to_string());
+    let stopped = |code: &str| Err(Some(code.to_string()));
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, ErrorKind, &'a str)>,
+        Vec<&'a str>,
+        LaunchEnd,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "two types refuse the spec: the third launches",
+            vec![
+                ("m5a.large", InvalidRequest, COMBINATION),
+                ("m6a.large", InvalidRequest, COMBINATION),
+            ],
+            vec![],
+            (ok("m6i.large"), 3),
+        ),
+        (
+            "three types in a row refuse it with one code: the spec's fault, the fourth is not tried",
+            vec![
+                ("m5a.large", InvalidRequest, COMBINATION),
+                ("m6a.large", InvalidRequest, COMBINATION),
+                ("m6i.large", InvalidRequest, COMBINATION),
+                ("m5.xlarge", InvalidRequest, COMBINATION),
+            ],
+            vec![],
+            (stopped(COMBINATION), 3),
+        ),
+        (
+            "different codes are not the same refusal: the fourth launches",
+            vec![
+                ("m5a.large", InvalidRequest, COMBINATION),
+                ("m6a.large", InvalidRequest, COMBINATION),
+                ("m6i.large", InvalidRequest, VALUE),
+            ],
+            vec![],
+            (ok("m5.xlarge"), 4),
+        ),
+        (
+            "a capacity error breaks the row: every candidate is tried, the last error returned",
+            vec![
+                ("m5a.large", InvalidRequest, COMBINATION),
+                ("m6a.large", InvalidRequest, COMBINATION),
+                ("m5.xlarge", InvalidRequest, COMBINATION),
+            ],
+            vec!["m6i.large"],
+            (stopped(COMBINATION), 4),
+        ),
+        (
+            "a denied call stops at once",
+            vec![("m5a.large", Unauthorized, "UnauthorizedOperation")],
+            vec![],
+            (stopped("UnauthorizedOperation"), 1),
+        ),
+        (
+            "a missing resource stops at once",
+            vec![("m5a.large", NotFound, "InvalidSubnetID.NotFound")],
+            vec![],
+            (stopped("InvalidSubnetID.NotFound"), 1),
+        ),
+    ];
+    for (name, refused, no_capacity, want) in cases {
+        assert_eq!(launch_refused(&refused, &no_capacity).await, want, "{name}");
+    }
+}
+
 #[tokio::test]
 async fn a_failure_in_one_group_does_not_stop_another_groups_actions() {
     let mut account = Account::new();

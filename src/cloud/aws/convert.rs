@@ -8,10 +8,10 @@ use aws_sdk_ec2::types as ec2;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    AcceleratorKind, AcceleratorSpec, Ami, Architecture, BlockDeviceMapping, BootMode, DiskSpec,
-    DiskType, EbsVolume, EnaSupport, GpuSpec, Group, Instance, InstanceState, InstanceStorage,
-    InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member, MetadataOptions, Secret,
-    SpotPricePoint, Virtualization,
+    AcceleratorKind, AcceleratorSpec, Ami, Architecture, BlockDeviceMapping, BootMode, CpuOptions,
+    DiskSpec, DiskType, EbsOptimizedSupport, EbsVolume, EnaSupport, GpuSpec, Group, Instance,
+    InstanceState, InstanceStorage, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
+    MetadataOptions, NetworkInterface, Secret, SpotPricePoint, Virtualization,
 };
 
 /// Converts an SDK timestamp.
@@ -322,7 +322,31 @@ pub fn instance_type(t: &ec2::InstanceTypeInfo) -> Option<InstanceTypeSpec> {
             .network_info()
             .and_then(|n| n.network_cards().first())
             .and_then(|c| c.baseline_bandwidth_in_gbps()),
+        hibernation_supported: t.hibernation_supported(),
+        ebs_optimized_support: match t.ebs_info().and_then(|e| e.ebs_optimized_support()) {
+            Some(ec2::EbsOptimizedSupport::Unsupported) => Some(EbsOptimizedSupport::Unsupported),
+            Some(ec2::EbsOptimizedSupport::Supported) => Some(EbsOptimizedSupport::Supported),
+            Some(ec2::EbsOptimizedSupport::Default) => Some(EbsOptimizedSupport::Default),
+            // A value this SDK does not know says nothing we can judge by.
+            _ => None,
+        },
+        nitro_enclaves_supported: match t.nitro_enclaves_support() {
+            Some(ec2::NitroEnclavesSupport::Supported) => Some(true),
+            Some(ec2::NitroEnclavesSupport::Unsupported) => Some(false),
+            _ => None,
+        },
+        valid_cores: counts(t.v_cpu_info().map(|v| v.valid_cores())),
+        valid_threads_per_core: counts(t.v_cpu_info().map(|v| v.valid_threads_per_core())),
     })
+}
+
+/// A list of counts as EC2 states them, negative values (never seen) left out.
+fn counts(values: Option<&[i32]>) -> Vec<u32> {
+    values
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| u32::try_from(*v).ok())
+        .collect()
 }
 
 /// One spot price observation.
@@ -381,8 +405,13 @@ pub fn launch_configuration(lc: &asg::LaunchConfiguration) -> Option<LaunchSpec>
             instance_metadata_tags: None,
         }),
         associate_public_ip_address: lc.associate_public_ip_address(),
-        // Launch configurations have no credit specification.
+        // Launch configurations have no credit specification, no network interfaces, no
+        // hibernation, Nitro Enclaves or CPU options.
         cpu_credits: None,
+        network_interfaces: Vec::new(),
+        hibernation: false,
+        nitro_enclaves: false,
+        cpu_options: None,
     })
 }
 
@@ -444,7 +473,49 @@ pub fn launch_template_version(v: &ec2::LaunchTemplateVersion) -> Option<LaunchS
             .credit_specification()
             .and_then(|c| c.cpu_credits())
             .map(str::to_string),
+        network_interfaces: d
+            .network_interfaces()
+            .iter()
+            .map(network_interface)
+            .collect(),
+        hibernation: d
+            .hibernation_options()
+            .and_then(|h| h.configured())
+            .unwrap_or(false),
+        nitro_enclaves: d
+            .enclave_options()
+            .and_then(|e| e.enabled())
+            .unwrap_or(false),
+        cpu_options: d
+            .cpu_options()
+            .map(|c| CpuOptions {
+                core_count: c.core_count().and_then(|v| u32::try_from(v).ok()),
+                threads_per_core: c.threads_per_core().and_then(|v| u32::try_from(v).ok()),
+            })
+            .filter(|c| *c != CpuOptions::default()),
     })
+}
+
+/// One network interface of a launch template version.
+fn network_interface(
+    n: &ec2::LaunchTemplateInstanceNetworkInterfaceSpecification,
+) -> NetworkInterface {
+    NetworkInterface {
+        device_index: n.device_index(),
+        network_card_index: n.network_card_index(),
+        subnet_id: n.subnet_id().filter(|s| !s.is_empty()).map(str::to_string),
+        associate_public_ip_address: n.associate_public_ip_address(),
+        security_group_ids: n.groups().to_vec(),
+        interface_type: n.interface_type().map(str::to_string),
+        delete_on_termination: n.delete_on_termination(),
+        description: n.description().map(str::to_string),
+        ipv6_address_count: n.ipv6_address_count(),
+        secondary_private_ip_address_count: n.secondary_private_ip_address_count(),
+        network_interface_id: n
+            .network_interface_id()
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
+    }
 }
 
 /// The request-side block device mappings of a launch spec.
@@ -681,6 +752,195 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_template_keeps_every_network_interface_with_its_fields() {
+        let nic = ec2::LaunchTemplateInstanceNetworkInterfaceSpecification::builder;
+        let v = ec2::LaunchTemplateVersion::builder()
+            .version_number(3)
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .network_interfaces(
+                        nic()
+                            .device_index(0)
+                            .associate_public_ip_address(true)
+                            .groups("sg-1")
+                            .groups("sg-2")
+                            .delete_on_termination(true)
+                            .description("front")
+                            .ipv6_address_count(1)
+                            .secondary_private_ip_address_count(2)
+                            .build(),
+                    )
+                    .network_interfaces(
+                        nic()
+                            .device_index(1)
+                            .network_card_index(1)
+                            .subnet_id("subnet-back")
+                            .interface_type("efa")
+                            .groups("sg-3")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let spec = launch_template_version(&v).unwrap();
+        assert_eq!(
+            spec.network_interfaces,
+            [
+                NetworkInterface {
+                    device_index: Some(0),
+                    associate_public_ip_address: Some(true),
+                    security_group_ids: vec!["sg-1".into(), "sg-2".into()],
+                    delete_on_termination: Some(true),
+                    description: Some("front".into()),
+                    ipv6_address_count: Some(1),
+                    secondary_private_ip_address_count: Some(2),
+                    ..NetworkInterface::default()
+                },
+                NetworkInterface {
+                    device_index: Some(1),
+                    network_card_index: Some(1),
+                    subnet_id: Some("subnet-back".into()),
+                    interface_type: Some("efa".into()),
+                    security_group_ids: vec!["sg-3".into()],
+                    ..NetworkInterface::default()
+                },
+            ]
+        );
+        assert!(spec.network_interfaces[0].is_primary());
+        assert!(!spec.network_interfaces[1].is_primary());
+        // The primary interface's public-IP choice and groups stay where they were read before.
+        assert_eq!(spec.associate_public_ip_address, Some(true));
+        assert_eq!(spec.security_group_ids, ["sg-1", "sg-2"]);
+        // An attached existing interface is kept, so the planner can refuse to clone it.
+        let fixed = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .network_interfaces(nic().device_index(0).network_interface_id("eni-1").build())
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            launch_template_version(&fixed).unwrap().network_interfaces[0]
+                .network_interface_id
+                .as_deref(),
+            Some("eni-1")
+        );
+        // A template without interfaces has none.
+        let plain = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .build(),
+            )
+            .build();
+        assert!(
+            launch_template_version(&plain)
+                .unwrap()
+                .network_interfaces
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_launch_settings_only_some_types_accept_convert_on_both_sides() {
+        let t = ec2::InstanceTypeInfo::builder()
+            .instance_type(ec2::InstanceType::from("m5.xlarge"))
+            .hibernation_supported(true)
+            .nitro_enclaves_support(ec2::NitroEnclavesSupport::Supported)
+            .ebs_info(
+                ec2::EbsInfo::builder()
+                    .ebs_optimized_support(ec2::EbsOptimizedSupport::Default)
+                    .build(),
+            )
+            .v_cpu_info(
+                ec2::VCpuInfo::builder()
+                    .default_v_cpus(4)
+                    .valid_cores(2)
+                    .valid_threads_per_core(1)
+                    .valid_threads_per_core(2)
+                    .build(),
+            )
+            .build();
+        let spec = instance_type(&t).unwrap();
+        assert_eq!(spec.hibernation_supported, Some(true));
+        assert_eq!(spec.nitro_enclaves_supported, Some(true));
+        assert_eq!(
+            spec.ebs_optimized_support,
+            Some(EbsOptimizedSupport::Default)
+        );
+        assert_eq!(spec.valid_cores, [2]);
+        assert_eq!(spec.valid_threads_per_core, [1, 2]);
+        // Where the API says nothing, nothing is known.
+        let bare = ec2::InstanceTypeInfo::builder()
+            .instance_type(ec2::InstanceType::from("x.large"))
+            .build();
+        let spec = instance_type(&bare).unwrap();
+        assert_eq!(
+            (
+                spec.hibernation_supported,
+                spec.nitro_enclaves_supported,
+                spec.ebs_optimized_support
+            ),
+            (None, None, None)
+        );
+        assert!(spec.valid_cores.is_empty() && spec.valid_threads_per_core.is_empty());
+
+        let v = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .ebs_optimized(true)
+                    .hibernation_options(
+                        ec2::LaunchTemplateHibernationOptions::builder()
+                            .configured(true)
+                            .build(),
+                    )
+                    .enclave_options(
+                        ec2::LaunchTemplateEnclaveOptions::builder()
+                            .enabled(true)
+                            .build(),
+                    )
+                    .cpu_options(
+                        ec2::LaunchTemplateCpuOptions::builder()
+                            .core_count(2)
+                            .threads_per_core(1)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let spec = launch_template_version(&v).unwrap();
+        assert!(spec.hibernation && spec.nitro_enclaves);
+        assert_eq!(spec.ebs_optimized, Some(true));
+        assert_eq!(
+            spec.cpu_options,
+            Some(CpuOptions {
+                core_count: Some(2),
+                threads_per_core: Some(1)
+            })
+        );
+        // Switched off or absent, they ask nothing.
+        let off = ec2::LaunchTemplateVersion::builder()
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .hibernation_options(
+                        ec2::LaunchTemplateHibernationOptions::builder()
+                            .configured(false)
+                            .build(),
+                    )
+                    .cpu_options(ec2::LaunchTemplateCpuOptions::builder().build())
+                    .build(),
+            )
+            .build();
+        let spec = launch_template_version(&off).unwrap();
+        assert!(!spec.hibernation && !spec.nitro_enclaves);
+        assert_eq!(spec.cpu_options, None);
     }
 
     #[test]

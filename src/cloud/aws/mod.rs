@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod pricing;
+pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error as StdError;
@@ -30,8 +31,7 @@ use super::{
     Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory, classify, limits,
 };
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Os, OsPrices,
-    SpotPricePoint,
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
 };
 
 /// Concurrent per-group reads (instance refreshes) within one region: Auto Scaling's calls
@@ -753,121 +753,9 @@ impl Inventory for AwsRegion {
 
 impl Actuator for AwsRegion {
     async fn launch_clone(&self, l: &CloneLaunch) -> Result<String, CloudError> {
-        use ec2::types::{
-            InstanceInterruptionBehavior, InstanceMarketOptionsRequest, MarketType, ResourceType,
-            SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
-        };
-        let tags: Vec<Tag> = l
-            .tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        // Tags go on in the launch call itself, never afterwards, so a crash cannot leave an
-        // untagged clone (README, "How it decides").
-        let tag_specs = [ResourceType::Instance, ResourceType::Volume]
-            .into_iter()
-            .map(|r| {
-                TagSpecification::builder()
-                    .resource_type(r)
-                    .set_tags(Some(tags.clone()))
-                    .build()
-            })
-            .collect();
-        let market = InstanceMarketOptionsRequest::builder()
-            .market_type(MarketType::Spot)
-            .spot_options(
-                SpotMarketOptions::builder()
-                    .max_price(format!("{:.6}", l.max_price))
-                    .spot_instance_type(SpotInstanceType::OneTime)
-                    .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
-                    .build(),
-            )
-            .build();
-        let mut req = self
-            .ec2
-            .run_instances()
-            .min_count(1)
-            .max_count(1)
-            .instance_type(ec2::types::InstanceType::from(l.instance_type.as_str()))
-            .client_token(&l.client_token)
-            .set_tag_specifications(Some(tag_specs));
-        // No market options is an on-demand launch (RunInstances, InstanceMarketOptions).
-        if l.market == Market::Spot {
-            req = req.instance_market_options(market);
-        }
-        if l.subnet_id.is_none() {
-            req = req.placement(
-                ec2::types::Placement::builder()
-                    .availability_zone(&l.availability_zone)
-                    .build(),
-            );
-        }
-        match &l.launch {
-            // A template version is launched by reference, so everything it holds is kept;
-            // the version is the number the plan was made from, not $Latest.
-            LaunchRef::LaunchTemplate { id, version, .. } => {
-                let version = l
-                    .spec
-                    .resolved_version
-                    .map_or_else(|| version.clone(), |v| v.to_string());
-                req = req
-                    .launch_template(
-                        ec2::types::LaunchTemplateSpecification::builder()
-                            .launch_template_id(id)
-                            .version(version)
-                            .build(),
-                    )
-                    .set_subnet_id(l.subnet_id.clone());
-            }
-            // A launch configuration's content is copied field by field.
-            LaunchRef::LaunchConfiguration { .. } => {
-                let s = &l.spec;
-                req = req
-                    .image_id(&s.image_id)
-                    .set_key_name(s.key_name.clone())
-                    .set_user_data(s.user_data.as_ref().map(|u| u.0.clone()))
-                    .set_ebs_optimized(s.ebs_optimized)
-                    .set_block_device_mappings(Some(convert::block_device_mappings(s)));
-                if let Some(m) = s.monitoring {
-                    req = req.monitoring(
-                        ec2::types::RunInstancesMonitoringEnabled::builder()
-                            .enabled(m)
-                            .build(),
-                    );
-                }
-                if let Some(m) = &s.metadata_options {
-                    req = req.metadata_options(convert::metadata_options(m));
-                }
-                if let Some(p) = &s.iam_instance_profile {
-                    let spec = ec2::types::IamInstanceProfileSpecification::builder();
-                    req = req.iam_instance_profile(if p.starts_with("arn:") {
-                        spec.arn(p).build()
-                    } else {
-                        spec.name(p).build()
-                    });
-                }
-                if s.associate_public_ip_address.is_some() {
-                    // A public-IP choice can only be made on a network interface, which then
-                    // carries the subnet and security groups too.
-                    req = req.network_interfaces(
-                        ec2::types::InstanceNetworkInterfaceSpecification::builder()
-                            .device_index(0)
-                            .set_subnet_id(l.subnet_id.clone())
-                            .set_groups(Some(s.security_group_ids.clone()))
-                            .set_associate_public_ip_address(s.associate_public_ip_address)
-                            .delete_on_termination(true)
-                            .build(),
-                    );
-                } else {
-                    req = req
-                        .set_subnet_id(l.subnet_id.clone())
-                        .set_security_group_ids(Some(s.security_group_ids.clone()));
-                }
-            }
-        }
         self.count("RunInstances");
-        let out = req
-            .send()
+        let out = run::request(l)
+            .send_with(&self.ec2)
             .await
             .map_err(|e| self.error("RunInstances", e))?;
         out.instances()

@@ -1,9 +1,9 @@
 //! The write side of a [`MemoryRegion`]: [`Actuator`] over the account's state, with the checks
 //! AWS makes before it changes anything. RunInstances sets the tags in the launch itself, fails
-//! in a pool without capacity and returns the same instance for a repeated client token;
-//! AttachInstances fails past MaxSize and for an instance that is not running; a decrementing
-//! TerminateInstanceInAutoScalingGroup fails at MinSize; a member that leaves without a
-//! decrement is replaced by its group.
+//! in a pool without capacity or for a type told to refuse launches, and returns the same
+//! instance for a repeated client token; AttachInstances fails past MaxSize and for an instance
+//! that is not running; a decrementing TerminateInstanceInAutoScalingGroup fails at MinSize; a
+//! member that leaves without a decrement is replaced by its group.
 //!
 //! A write that fails must change nothing (AWS rejects the whole call), and a write must not do
 //! more than the one call it stands for.
@@ -55,6 +55,9 @@ impl Actuator for MemoryRegion {
                     Some("TagLimitExceeded"),
                     &format!("The maximum number of Tags per resource is 50; {user_tags} given"),
                 ));
+            }
+            if let Some(e) = r.refused.get(instance_type) {
+                return Err(e.clone());
             }
             if !r.azs.contains(az) {
                 let message = format!("Invalid availability zone: [{az}]");

@@ -6,15 +6,16 @@
 //!
 //! This module holds the handles and the test-facing API: tests seed the account (regions,
 //! groups, instances, launch specs, AMIs, types, prices), drive its clock, script faults per
-//! AWS operation name, add latency and read call counts; seeding and inspecting count no calls.
-//! [`GroupBuilder`] and [`InstanceBuilder`] make the groups and instances to seed. The
-//! account's state and its AWS semantics are in `state`, the read side in `inventory`, the
-//! write side in `actuator`. Those semantics mirror what the swap protocol relies on in real
-//! AWS (README, "How it decides", the swap protocol): tags set at launch, AttachInstances
-//! failing past MaxSize, a group replacing a member terminated without decrement. Every
-//! operation costs O(its batch), never a scan of the account, and the lock is never held
-//! across an await, so a test can seed hundreds of thousands of instances. It must not touch
-//! the network, the real clock or the environment, and the binaries never use it.
+//! AWS operation name (and refusals of launches per instance type), add latency and read call
+//! counts; seeding and inspecting count no calls. [`GroupBuilder`] and [`InstanceBuilder`]
+//! make the groups and instances to seed. The account's state and its AWS semantics are in
+//! `state`, the read side in `inventory`, the write side in `actuator`. Those semantics mirror
+//! what the swap protocol relies on in real AWS (README, "How it decides", the swap protocol):
+//! tags set at launch, AttachInstances failing past MaxSize, a group replacing a member
+//! terminated without decrement. Every operation costs O(its batch), never a scan of the
+//! account, and the lock is never held across an await, so a test can seed hundreds of
+//! thousands of instances. It must not touch the network, the real clock or the environment,
+//! and the binaries never use it.
 
 mod actuator;
 mod builders;
@@ -316,6 +317,22 @@ impl MemoryCloud {
             } else {
                 ctx.region.unavailable.insert(pool);
             }
+        });
+        self
+    }
+
+    /// Makes every RunInstances of `instance_type` in the region fail with `error`, as EC2
+    /// refuses a launch whose spec the type does not support (hibernation, EBS optimization,
+    /// Nitro Enclaves, CPU options: InvalidParameterCombination); `None` lifts it.
+    pub fn refuse_launches(
+        &self,
+        region: &str,
+        instance_type: &str,
+        error: Option<CloudError>,
+    ) -> &Self {
+        self.with_region(region, |ctx| match error {
+            Some(e) => ctx.region.refused.insert(instance_type.to_string(), e),
+            None => ctx.region.refused.remove(instance_type),
         });
         self
     }

@@ -109,6 +109,8 @@ pub(super) struct RegionState {
     pub(super) on_demand: BTreeMap<String, OsPrices>,
     /// (type, AZ) pools with no capacity.
     pub(super) unavailable: HashSet<(String, String)>,
+    /// Types whose every launch is refused, with the error.
+    pub(super) refused: HashMap<String, CloudError>,
     /// RunInstances `ClientToken` -> the instance it launched.
     pub(super) client_tokens: HashMap<String, String>,
     pub(super) calls: BTreeMap<&'static str, u64>,

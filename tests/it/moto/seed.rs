@@ -66,6 +66,9 @@ pub struct GroupSpec {
     pub mixed_instances: bool,
     /// The AMI to launch; `None` is the account's Linux x86_64 AMI.
     pub image_id: Option<String>,
+    /// The template's security group and a public IP go on a primary network interface of
+    /// the template (needs [`Launch::Template`]) instead of its top-level security groups.
+    pub public_ip_interface: bool,
 }
 
 impl GroupSpec {
@@ -88,6 +91,7 @@ impl GroupSpec {
             },
             mixed_instances: false,
             image_id: None,
+            public_ip_interface: false,
         }
     }
 
@@ -134,6 +138,18 @@ impl GroupSpec {
         self.launch = Launch::Template {
             user_data: user_data.into(),
         };
+        self
+    }
+
+    /// Switches to a launch template whose security group and a public IP are on a primary
+    /// network interface (`NetworkInterfaces`), as templates for public subnets often are.
+    pub fn public_ip_interface(mut self) -> Self {
+        if let Launch::Configuration { user_data } = &self.launch {
+            self.launch = Launch::Template {
+                user_data: user_data.clone(),
+            };
+        }
+        self.public_ip_interface = true;
         self
     }
 
@@ -377,11 +393,27 @@ impl Account {
     }
 
     fn template_data(&self, spec: &GroupSpec, user_data: &str) -> ec2t::RequestLaunchTemplateData {
+        // A template with network interfaces carries its security groups on them (EC2 refuses
+        // both at once).
+        let (groups, interfaces) = if spec.public_ip_interface {
+            let primary =
+                ec2t::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                    .device_index(0)
+                    .associate_public_ip_address(true)
+                    .groups(&self.security_group_id)
+                    .delete_on_termination(true)
+                    .description("spotswap test primary interface")
+                    .build();
+            (None, Some(vec![primary]))
+        } else {
+            (Some(vec![self.security_group_id.clone()]), None)
+        };
         ec2t::RequestLaunchTemplateData::builder()
             .image_id(spec.image_id.as_deref().unwrap_or(&self.linux_ami))
             .instance_type(ec2t::InstanceType::from(spec.instance_type.as_str()))
             .key_name(&self.key_name)
-            .security_group_ids(&self.security_group_id)
+            .set_security_group_ids(groups)
+            .set_network_interfaces(interfaces)
             .iam_instance_profile(
                 ec2t::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
                     .name(&self.instance_profile_name)
