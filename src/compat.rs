@@ -64,6 +64,8 @@ pub enum Reason {
     NotOffered,
     /// The pool (type and AZ) interrupted this group within the cool-down.
     RecentlyInterrupted,
+    /// The pool had no capacity for one of this group's clones within the cool-down.
+    RecentlyNoCapacity,
     /// No spot price is known for the type in that AZ over the price window.
     NoSpotPrice,
     /// The spot price is above the on-demand price times the multiplier.

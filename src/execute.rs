@@ -9,8 +9,9 @@
 //! one record per outcome and per skip, never the launch spec (user data may hold secrets).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -18,7 +19,7 @@ use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
 use crate::model::{Market, Snapshot};
 use crate::pass::PassOptions;
 use crate::plan::{Action, Decision, Plan, Verdict};
-use crate::protocol;
+use crate::protocol::{self, Interruption, PoolTrouble};
 use crate::report::{Outcome, Status};
 
 /// Groups whose actions run at the same time in one region. Auto Scaling's calls share one
@@ -37,11 +38,15 @@ pub async fn execute<A: Actuator>(
     for d in &plan.decisions {
         by_group.entry(d.group.as_str()).or_default().push(d);
     }
+    let holds = Mutex::new(Holds::default());
+    let holds = &holds;
     let mut results: Vec<(usize, Vec<Outcome>)> = stream::iter(by_group.into_iter().enumerate())
         .map(|(i, (group, decisions))| {
             let span = info_span!("group", group = %group);
             async move {
                 let mut out = Vec::new();
+                let mut troubled: Vec<Interruption> = Vec::new();
+                let mut avoid = Duration::zero();
                 for d in decisions {
                     match &d.verdict {
                         Verdict::Skip(skip) => debug!(
@@ -56,11 +61,28 @@ pub async fn execute<A: Actuator>(
                             "skip"
                         ),
                         Verdict::Act(a) => {
-                            let o = run_action(act, snapshot, d, a, opts).await;
+                            let (o, pools) = run_action(act, snapshot, d, a, opts, holds).await;
                             log_outcome(&o);
                             out.push(o);
+                            if let Action::LaunchClone {
+                                avoid_minutes,
+                                availability_zone,
+                                ..
+                            } = a
+                            {
+                                avoid = avoid.max(Duration::minutes(i64::from(*avoid_minutes)));
+                                troubled.extend(pools.into_iter().map(|t| Interruption {
+                                    instance_type: t,
+                                    availability_zone: availability_zone.clone(),
+                                    at: opts.now,
+                                    trouble: PoolTrouble::NoCapacity,
+                                }));
+                            }
                         }
                     }
+                }
+                if !troubled.is_empty() {
+                    remember_pools(act, snapshot, group, &troubled, avoid).await;
                 }
                 (i, out)
             }
@@ -71,6 +93,108 @@ pub async fn execute<A: Actuator>(
         .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().flat_map(|(_, o)| o).collect()
+}
+
+/// Records pools that had no capacity in the group's `spotswap:interrupted`, so the next
+/// passes avoid them for the cool-down, as they avoid a pool that interrupted the group. A
+/// failure to record is logged and changes nothing else: the pool is tried again next pass.
+async fn remember_pools<A: Actuator>(
+    act: &A,
+    snapshot: &Snapshot,
+    group: &str,
+    pools: &[Interruption],
+    cooldown: Duration,
+) {
+    let empty = BTreeMap::new();
+    let tags = snapshot
+        .groups
+        .iter()
+        .find(|g| g.name == group)
+        .map_or(&empty, |g| &g.tags);
+    let value = protocol::record_pools(tags, pools, cooldown);
+    let names: Vec<String> = pools
+        .iter()
+        .map(|p| format!("{}@{}", p.instance_type, p.availability_zone))
+        .collect();
+    match act.tag_group(group, protocol::INTERRUPTED, &value).await {
+        Ok(()) => {
+            info!(pools = %names.join(" "), "pools without capacity avoided for the cool-down")
+        }
+        Err(e) => warn!(
+            operation = %e.operation,
+            code = e.code.as_deref().unwrap_or(""),
+            error = %e.message,
+            "could not record the pools without capacity"
+        ),
+    }
+}
+
+/// What this pass has met that holds later launches back, since they would meet it too (EC2
+/// API reference, "Error codes"): the region's quota for a market (spot instance count,
+/// vCPUs), or a subnet (or AZ, without one) out of addresses.
+#[derive(Debug, Default)]
+struct Holds {
+    quota: BTreeMap<Market, String>,
+    subnets: BTreeMap<String, String>,
+}
+
+impl Holds {
+    /// Why a launch of `market` into `place` must not start, if so.
+    fn reason(&self, market: Market, place: &str) -> Option<String> {
+        if let Some(code) = self.quota.get(&market) {
+            let m = match market {
+                Market::Spot => "spot",
+                Market::OnDemand => "on-demand",
+            };
+            return Some(format!(
+                "the region's {m} quota is used up ({code} earlier in this pass)"
+            ));
+        }
+        self.subnets
+            .get(place)
+            .map(|code| format!("{place} has no free address ({code} earlier in this pass)"))
+    }
+
+    /// Remembers what `e` says about the scope of every later launch.
+    fn learn(&mut self, market: Market, place: &str, e: &CloudError) {
+        let code = e.code.clone().unwrap_or_else(|| e.operation.clone());
+        match e.kind {
+            ErrorKind::LimitExceeded => {
+                self.quota.insert(market, code);
+            }
+            ErrorKind::SubnetFull => {
+                self.subnets.insert(place.to_string(), code);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The market and the place (subnet, or AZ without one) of a launch action.
+fn launch_scope(a: &Action) -> Option<(Market, String)> {
+    match a {
+        Action::LaunchClone {
+            subnet_id,
+            availability_zone,
+            ..
+        } => Some((
+            Market::Spot,
+            subnet_id
+                .clone()
+                .unwrap_or_else(|| availability_zone.clone()),
+        )),
+        Action::LaunchOnDemand {
+            subnet_id,
+            availability_zone,
+            ..
+        } => Some((
+            Market::OnDemand,
+            subnet_id
+                .clone()
+                .unwrap_or_else(|| availability_zone.clone()),
+        )),
+        _ => None,
+    }
 }
 
 /// One log record per action outcome. Nothing from the launch spec is logged: it may hold
@@ -97,6 +221,13 @@ fn log_outcome(o: &Outcome) {
             result = "deferred",
             "{action} deferred to the next pass"
         ),
+        Status::Held { reason } => info!(
+            instance,
+            action,
+            result = "held",
+            reason = %reason,
+            "{action} held back: {reason}"
+        ),
         Status::Failed { error } => warn!(
             instance,
             action,
@@ -109,13 +240,16 @@ fn log_outcome(o: &Outcome) {
     }
 }
 
+/// Carries out one action; for a launch, also returns the candidate types that answered with a
+/// capacity error.
 async fn run_action<A: Actuator>(
     act: &A,
     snapshot: &Snapshot,
     d: &Decision,
     a: &Action,
     opts: &PassOptions,
-) -> Outcome {
+    holds: &Mutex<Holds>,
+) -> (Outcome, Vec<String>) {
     let hourly_saving = match (d.hourly_cost_before, d.hourly_cost_after) {
         (Some(b), Some(a)) => Some(b - a),
         _ => None,
@@ -126,9 +260,10 @@ async fn run_action<A: Actuator>(
         action: a.kind(),
         status,
         hourly_saving,
+        no_capacity: Vec::new(),
     };
     if opts.dry_run {
-        return outcome(Status::DryRun);
+        return (outcome(Status::DryRun), Vec::new());
     }
     let starts_work = matches!(
         a,
@@ -139,13 +274,24 @@ async fn run_action<A: Actuator>(
             .deadline
             .is_some_and(|d| tokio::time::Instant::now() >= d)
     {
-        return outcome(Status::Deferred);
+        return (outcome(Status::Deferred), Vec::new());
     }
+    let scope = launch_scope(a);
+    if let Some((market, place)) = &scope {
+        let held = holds.lock().expect("holds lock").reason(*market, place);
+        if let Some(reason) = held {
+            return (outcome(Status::Held { reason }), Vec::new());
+        }
+    }
+    let mut no_capacity = Vec::new();
     let result = match a {
         Action::LaunchClone { .. } | Action::LaunchOnDemand { .. } => {
-            launch(act, snapshot, &d.group, a, opts.now)
-                .await
-                .map(|(id, ty)| (Some(id), Some(ty)))
+            let (result, full) = launch(act, snapshot, &d.group, a, opts.now).await;
+            no_capacity = full;
+            if let (Err(e), Some((market, place))) = (&result, &scope) {
+                holds.lock().expect("holds lock").learn(*market, place, e);
+            }
+            result.map(|(id, ty)| (Some(id), Some(ty)))
         }
         Action::Swap {
             clone,
@@ -188,13 +334,16 @@ async fn run_action<A: Actuator>(
             .await
             .map(|()| (None, None)),
     };
-    outcome(match result {
+    let status = match result {
         Ok((instance_id, instance_type)) => Status::Done {
             instance_id,
             instance_type,
         },
         Err(error) => Status::Failed { error },
-    })
+    };
+    let mut o = outcome(status);
+    o.no_capacity = no_capacity.clone();
+    (o, no_capacity)
 }
 
 /// Launches a clone, trying the candidates in order. A capacity error moves on to the next
@@ -211,6 +360,21 @@ async fn launch<A: Actuator>(
     group: &str,
     a: &Action,
     now: DateTime<Utc>,
+) -> (Result<(String, String), CloudError>, Vec<String>) {
+    let mut no_capacity = Vec::new();
+    let result = try_candidates(act, snapshot, group, a, now, &mut no_capacity).await;
+    (result, no_capacity)
+}
+
+/// [`launch`], noting in `no_capacity` each type that answered with a capacity error. A
+/// quota or a full subnet stops at once: every other type would meet it too.
+async fn try_candidates<A: Actuator>(
+    act: &A,
+    snapshot: &Snapshot,
+    group: &str,
+    a: &Action,
+    now: DateTime<Utc>,
+    no_capacity: &mut Vec<String>,
 ) -> Result<(String, String), CloudError> {
     let (replaces, availability_zone, subnet_id, launch, tags, market, max_price, types) = match a {
         Action::LaunchClone {
@@ -291,6 +455,7 @@ async fn launch<A: Actuator>(
             Ok(id) => return Ok((id, ty.to_string())),
             Err(e) if e.kind == ErrorKind::CapacityUnavailable => {
                 refusals = (None, 0);
+                no_capacity.push(ty.to_string());
                 last = Some(e);
             }
             Err(e) if e.kind == ErrorKind::InvalidRequest => {

@@ -104,6 +104,7 @@ pub fn decide(
             instance_type: ty.to_string(),
             availability_zone: az.to_string(),
             at: now,
+            trouble: protocol::PoolTrouble::Interrupted,
         };
         let cooldown = Duration::minutes(i64::from(policy.interruption_cooldown_minutes));
         protocol::record_interruption(&group.tags, &latest, cooldown)
@@ -242,6 +243,7 @@ mod tests {
             instance_type: instance_type.into(),
             availability_zone: az.into(),
             at,
+            trouble: Default::default(),
         }
         .entry()
     }

@@ -20,8 +20,9 @@ pub const GROUP: &str = "spotswap:group";
 pub const REPLACES: &str = "spotswap:replaces";
 /// On a group: its MaxSize before spotswap raised it by one around a swap.
 pub const MAX_SIZE: &str = "spotswap:max-size";
-/// On a group: the spot pools (type and AZ) that recently interrupted its instances, as
-/// space-separated `TYPE@AZ@RFC3339` entries.
+/// On a group: the spot pools (type and AZ) that recently interrupted its instances or had no
+/// capacity for its clones, as space-separated `TYPE@AZ@RFC3339` entries (an interruption) and
+/// `TYPE@AZ@RFC3339@no-capacity` entries (a capacity error at launch).
 pub const INTERRUPTED: &str = "spotswap:interrupted";
 /// On a group: its clones keep dying before they are swapped in, so its launches back off
 /// (see [`LaunchBackoff`]).
@@ -181,19 +182,39 @@ pub fn launch_backoff(tags: &BTreeMap<String, String>) -> Result<Option<LaunchBa
     parsed.map(Some).ok_or_else(|| v.clone())
 }
 
-/// One entry of `spotswap:interrupted`: a spot pool that interrupted the group, and when.
+/// What went wrong in a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolTrouble {
+    /// It interrupted one of the group's spot instances.
+    #[default]
+    Interrupted,
+    /// It had no capacity for a clone (InsufficientInstanceCapacity and its kin).
+    NoCapacity,
+}
+
+/// The suffix of a capacity error's entry.
+const NO_CAPACITY: &str = "no-capacity";
+
+/// One entry of `spotswap:interrupted`: a spot pool that interrupted the group or had no
+/// capacity for it, and when. Either way the pool is avoided for the interruption cool-down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interruption {
     pub instance_type: String,
     pub availability_zone: String,
     pub at: DateTime<Utc>,
+    pub trouble: PoolTrouble,
 }
 
 impl Interruption {
-    /// The entry as the tag holds it: `TYPE@AZ@RFC3339`.
+    /// The entry as the tag holds it: `TYPE@AZ@RFC3339`, with `@no-capacity` for a capacity
+    /// error.
     pub fn entry(&self) -> String {
+        let suffix = match self.trouble {
+            PoolTrouble::Interrupted => String::new(),
+            PoolTrouble::NoCapacity => format!("@{NO_CAPACITY}"),
+        };
         format!(
-            "{}@{}@{}",
+            "{}@{}@{}{suffix}",
             self.instance_type,
             self.availability_zone,
             self.at.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -214,16 +235,22 @@ pub fn interruptions(tags: &BTreeMap<String, String>) -> Result<Vec<Interruption
     };
     v.split_whitespace()
         .map(|entry| {
-            let mut parts = entry.splitn(3, '@');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(t), Some(az), Some(at)) if !t.is_empty() && !az.is_empty() => {
+            let mut parts = entry.splitn(4, '@');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(t), Some(az), Some(at), cause) if !t.is_empty() && !az.is_empty() => {
                     let at = DateTime::parse_from_rfc3339(at)
                         .map_err(|_| v.clone())?
                         .with_timezone(&Utc);
+                    let trouble = match cause {
+                        None => PoolTrouble::Interrupted,
+                        Some(NO_CAPACITY) => PoolTrouble::NoCapacity,
+                        Some(_) => return Err(v.clone()),
+                    };
                     Ok(Interruption {
                         instance_type: t.to_string(),
                         availability_zone: az.to_string(),
                         at,
+                        trouble,
                     })
                 }
                 _ => Err(v.clone()),
@@ -240,16 +267,30 @@ pub fn record_interruption(
     latest: &Interruption,
     cooldown: chrono::Duration,
 ) -> String {
+    record_pools(tags, std::slice::from_ref(latest), cooldown)
+}
+
+/// [`record_interruption`] for several pools found in trouble at the same moment.
+pub fn record_pools(
+    tags: &BTreeMap<String, String>,
+    latest: &[Interruption],
+    cooldown: chrono::Duration,
+) -> String {
+    let Some(now) = latest.iter().map(|l| l.at).max() else {
+        return tags.get(INTERRUPTED).cloned().unwrap_or_default();
+    };
     let mut entries: Vec<String> = interruptions(tags)
         .unwrap_or_default()
         .into_iter()
         .filter(|e| {
-            latest.at - e.at < cooldown
-                && !e.is_pool(&latest.instance_type, &latest.availability_zone)
+            now - e.at < cooldown
+                && !latest
+                    .iter()
+                    .any(|l| e.is_pool(&l.instance_type, &l.availability_zone))
         })
         .map(|e| e.entry())
         .collect();
-    entries.push(latest.entry());
+    entries.extend(latest.iter().map(Interruption::entry));
     while entries.join(" ").len() > TAG_VALUE_MAX && entries.len() > 1 {
         entries.remove(0);
     }
@@ -279,11 +320,43 @@ mod tests {
             instance_type: "m5a.large".into(),
             availability_zone: "us-east-1a".into(),
             at: at("2026-11-23T10:00:00Z"),
+            trouble: Default::default(),
         };
         assert_eq!(e.entry(), "m5a.large@us-east-1a@2026-11-23T10:00:00Z");
         let t = tags(&[(INTERRUPTED, &format!("{} {}", e.entry(), e.entry()))]);
-        assert_eq!(interruptions(&t).unwrap(), vec![e.clone(), e]);
+        assert_eq!(interruptions(&t).unwrap(), vec![e.clone(), e.clone()]);
         assert_eq!(interruptions(&tags(&[])).unwrap(), vec![]);
+        // A capacity error is an entry of its own kind, read back as one.
+        let full = Interruption {
+            trouble: PoolTrouble::NoCapacity,
+            ..e.clone()
+        };
+        assert_eq!(
+            full.entry(),
+            "m5a.large@us-east-1a@2026-11-23T10:00:00Z@no-capacity"
+        );
+        let t = tags(&[(INTERRUPTED, &format!("{} {}", e.entry(), full.entry()))]);
+        assert_eq!(interruptions(&t).unwrap(), vec![e.clone(), full.clone()]);
+        let bad = format!("{}@full", e.entry());
+        assert_eq!(interruptions(&tags(&[(INTERRUPTED, &bad)])), Err(bad));
+        // Several pools at once: each replaces its own old entry, the others stay.
+        let other = Interruption {
+            instance_type: "m6a.large".into(),
+            ..e.clone()
+        };
+        let later = |i: &Interruption| Interruption {
+            at: i.at + chrono::Duration::minutes(5),
+            trouble: PoolTrouble::NoCapacity,
+            ..i.clone()
+        };
+        let t = tags(&[(INTERRUPTED, &format!("{} {}", e.entry(), other.entry()))]);
+        let got = record_pools(&t, &[later(&e)], chrono::Duration::hours(1));
+        assert_eq!(got, format!("{} {}", other.entry(), later(&e).entry()));
+        let got = record_pools(&t, &[later(&e), later(&other)], chrono::Duration::hours(1));
+        assert_eq!(
+            got,
+            format!("{} {}", later(&e).entry(), later(&other).entry())
+        );
     }
 
     #[test]
@@ -311,6 +384,7 @@ mod tests {
             instance_type: t.into(),
             availability_zone: az.into(),
             at: now - Duration::minutes(ago),
+            trouble: Default::default(),
         };
         let old = entry("c5.large", "us-east-1b", 180);
         let recent = entry("m6i.large", "us-east-1c", 10);

@@ -32,6 +32,11 @@ pub enum Status {
     DryRun,
     /// Not started: too little time left in this invocation.
     Deferred,
+    /// Not started: an earlier launch of this pass met a limit that this one would meet too
+    /// (the region's quota, a subnet out of addresses); `reason` says which.
+    Held {
+        reason: String,
+    },
 }
 
 /// The outcome of one action.
@@ -46,6 +51,10 @@ pub struct Outcome {
     /// Hourly saving the action brings once done, USD (before minus after).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hourly_saving: Option<f64>,
+    /// For a launch: the candidate types that answered with a capacity error in the action's
+    /// AZ, in the order tried; those pools are avoided for the cool-down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_capacity: Vec<String>,
 }
 
 impl Outcome {
@@ -87,6 +96,7 @@ pub struct Totals {
     pub orphans_terminated: u32,
     pub max_size_restored: u32,
     pub failures: u32,
+    /// Actions not started: out of time, or held back by a limit met earlier in the pass.
     pub deferred: u32,
     /// Hourly saving of the actions done (or, in a dry run, planned), USD.
     pub hourly_savings: f64,
@@ -116,7 +126,7 @@ impl Totals {
                 let done = matches!(o.status, Status::Done { .. } | Status::DryRun);
                 match o.status {
                     Status::Failed { .. } => t.failures += 1,
-                    Status::Deferred => t.deferred += 1,
+                    Status::Deferred | Status::Held { .. } => t.deferred += 1,
                     _ => {}
                 }
                 if !done {

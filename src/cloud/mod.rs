@@ -32,8 +32,13 @@ use crate::settings::{FilterMode, Settings};
 pub enum ErrorKind {
     /// Rate exceeded: retried with backoff by the SDK, reported if it persists.
     Throttled,
-    /// No capacity for this type in this AZ, or spot limits: try the next candidate.
+    /// No capacity for this type in this AZ: try the next candidate, and avoid the pool.
     CapacityUnavailable,
+    /// The account's instance or vCPU quota in the region is used up: no launch of that
+    /// market can succeed there until instances go or the quota is raised.
+    LimitExceeded,
+    /// The subnet has no free IP address: no launch into it can succeed.
+    SubnetFull,
     /// The resource is gone (an instance terminated meanwhile, a deleted group).
     NotFound,
     /// Credentials missing or not allowed to make the call.
@@ -95,19 +100,22 @@ pub fn classify(code: &str) -> ErrorKind {
         | "SlowDown"
         | "RequestThrottled"
         | "RequestThrottledException" => ErrorKind::Throttled,
-        // Capacity: the pool has no room, or the account's spot quota is used up; another
+        // Capacity: the pool has no room at this price, or does not offer the type; another
         // type or AZ may still work (EC2 API reference, "Error codes").
         "InsufficientInstanceCapacity"
         | "InsufficientHostCapacity"
         | "InsufficientReservedInstanceCapacity"
         | "InsufficientCapacity"
-        | "MaxSpotInstanceCountExceeded"
         | "SpotMaxPriceTooLow"
-        | "VcpuLimitExceeded"
-        | "InstanceLimitExceeded"
         | "UnfulfillableCapacity"
-        | "Unsupported"
-        | "InsufficientFreeAddressesInSubnet" => ErrorKind::CapacityUnavailable,
+        | "Unsupported" => ErrorKind::CapacityUnavailable,
+        // The account's quota in the region (spot instance count, vCPUs per market): every
+        // other type and AZ meets the same wall.
+        "MaxSpotInstanceCountExceeded" | "VcpuLimitExceeded" | "InstanceLimitExceeded" => {
+            ErrorKind::LimitExceeded
+        }
+        // The subnet is out of addresses: every type meets it there.
+        "InsufficientFreeAddressesInSubnet" => ErrorKind::SubnetFull,
         // Gone.
         "InvalidInstanceID.NotFound"
         | "InvalidInstanceID.Malformed"
@@ -373,10 +381,9 @@ mod tests {
                 "InsufficientInstanceCapacity",
                 ErrorKind::CapacityUnavailable,
             ),
-            (
-                "MaxSpotInstanceCountExceeded",
-                ErrorKind::CapacityUnavailable,
-            ),
+            ("MaxSpotInstanceCountExceeded", ErrorKind::LimitExceeded),
+            ("VcpuLimitExceeded", ErrorKind::LimitExceeded),
+            ("InsufficientFreeAddressesInSubnet", ErrorKind::SubnetFull),
             ("SpotMaxPriceTooLow", ErrorKind::CapacityUnavailable),
             ("InvalidInstanceID.NotFound", ErrorKind::NotFound),
             ("UnauthorizedOperation", ErrorKind::Unauthorized),

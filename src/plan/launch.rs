@@ -17,12 +17,12 @@ use chrono::Duration;
 use crate::compat::{AmiNeeds, Reason, Requirements};
 use crate::model::{Instance, InstanceState, InstanceTypeSpec, Market};
 use crate::pricing::{GroupPricing, PriceUsed, spot_source};
-use crate::protocol::{self, Interruption};
+use crate::protocol::{self, Interruption, PoolTrouble};
 use crate::settings::GroupSettings;
 
 use super::clones::LaunchState;
 use super::eligibility::Launch;
-use super::{Action, Candidate, Ctx, Decision, GroupCtx, Skip, Verdict, costs};
+use super::{Action, AvoidedPool, Candidate, Ctx, Decision, GroupCtx, Skip, Verdict, costs};
 
 /// Candidates whose spot prices are this close (relative to the cheaper) count as the same
 /// price, and the one closest in size to the replaced type ranks first: at equal prices a
@@ -339,6 +339,7 @@ fn launch_for(
     let offered = ctx.snap().offerings.get(az);
     let cooldown = Duration::minutes(i64::from(policy.interruption_cooldown_minutes));
     let mut rejected: BTreeMap<Reason, u32> = BTreeMap::new();
+    let mut avoided: Vec<AvoidedPool> = Vec::new();
     let mut ok: Vec<Candidate> = Vec::new();
     for c in ctx.snap().instance_types.values() {
         match judge(
@@ -356,7 +357,15 @@ fn launch_for(
                 instance_type: c.instance_type.clone(),
                 spot_price: price,
             }),
-            Err(r) => *rejected.entry(r).or_default() += 1,
+            Err(r) => {
+                if matches!(r, Reason::RecentlyInterrupted | Reason::RecentlyNoCapacity) {
+                    avoided.push(AvoidedPool {
+                        instance_type: c.instance_type.clone(),
+                        reason: r,
+                    });
+                }
+                *rejected.entry(r).or_default() += 1;
+            }
         }
     }
     if ok.is_empty() {
@@ -402,6 +411,8 @@ fn launch_for(
             product_description: pricing.product.clone(),
             tags,
             tags_left_out,
+            avoided,
+            avoid_minutes: policy.interruption_cooldown_minutes,
         }),
     })
 }
@@ -424,11 +435,15 @@ fn judge(
     if offered.is_some_and(|o| !o.contains(&c.instance_type)) {
         return Err(Reason::NotOffered);
     }
-    if interruptions
+    // The newest trouble in the pool within the cool-down decides the reason.
+    let trouble = interruptions
         .iter()
-        .any(|e| e.is_pool(&c.instance_type, az) && ctx.now() - e.at < cooldown)
-    {
-        return Err(Reason::RecentlyInterrupted);
+        .filter(|e| e.is_pool(&c.instance_type, az) && ctx.now() - e.at < cooldown)
+        .max_by_key(|e| e.at);
+    match trouble.map(|e| e.trouble) {
+        Some(PoolTrouble::Interrupted) => return Err(Reason::RecentlyInterrupted),
+        Some(PoolTrouble::NoCapacity) => return Err(Reason::RecentlyNoCapacity),
+        None => {}
     }
     // Unknown price = not eligible, never "free" (README, "Which types, and why").
     let price = ctx

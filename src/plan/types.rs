@@ -62,6 +62,9 @@ pub struct Decision {
 }
 
 /// Act or skip.
+// A plan holds a few decisions per instance at most: a skip's unused bytes cost nothing worth
+// a box (and a box would change every pattern that reads a verdict).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
@@ -75,6 +78,13 @@ pub struct Candidate {
     pub instance_type: String,
     /// The spot price judged over the window, USD per hour.
     pub spot_price: f64,
+}
+
+/// A pool a launch leaves out for what happened in it recently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvoidedPool {
+    pub instance_type: String,
+    pub reason: Reason,
 }
 
 /// A MaxSize change around a swap: raised by one so the attach fits, restored afterwards.
@@ -119,6 +129,14 @@ pub enum Action {
         /// resource (the protocol's tags and `Name` are always kept).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tags_left_out: Vec<String>,
+        /// Pools of this AZ left out because they recently interrupted the group or had no
+        /// capacity for it, with that reason.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        avoided: Vec<AvoidedPool>,
+        /// How long a candidate pool that answers with a capacity error is avoided afterwards
+        /// (the group's `interruption-cooldown-minutes`).
+        #[serde(default = "default_avoid_minutes")]
+        avoid_minutes: u32,
     },
     /// Launch an on-demand instance of the group's own type to replace a spot member: the group
     /// has fewer on-demand instances than its floor (`keep`), because the floor rose or
@@ -171,6 +189,10 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         partial: bool,
     },
+}
+
+fn default_avoid_minutes() -> u32 {
+    60
 }
 
 impl Action {
@@ -432,6 +454,8 @@ mod tests {
                 product_description: "Linux/UNIX (Amazon VPC)".into(),
                 tags: BTreeMap::new(),
                 tags_left_out: vec![],
+                avoided: vec![],
+                avoid_minutes: 60,
             },
         ];
         for a in &actions {

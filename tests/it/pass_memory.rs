@@ -373,6 +373,7 @@ impl Account {
                     .filter(|k| k.starts_with("spotswap:"))
                     .all(|k| k == tags::MAX_SIZE
                         || k == tags::LAUNCH_BACKOFF
+                        || k == tags::INTERRUPTED
                         || k.starts_with("spotswap:min-on-demand")),
                 "{}: unexpected spotswap tags on the group: {:?}",
                 base.name,
@@ -1282,7 +1283,13 @@ async fn a_pass_makes_no_per_instance_calls() {
     assert_eq!(large_launched, 10);
     assert_eq!(count(&large, "RunInstances"), large_runs);
     assert!(large_runs > 10, "some launches met a full pool");
-    for op in WRITES.iter().filter(|op| **op != "RunInstances") {
+    // The full pools are remembered with one tag write for the group, not one per launch.
+    assert_eq!(count(&large, "CreateOrUpdateTags"), 1, "{large:?}");
+    assert_eq!(count(&small, "CreateOrUpdateTags"), 0, "{small:?}");
+    for op in WRITES
+        .iter()
+        .filter(|op| !["RunInstances", "CreateOrUpdateTags"].contains(op))
+    {
         assert_eq!(count(&large, op), 0, "{op}");
     }
 }
@@ -2048,4 +2055,178 @@ async fn a_group_of_n_converts_in_n_over_the_batch_plus_one_passes() {
             "{n} at {budget}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory of failures
+// ---------------------------------------------------------------------------------------------
+
+/// The launches of a report, as (instance, AZ, candidate types).
+fn launch_candidates(report: &PassReport) -> Vec<(String, String, Vec<String>)> {
+    actions(report)
+        .into_iter()
+        .filter_map(|(d, a)| match a {
+            Action::LaunchClone {
+                availability_zone,
+                candidates,
+                ..
+            } => Some((
+                d.instance.clone().unwrap_or_default(),
+                availability_zone.clone(),
+                candidates.iter().map(|c| c.instance_type.clone()).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pool_without_capacity_is_remembered_and_avoided_until_the_cool_down_is_over() {
+    let mut account = Account::new();
+    // Four instances, two of them in the first AZ.
+    let ids = account.add_group("web", 4, 10, &[]);
+    let az = account.instance(&ids[0]).availability_zone;
+    assert_eq!(account.instance(&ids[3]).availability_zone, az);
+    let settings = Settings::from_pairs([("replacements-per-pass", "1")]).unwrap();
+    // The cheapest pool has no capacity in the first instance's AZ.
+    account.cloud.set_capacity(REGION, "m5a.large", &az, false);
+
+    let first = account.pass(&settings).await;
+    let launched = launch_candidates(&first);
+    assert_eq!(launched[0].1, az, "{first:#?}");
+    assert_eq!(launched[0].2[0], "m5a.large", "the cheapest is tried first");
+    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
+        panic!("one launch: {first:#?}");
+    };
+    assert!(is_done(launch), "{launch:?}");
+    assert_eq!(
+        launch.no_capacity,
+        ["m5a.large"],
+        "the report names the full pool"
+    );
+    let tag = account.group("web").tags[tags::INTERRUPTED].clone();
+    assert!(
+        tag.starts_with(&format!("m5a.large@{az}@")) && tag.ends_with("@no-capacity"),
+        "{tag}"
+    );
+
+    // The pool has capacity again, but the next passes do not try it in that AZ until the
+    // cool-down (60 minutes by default) is over; other AZs still use it.
+    account.cloud.set_capacity(REGION, "m5a.large", &az, true);
+    let mut seen_in_az = 0;
+    for _ in 0..6 {
+        account.wait();
+        let report = account.pass(&settings).await;
+        for (_, launch_az, candidates) in launch_candidates(&report) {
+            if launch_az == az {
+                seen_in_az += 1;
+                assert!(
+                    !candidates.contains(&"m5a.large".to_string()),
+                    "{candidates:?}"
+                );
+            }
+        }
+        // The plan says which pool it left out, and why.
+        for (_, a) in actions(&report) {
+            if let Action::LaunchClone {
+                availability_zone,
+                avoided,
+                ..
+            } = a
+                && *availability_zone == az
+            {
+                let words: Vec<(&str, &str)> = avoided
+                    .iter()
+                    .map(|p| (p.instance_type.as_str(), p.reason.as_str()))
+                    .collect();
+                assert_eq!(words, [("m5a.large", "recently-no-capacity")]);
+            }
+        }
+        let skipped: Vec<_> = region(&report)
+            .plan
+            .iter()
+            .flat_map(|p| p.skips())
+            .filter_map(|(_, s)| match s {
+                Skip::NoCheaperType { rejected } => Some(rejected.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(skipped.is_empty(), "{skipped:?}");
+    }
+    assert!(seen_in_az > 0, "no launch in {az} to judge");
+}
+
+#[tokio::test]
+async fn a_spent_spot_quota_holds_the_passs_other_launches_with_one_reason() {
+    let mut account = Account::new();
+    account.add_group("web", 6, 10, &[]);
+    let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
+    account.cloud.fail_next(
+        "RunInstances",
+        error(
+            "RunInstances",
+            ErrorKind::LimitExceeded,
+            "MaxSpotInstanceCountExceeded",
+        ),
+        1,
+    );
+    let before = account.cloud.total_call_counts();
+    let report = account.pass(&settings).await;
+    let calls = delta(&before, &account.cloud.total_call_counts());
+    assert_eq!(count(&calls, "RunInstances"), 1, "{calls:?}");
+    let launches = outcomes(&report, ActionKind::LaunchClone);
+    assert_eq!(launches.len(), 6);
+    let failed = launches.iter().filter(|o| o.failed()).count();
+    let held: Vec<&str> = launches
+        .iter()
+        .filter_map(|o| match &o.status {
+            Status::Held { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!((failed, held.len()), (1, 5), "{launches:#?}");
+    for r in held {
+        assert!(
+            r.contains("spot quota") && r.contains("MaxSpotInstanceCountExceeded"),
+            "{r}"
+        );
+    }
+    assert_eq!(report.totals.deferred, 5);
+    // Nothing is remembered against a pool: the quota is not the pool's fault.
+    assert!(!account.group("web").tags.contains_key(tags::INTERRUPTED));
+}
+
+#[tokio::test]
+async fn a_subnet_out_of_addresses_holds_only_the_launches_into_it() {
+    let mut account = Account::new();
+    account.add_group("web", 6, 10, &[]);
+    let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
+    account.cloud.fail_next(
+        "RunInstances",
+        error(
+            "RunInstances",
+            ErrorKind::SubnetFull,
+            "InsufficientFreeAddressesInSubnet",
+        ),
+        1,
+    );
+    let report = account.pass(&settings).await;
+    let launches = outcomes(&report, ActionKind::LaunchClone);
+    let failed: Vec<&&Outcome> = launches.iter().filter(|o| o.failed()).collect();
+    assert_eq!(failed.len(), 1, "{launches:#?}");
+    let held: Vec<&str> = launches
+        .iter()
+        .filter_map(|o| match &o.status {
+            Status::Held { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Two instances per AZ: the other one in the full subnet's AZ is held, the rest launch.
+    assert_eq!(held.len(), 1, "{launches:#?}");
+    assert!(
+        held[0].contains("InsufficientFreeAddressesInSubnet"),
+        "{}",
+        held[0]
+    );
+    assert_eq!(launches.iter().filter(|o| is_done(o)).count(), 4);
 }

@@ -882,6 +882,7 @@ fn interruption_cooldown_minutes_sets_how_long_an_interrupted_pool_is_avoided() 
         instance_type: "m5a.large".into(),
         availability_zone: AZS[0].into(),
         at: now() - Duration::minutes(90),
+        trouble: Default::default(),
     }
     .entry();
     let mut snap = snapshot(1);
@@ -898,12 +899,37 @@ fn interruption_cooldown_minutes_sets_how_long_an_interrupted_pool_is_avoided() 
         assert_eq!(l.candidates, ["m6i.large", "m5.large"], "{}", way.label);
         assert_eq!(l.replaces, instance_id(0));
     }
+    // A pool that had no capacity for a clone is avoided the same way, for the same time.
+    let full = Interruption {
+        instance_type: "m5a.large".into(),
+        availability_zone: AZS[0].into(),
+        at: now() - Duration::minutes(90),
+        trouble: tags::PoolTrouble::NoCapacity,
+    }
+    .entry();
+    let mut snap = snapshot(1);
+    group_mut(&mut snap)
+        .tags
+        .insert(tags::INTERRUPTED.into(), full);
+    let default = launches(&default_way(&[]).plan(snap.clone()));
+    assert_eq!(launch_in(&default, AZS[0]).candidates[0], "m5a.large");
+    for way in ways(&[], "interruption-cooldown-minutes", "120") {
+        let plan = way.plan(snap.clone());
+        let l = launches(&plan);
+        assert_eq!(
+            launch_in(&l, AZS[0]).candidates,
+            ["m6i.large", "m5.large"],
+            "{}",
+            way.label
+        );
+    }
     // Other AZs are not affected by the entry.
     let mut snap = snapshot(2);
     let entry = Interruption {
         instance_type: "m5a.large".into(),
         availability_zone: AZS[0].into(),
         at: now() - Duration::minutes(90),
+        trouble: Default::default(),
     }
     .entry();
     group_mut(&mut snap)

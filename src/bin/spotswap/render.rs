@@ -63,6 +63,7 @@ pub fn pass_table(r: &PassReport) -> String {
                     Status::Done { .. } => "done".into(),
                     Status::Failed { error } => format!("FAILED: {error}"),
                     Status::Deferred => "deferred to the next pass".into(),
+                    Status::Held { reason } => format!("held: {reason}"),
                     Status::DryRun => "dry run".into(),
                 };
                 let _ = writeln!(
@@ -351,14 +352,24 @@ fn describe_action(a: &Action) -> String {
             candidates,
             max_price,
             tags_left_out,
+            avoided,
             ..
         } => {
+            let avoided = if avoided.is_empty() {
+                String::new()
+            } else {
+                let pools: Vec<String> = avoided
+                    .iter()
+                    .map(|p| format!("{} ({})", p.instance_type, p.reason))
+                    .collect();
+                format!("; avoided: {}", pools.join(", "))
+            };
             let names: Vec<String> = candidates
                 .iter()
                 .map(|c| format!("{} ${:.4}", c.instance_type, c.spot_price))
                 .collect();
             format!(
-                "launch spot clone (max ${max_price:.4}): {}{}",
+                "launch spot clone (max ${max_price:.4}): {}{avoided}{}",
                 names.join(", "),
                 left_out(tags_left_out)
             )
