@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
 use crate::model::{Market, Snapshot};
+use crate::pacing::Pacer;
 use crate::pass::PassOptions;
 use crate::plan::{Action, Decision, Plan, Verdict};
 use crate::protocol::{self, Interruption, PoolTrouble};
@@ -40,6 +41,10 @@ pub async fn execute<A: Actuator>(
     }
     let holds = Mutex::new(Holds::default());
     let holds = &holds;
+    // The region's request buckets for this pass: launches and terminations go no faster than
+    // EC2 refills them.
+    let pacer = Pacer::ec2();
+    let pacer = &pacer;
     let mut results: Vec<(usize, Vec<Outcome>)> = stream::iter(by_group.into_iter().enumerate())
         .map(|(i, (group, decisions))| {
             let span = info_span!("group", group = %group);
@@ -61,7 +66,8 @@ pub async fn execute<A: Actuator>(
                             "skip"
                         ),
                         Verdict::Act(a) => {
-                            let (o, pools) = run_action(act, snapshot, d, a, opts, holds).await;
+                            let (o, pools) =
+                                run_action(act, snapshot, d, a, opts, holds, pacer).await;
                             log_outcome(&o);
                             out.push(o);
                             if let Action::LaunchClone {
@@ -249,6 +255,7 @@ async fn run_action<A: Actuator>(
     a: &Action,
     opts: &PassOptions,
     holds: &Mutex<Holds>,
+    pacer: &Pacer,
 ) -> (Outcome, Vec<String>) {
     let hourly_saving = match (d.hourly_cost_before, d.hourly_cost_after) {
         (Some(b), Some(a)) => Some(b - a),
@@ -286,7 +293,7 @@ async fn run_action<A: Actuator>(
     let mut no_capacity = Vec::new();
     let result = match a {
         Action::LaunchClone { .. } | Action::LaunchOnDemand { .. } => {
-            let (result, full) = launch(act, snapshot, &d.group, a, opts.now).await;
+            let (result, full) = launch(act, snapshot, &d.group, a, opts.now, pacer).await;
             no_capacity = full;
             if let (Err(e), Some((market, place))) = (&result, &scope) {
                 holds.lock().expect("holds lock").learn(*market, place, e);
@@ -312,10 +319,12 @@ async fn run_action<A: Actuator>(
             .terminate_in_group(replaces, true)
             .await
             .map(|()| (None, None)),
-        Action::TerminateOrphan { clone, .. } => act
-            .terminate(std::slice::from_ref(clone))
-            .await
-            .map(|()| (None, None)),
+        Action::TerminateOrphan { clone, .. } => {
+            pacer.wait("TerminateInstances").await;
+            act.terminate(std::slice::from_ref(clone))
+                .await
+                .map(|()| (None, None))
+        }
         Action::RestoreMaxSize {
             restored,
             partial: false,
@@ -360,9 +369,10 @@ async fn launch<A: Actuator>(
     group: &str,
     a: &Action,
     now: DateTime<Utc>,
+    pacer: &Pacer,
 ) -> (Result<(String, String), CloudError>, Vec<String>) {
     let mut no_capacity = Vec::new();
-    let result = try_candidates(act, snapshot, group, a, now, &mut no_capacity).await;
+    let result = try_candidates(act, snapshot, group, a, now, pacer, &mut no_capacity).await;
     (result, no_capacity)
 }
 
@@ -374,6 +384,7 @@ async fn try_candidates<A: Actuator>(
     group: &str,
     a: &Action,
     now: DateTime<Utc>,
+    pacer: &Pacer,
     no_capacity: &mut Vec<String>,
 ) -> Result<(String, String), CloudError> {
     let (replaces, availability_zone, subnet_id, launch, tags, market, max_price, types) = match a {
@@ -451,6 +462,7 @@ async fn try_candidates<A: Actuator>(
             tags: tags.clone(),
             client_token: client_token(replaces, ty, now),
         };
+        pacer.wait("RunInstances").await;
         match act.launch_clone(&l).await {
             Ok(id) => return Ok((id, ty.to_string())),
             Err(e) if e.kind == ErrorKind::CapacityUnavailable => {

@@ -18,6 +18,7 @@ pub mod lambda;
 pub mod like;
 pub mod model;
 pub mod observe;
+pub mod pacing;
 pub mod pass;
 pub mod plan;
 pub mod price_table;

@@ -21,9 +21,6 @@ use crate::report::{PassReport, RegionReport, Totals};
 use crate::savings::{Swapped, savings};
 use crate::settings::Settings;
 
-/// Regions processed at the same time. Each has its own EC2 throttling buckets.
-pub const REGION_CONCURRENCY: usize = 4;
-
 /// How to run a pass.
 #[derive(Debug, Clone)]
 pub struct PassOptions {
@@ -73,7 +70,9 @@ pub async fn run<A: Account>(
         };
         let mut reports: Vec<RegionReport> = stream::iter(regions.iter())
             .map(|r| region_pass(account, r, settings, opts))
-            .buffer_unordered(REGION_CONCURRENCY)
+            // Every region at once: each has its own API buckets (EC2 API reference, "Request
+            // throttling"), so a region waits for nothing but its own calls.
+            .buffer_unordered(regions.len().max(1))
             .collect()
             .await;
         reports.sort_by(|a, b| a.region.cmp(&b.region));

@@ -107,64 +107,71 @@ fn group(name: &str, desired: u32, max: u32, extra_tags: &[(&str, &str)]) -> Gro
         .build()
 }
 
+/// Adds `region` with `azs` to `cloud`, seeded as the fixture's region: the launch
+/// configuration and its AMI, on-demand prices, and spot prices in every AZ an hour and a half
+/// before the clock's now. No groups.
+fn seed_region(cloud: &MemoryCloud, region: &str, azs: &[&str]) {
+    cloud.add_region(region, azs);
+    cloud.put_launch_spec(
+        region,
+        &launch_ref(),
+        LaunchSpec {
+            image_id: AMI.into(),
+            instance_type: Some("m5.large".into()),
+            security_group_ids: vec!["sg-0123456789abcdef0".into()],
+            iam_instance_profile: Some("web-profile".into()),
+            user_data: Some(Secret(USER_DATA.into())),
+            ..LaunchSpec::default()
+        },
+    );
+    cloud.put_ami(
+        region,
+        Ami {
+            image_id: AMI.into(),
+            name: Some("web-2024-01".into()),
+            architecture: Some(Architecture::X86_64),
+            virtualization: Some(Virtualization::Hvm),
+            ena_support: Some(true),
+            platform_details: Some("Linux/UNIX".into()),
+            ..Ami::default()
+        },
+    );
+    cloud.set_on_demand(
+        region,
+        ON_DEMAND
+            .iter()
+            .map(|(t, p)| {
+                let prices = OsPrices {
+                    linux: Some(*p),
+                    ..OsPrices::default()
+                };
+                (t.to_string(), prices)
+            })
+            .collect(),
+    );
+    let at = cloud.now() - TimeDelta::minutes(90);
+    for az in azs {
+        for (t, p) in SPOT {
+            cloud.put_spot_price(
+                region,
+                SpotPricePoint {
+                    instance_type: t.into(),
+                    availability_zone: az.to_string(),
+                    product_description: LINUX.into(),
+                    price: p,
+                    timestamp: at,
+                },
+            );
+        }
+    }
+}
+
 impl Account {
     /// One region, the launch configuration and its AMI, on-demand prices, and spot prices in
     /// every AZ an hour and a half before the clock's now. No groups yet.
     fn new() -> Self {
         let cloud = MemoryCloud::new();
-        cloud.add_region(REGION, &AZS);
-        cloud.put_launch_spec(
-            REGION,
-            &launch_ref(),
-            LaunchSpec {
-                image_id: AMI.into(),
-                instance_type: Some("m5.large".into()),
-                security_group_ids: vec!["sg-0123456789abcdef0".into()],
-                iam_instance_profile: Some("web-profile".into()),
-                user_data: Some(Secret(USER_DATA.into())),
-                ..LaunchSpec::default()
-            },
-        );
-        cloud.put_ami(
-            REGION,
-            Ami {
-                image_id: AMI.into(),
-                name: Some("web-2024-01".into()),
-                architecture: Some(Architecture::X86_64),
-                virtualization: Some(Virtualization::Hvm),
-                ena_support: Some(true),
-                platform_details: Some("Linux/UNIX".into()),
-                ..Ami::default()
-            },
-        );
-        cloud.set_on_demand(
-            REGION,
-            ON_DEMAND
-                .iter()
-                .map(|(t, p)| {
-                    let prices = OsPrices {
-                        linux: Some(*p),
-                        ..OsPrices::default()
-                    };
-                    (t.to_string(), prices)
-                })
-                .collect(),
-        );
-        let at = cloud.now() - TimeDelta::minutes(90);
-        for az in AZS {
-            for (t, p) in SPOT {
-                cloud.put_spot_price(
-                    REGION,
-                    SpotPricePoint {
-                        instance_type: t.into(),
-                        availability_zone: az.into(),
-                        product_description: LINUX.into(),
-                        price: p,
-                        timestamp: at,
-                    },
-                );
-            }
-        }
+        seed_region(&cloud, REGION, &AZS);
         Account {
             cloud,
             watched: Vec::new(),
@@ -483,7 +490,7 @@ fn error(operation: &str, kind: ErrorKind, code: &str) -> CloudError {
 // Convergence
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_group_of_eight_on_demand_instances_converges_to_spot_without_a_capacity_dip() {
     let mut account = Account::new();
     let originals = account.add_group("web", 8, 10, &[]);
@@ -549,7 +556,7 @@ async fn a_group_of_eight_on_demand_instances_converges_to_spot_without_a_capaci
 /// Extra tags of a group.
 type GroupTags = &'static [(&'static str, &'static str)];
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn min_on_demand_number_keeps_that_many_on_demand_instances_as_setting_and_as_tag() {
     let cases: [(Settings, GroupTags, usize); 2] = [
         (
@@ -578,7 +585,7 @@ async fn min_on_demand_number_keeps_that_many_on_demand_instances_as_setting_and
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_group_at_max_size_converges_and_ends_with_its_max_size_and_no_max_size_tag() {
     let mut account = Account::new();
     account.add_group("web", 4, 4, &[]);
@@ -601,7 +608,7 @@ async fn a_group_at_max_size_converges_and_ends_with_its_max_size_and_no_max_siz
 // Dry run
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dry_run_changes_nothing_in_the_account() {
     let mut account = Account::new();
     let originals = account.add_group("web", 8, 8, &[]);
@@ -666,7 +673,7 @@ async fn dry_run_changes_nothing_in_the_account() {
 // Faults
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_capacity_error_on_the_first_candidate_falls_through_to_the_next_candidate() {
     let mut account = Account::new();
     let ids = account.add_group("web", 1, 10, &[]);
@@ -719,7 +726,7 @@ async fn a_capacity_error_on_the_first_candidate_falls_through_to_the_next_candi
     assert_eq!(members[0].instance_id, clone.instance_id);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_with_no_capacity_for_any_candidate_fails_without_a_clone() {
     let mut account = Account::new();
     let ids = account.add_group("web", 1, 10, &[]);
@@ -793,7 +800,7 @@ async fn launch_refused(refused: &[(&str, ErrorKind, &str)], no_capacity: &[&str
     (end, count(&calls, "RunInstances"))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_type_that_refuses_the_request_falls_through_until_three_refuse_it_alike() {
     use ErrorKind::{InvalidRequest, NotFound, Unauthorized};
     const COMBINATION: &str = "InvalidParameterCombination";
@@ -865,7 +872,7 @@ async fn a_type_that_refuses_the_request_falls_through_until_three_refuse_it_ali
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failure_in_one_group_does_not_stop_another_groups_actions() {
     let mut account = Account::new();
     account.add_group("api", 4, 10, &[]);
@@ -1001,17 +1008,17 @@ async fn crash_mid_swap(max: u32) {
     assert_eq!(market_count(&account.members("web"), Market::Spot), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_that_dies_mid_swap_is_completed_by_the_next_pass() {
     crash_mid_swap(10).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_that_dies_mid_swap_at_max_size_is_completed_and_max_size_restored() {
     crash_mid_swap(2).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_orphan_clone_whose_instance_was_terminated_out_of_band_is_terminated() {
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
@@ -1057,7 +1064,7 @@ async fn an_orphan_clone_whose_instance_was_terminated_out_of_band_is_terminated
     assert_eq!(market_count(&account.members("web"), Market::Spot), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_clone_that_never_boots_is_terminated_after_grace_plus_orphan_timeout() {
     let mut account = Account::new();
     let ids = account.add_group("web", 4, 10, &[]);
@@ -1108,7 +1115,7 @@ async fn a_clone_that_never_boots_is_terminated_after_grace_plus_orphan_timeout(
     assert!(account.instance(&clone).state.is_gone());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn throttled_spot_price_reads_fail_the_region_without_panicking_and_the_next_pass_works() {
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
@@ -1144,7 +1151,7 @@ async fn throttled_spot_price_reads_fail_the_region_without_panicking_and_the_ne
     assert_eq!(next.totals.clones_launched, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_orphans() {
     let mut account = Account::new();
     account.add_group("web", 8, 10, &[]);
@@ -1247,7 +1254,7 @@ async fn first_pass_calls(
     (calls, expected_runs, report.totals.clones_launched)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_makes_no_per_instance_calls() {
     let (small, small_runs, small_launched) = first_pass_calls(10, &[]).await;
     let full = [("m5a.large", AZS[0]), ("m6a.large", AZS[1])];
@@ -1298,7 +1305,7 @@ async fn a_pass_makes_no_per_instance_calls() {
 // Interruptions
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_interrupted_spot_instance_is_replaced_on_demand_by_the_group_and_converted_again() {
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
@@ -1337,7 +1344,7 @@ async fn an_interrupted_spot_instance_is_replaced_on_demand_by_the_group_and_con
     assert!(account.instance(&replacement).state.is_gone());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_clone_lost_before_its_swap_is_relaunched_by_a_later_pass() {
     let mut account = Account::new();
     let ids = account.add_group("web", 1, 10, &[]);
@@ -1398,7 +1405,7 @@ async fn a_clone_lost_before_its_swap_is_relaunched_by_a_later_pass() {
 // More faults
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_swap_at_max_size_that_fails_at_any_step_is_finished_by_later_passes() {
     // The swap's calls at MaxSize, in order: record MaxSize, raise it, attach, remove the
     // on-demand instance, restore MaxSize (UpdateAutoScalingGroup again), drop the record.
@@ -1435,7 +1442,7 @@ async fn a_swap_at_max_size_that_fails_at_any_step_is_finished_by_later_passes()
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
     let mut account = Account::new();
     account.add_group("web", 6, 6, &[]);
@@ -1475,7 +1482,7 @@ async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
     assert_eq!(market_count(&account.members("web"), Market::Spot), 6);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_report_counts_the_calls_of_that_pass_only() {
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
@@ -1568,7 +1575,7 @@ mod log_capture {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_spans() {
     // The test runtime is single-threaded: the whole pass runs on this thread.
     let logs = log_capture::start();
@@ -1647,7 +1654,7 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
     assert!(!text.contains(USER_DATA), "{text}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn savings_count_the_passes_own_swaps_against_the_type_the_group_runs_on_demand() {
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
@@ -1680,7 +1687,7 @@ async fn savings_count_the_passes_own_swaps_against_the_type_the_group_runs_on_d
     assert_eq!(second.totals.hourly_savings_now, after.hourly_saving);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_instance_with_fifty_tags_still_gets_a_clone_within_ec2s_tag_limit() {
     let mut account = Account::new();
     let ids = account.add_group("web", 1, 4, &[]);
@@ -1719,7 +1726,7 @@ async fn an_instance_with_fifty_tags_still_gets_a_clone_within_ec2s_tag_limit() 
     assert!(tags_left_out.iter().all(|k| !clone.tags.contains_key(k)));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_read_about_one_group_leaves_that_group_alone_and_the_others_go_on() {
     let mut account = Account::new();
     account.add_group("api", 2, 4, &[]);
@@ -1773,7 +1780,7 @@ async fn a_failed_read_about_one_group_leaves_that_group_alone_and_the_others_go
     assert_eq!(launched, BTreeSet::from(["web"]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_group_that_scaled_out_to_a_raised_max_size_gets_its_own_back_once_it_scales_in() {
     use spotswap::cloud::{Account as _, Actuator as _};
     let mut account = Account::new();
@@ -1838,7 +1845,7 @@ async fn converge_counting(account: &Account, settings: &Settings) -> (usize, u3
     (launched, swaps)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_raised_on_demand_floor_is_restored_by_swapping_spot_members_out_never_below_desired() {
     let mut account = Account::new();
     account.add_group("web", 6, 8, &[]);
@@ -1876,7 +1883,7 @@ async fn a_raised_on_demand_floor_is_restored_by_swapping_spot_members_out_never
     assert!(actions(&report).is_empty(), "{report:#?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn on_demand_instances_lost_to_scale_in_are_brought_back_within_the_batch_limit() {
     use spotswap::cloud::{Account as _, Actuator as _};
     let mut account = Account::new();
@@ -1949,7 +1956,7 @@ fn backing_off(report: &PassReport) -> Option<Skip> {
         .map(|(_, s)| s.clone())
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_group_whose_clones_die_at_boot_backs_off_longer_each_time_and_recovers_once_one_boots() {
     let mut account = Account::new();
     account.add_group("web", 2, 4, &[]);
@@ -2032,7 +2039,7 @@ async fn a_group_whose_clones_die_at_boot_backs_off_longer_each_time_and_recover
 // Convergence
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_group_of_n_converts_in_n_over_the_batch_plus_one_passes() {
     // (instances, replacements-per-pass, passes that act: ceil(N / batch) + 1)
     let cases = [
@@ -2080,7 +2087,7 @@ fn launch_candidates(report: &PassReport) -> Vec<(String, String, Vec<String>)> 
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_pool_without_capacity_is_remembered_and_avoided_until_the_cool_down_is_over() {
     let mut account = Account::new();
     // Four instances, two of them in the first AZ.
@@ -2156,7 +2163,7 @@ async fn a_pool_without_capacity_is_remembered_and_avoided_until_the_cool_down_i
     assert!(seen_in_az > 0, "no launch in {az} to judge");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_spent_spot_quota_holds_the_passs_other_launches_with_one_reason() {
     let mut account = Account::new();
     account.add_group("web", 6, 10, &[]);
@@ -2196,7 +2203,7 @@ async fn a_spent_spot_quota_holds_the_passs_other_launches_with_one_reason() {
     assert!(!account.group("web").tags.contains_key(tags::INTERRUPTED));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_subnet_out_of_addresses_holds_only_the_launches_into_it() {
     let mut account = Account::new();
     account.add_group("web", 6, 10, &[]);
@@ -2229,4 +2236,56 @@ async fn a_subnet_out_of_addresses_holds_only_the_launches_into_it() {
         held[0]
     );
     assert_eq!(launches.iter().filter(|o| is_done(o)).count(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pacing
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn launches_are_paced_under_ec2s_request_bucket_and_none_is_throttled() {
+    let mut account = Account::new();
+    account.add_group("web", 40, 50, &[]);
+    // EC2's RunInstances bucket: 5 calls at once, then 2 a second.
+    account
+        .cloud
+        .set_request_bucket(REGION, "RunInstances", 5.0, 2.0);
+    let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
+    let started = tokio::time::Instant::now();
+    let report = account.pass(&settings).await;
+    let took = started.elapsed();
+    assert_eq!(report.exit_code(), 0, "{report:#?}");
+    assert_eq!(report.totals.clones_launched, 40);
+    assert!(account.cloud.throttled(REGION).is_empty());
+    // 35 calls past the bucket's five, at two a second: at least 17.5 s.
+    assert!(took >= Duration::from_millis(17_400), "{took:?}");
+    assert!(took < Duration::from_secs(25), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_region_runs_at_once_so_a_busy_region_does_not_hold_up_the_others() {
+    // Twelve regions of ten launches each, each under EC2's RunInstances bucket (5, then 2 a
+    // second): alone, a region takes 2.5 s; four at a time, twelve would take 7.5 s.
+    let cloud = MemoryCloud::new();
+    for n in 0..12 {
+        let region = format!("xx-test-{n}");
+        let azs = [format!("{region}a"), format!("{region}b")];
+        seed_region(&cloud, &region, &[&azs[0], &azs[1]]);
+        cloud.set_request_bucket(&region, "RunInstances", 5.0, 2.0);
+        cloud.put_group(&region, group("web", 10, 20, &[]));
+        cloud.launch_group_members(&region, "web", 10, "m5.large", &[]);
+    }
+    let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
+    let opts = PassOptions {
+        dry_run: false,
+        now: cloud.now(),
+        deadline: None,
+    };
+    let started = tokio::time::Instant::now();
+    let report = pass::run(&cloud, &settings, &opts).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(report.exit_code(), 0, "{report:#?}");
+    assert_eq!(report.totals.regions, 12);
+    assert_eq!(report.totals.clones_launched, 120);
+    assert!(took < Duration::from_secs(4), "{took:?}");
 }

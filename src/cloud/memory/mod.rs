@@ -361,6 +361,34 @@ impl MemoryCloud {
         })
     }
 
+    /// Throttles `operation` in the region as EC2 does: a token bucket of `size` tokens,
+    /// refilled at `refill_per_sec` (by tokio's clock, so paused-time tests run instantly).
+    pub fn set_request_bucket(
+        &self,
+        region: &str,
+        operation: &'static str,
+        size: f64,
+        refill_per_sec: f64,
+    ) -> &Self {
+        self.with_region(region, |ctx| {
+            let bucket =
+                crate::pacing::Bucket::full(size, refill_per_sec, tokio::time::Instant::now());
+            ctx.region.buckets.insert(operation, bucket);
+        });
+        self
+    }
+
+    /// Calls of the region refused for an empty request bucket, by operation.
+    pub fn throttled(&self, region: &str) -> BTreeMap<String, u64> {
+        self.with_region(region, |ctx| {
+            ctx.region
+                .throttled
+                .iter()
+                .map(|(op, n)| (op.to_string(), *n))
+                .collect()
+        })
+    }
+
     /// Makes every later launch die at boot with EC2 state reason `reason` (for example
     /// `Client.InternalError`, as for volumes under an unusable KMS key); `None` heals it.
     pub fn set_boot_failure(&self, region: &str, reason: Option<&str>) -> &Self {

@@ -92,6 +92,11 @@ pub(super) struct RegionState {
     /// When each terminated instance was terminated: EC2 lists a terminated instance for
     /// about an hour afterwards.
     pub(super) terminated_at: HashMap<String, DateTime<Utc>>,
+    /// EC2's request token buckets, by operation, when the test sets them: a call that finds
+    /// its bucket empty fails with `RequestLimitExceeded`, as EC2's does.
+    pub(super) buckets: HashMap<&'static str, crate::pacing::Bucket>,
+    /// Calls refused by those buckets, by operation.
+    pub(super) throttled: BTreeMap<&'static str, u64>,
     /// Launches die at boot with this `StateReason` code (a clone that can never boot, such
     /// as one whose volumes use an unusable KMS key), when set.
     pub(super) boot_failure: Option<String>,
@@ -218,6 +223,17 @@ impl Ctx<'_> {
     pub(super) fn call(&mut self, operation: &'static str) -> Result<(), CloudError> {
         self.calls += 1;
         *self.region.calls.entry(operation).or_default() += 1;
+        if let Some(b) = self.region.buckets.get_mut(operation)
+            && !b.try_take(tokio::time::Instant::now())
+        {
+            *self.region.throttled.entry(operation).or_default() += 1;
+            return Err(CloudError::new(
+                operation,
+                crate::cloud::ErrorKind::Throttled,
+                Some("RequestLimitExceeded"),
+                "Request limit exceeded.",
+            ));
+        }
         pop_fault(self.faults, operation)
     }
 
