@@ -10,7 +10,7 @@ VENV := .venv
 # compiled once for all of them: a different feature set would rebuild the whole SDK.
 FEATURES := --features lambda
 
-.PHONY: all build test lint fmt cfn-lint data demo lambda bench-lambda package deploy clean
+.PHONY: all build test lint fmt cfn-lint data demo figures lambda bench-lambda package deploy clean
 
 all: build
 
@@ -54,6 +54,11 @@ lambda: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 	  echo "arm64 zip skipped: the aarch64-unknown-linux-gnu standard library is not installed"; \
 	fi
 	@ls -l target/lambda/*/spotswap-lambda/bootstrap.zip
+
+## Launch figures over the in-memory cloud: passes to convert a group of 20, 60 and 200, pools
+## per group at the end, launch calls per pass for 10 and 100 groups. Prints figures; not a test.
+figures:
+	$(CARGO) run --locked $(FEATURES) --quiet --example launch_figures
 
 ## Lambda figures: zip size and initialisation time of the release binary `make lambda` built,
 ## through a local runtime API (the harness itself runs as a debug build).

@@ -9,6 +9,7 @@
 #[path = "../tests/it/moto/mod.rs"]
 mod moto;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -56,7 +57,9 @@ fn spotswap(emu: &Emulator, args: &[&str]) -> (String, i32) {
     (text, out.status.code().unwrap_or(-1))
 }
 
-async fn seed(emu: &Emulator) -> Vec<(String, String, String)> {
+/// Seeds the account; returns each group as (region, name, description), and each region's
+/// handle for reading the result.
+async fn seed(emu: &Emulator) -> (Vec<(String, String, String)>, Vec<(String, Account)>) {
     let mut described = Vec::new();
     let mut add = |region: &str, spec: &GroupSpec, what: &str| {
         described.push((region.to_string(), spec.name.clone(), what.to_string()));
@@ -118,7 +121,44 @@ async fn seed(emu: &Emulator) -> Vec<(String, String, String)> {
         west.create_group(&spec).await;
         add("eu-west-1", &spec, what);
     }
-    described
+    let accounts = vec![
+        ("us-east-1".to_string(), east),
+        ("eu-west-1".to_string(), west),
+    ];
+    (described, accounts)
+}
+
+/// Prints the spot pools (type and AZ) each group's in-service members run on.
+async fn print_pools(groups: &[(String, String, String)], accounts: &[(String, Account)]) {
+    println!("Spot pools per group at the end (type @ AZ: instances):");
+    for (region, name, _) in groups {
+        let Some((_, account)) = accounts.iter().find(|(r, _)| r == region) else {
+            continue;
+        };
+        let mut pools: BTreeMap<String, u32> = BTreeMap::new();
+        let mut on_demand = 0;
+        for (id, spot) in account.in_service_members(name).await {
+            if !spot {
+                on_demand += 1;
+                continue;
+            }
+            let i = account.instance(&id).await;
+            let ty = i.instance_type().map(|t| t.as_str().to_string());
+            let az = i
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .map(str::to_string);
+            let pool = format!("{} @ {}", ty.unwrap_or_default(), az.unwrap_or_default());
+            *pools.entry(pool).or_default() += 1;
+        }
+        let pools: Vec<String> = pools.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+        let pools = if pools.is_empty() {
+            "-".to_string()
+        } else {
+            pools.join(", ")
+        };
+        println!("  {region:<10} {name:<9} {pools} (on-demand: {on_demand})");
+    }
 }
 
 /// Whether a pass report says nothing is left to do: no launch or swap planned and no clone
@@ -130,11 +170,13 @@ fn converged(report: &serde_json::Value) -> bool {
                 ds.iter().all(|d| {
                     let act = d["verdict"]["act"]["type"].as_str();
                     let skip = d["verdict"]["skip"]["reason"].as_str();
-                    !matches!(act, Some("launch-clone" | "swap" | "complete-swap"))
-                        && !matches!(
-                            skip,
-                            Some("clone-not-ready" | "clone-starting" | "batch-limit")
-                        )
+                    !matches!(
+                        act,
+                        Some("launch-clone" | "launch-on-demand" | "swap" | "complete-swap")
+                    ) && !matches!(
+                        skip,
+                        Some("clone-not-ready" | "clone-starting" | "batch-limit")
+                    )
                 })
             })
         })
@@ -153,7 +195,7 @@ async fn main() {
         "Emulator (moto server with realistic prices) listening on {}\n",
         emu.endpoint()
     );
-    let groups = seed(&emu).await;
+    let (groups, accounts) = seed(&emu).await;
     println!(
         "The account: Auto Scaling groups in {}",
         REGIONS.join(" and ")
@@ -180,6 +222,8 @@ async fn main() {
             println!("\nEvery opted-in group has converged after {pass} passes.\n");
             println!("================ $ spotswap report ================");
             print!("{}", spotswap(&emu, &["report"]).0);
+            println!();
+            print_pools(&groups, &accounts).await;
             println!(
                 "\nThe not-opted-in group `batch` was never touched; `reports` kept one \
                  on-demand instance;\n`checkout` ended with its MaxSize of 2. Stopping the \
