@@ -361,64 +361,30 @@ mod tests {
 
     #[test]
     fn the_launch_specs_settings_narrow_the_candidates_of_its_clones() {
-        use crate::catalog::Catalog;
         use crate::compat::LaunchNeeds;
         use crate::model::{CpuOptions, LaunchSpec};
+        use crate::plan::testing::{launch_candidates, one_instance};
         use serde_json::json;
-        let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
         // An m5.xlarge group; the cheapest spot types first: m5n.xlarge (no hibernation),
         // r3.xlarge (no Nitro Enclaves), m7a.xlarge (one thread per core), m6i.xlarge (all of
         // them), r3.8xlarge (no hibernation, EBS optimization or Nitro Enclaves).
         let snapshot = |spec: LaunchSpec| {
-            let spot = |ty: &str, price: f64| {
-                json!({"instance_type": ty, "availability_zone": "us-east-1a",
-                       "product_description": "Linux/UNIX (Amazon VPC)", "price": price,
-                       "timestamp": "2026-11-23T09:30:00Z"})
-            };
-            let mut snap: Snapshot = serde_json::from_value(json!({
-                "region": "us-east-1",
-                "groups": [{"name": "web", "min_size": 1, "max_size": 2, "desired_capacity": 1,
-                            "health_check_grace_period_secs": 300,
-                            "tags": {"spot-enabled": "true"},
-                            "launch": {"kind": "launch-template", "id": "lt-1", "version": "1"},
-                            "members": [{"instance_id": "i-1", "lifecycle_state": "InService",
-                                         "health_status": "Healthy"}]}],
-                "instances": {"i-1": {"instance_id": "i-1", "instance_type": "m5.xlarge",
-                    "availability_zone": "us-east-1a", "market": "on-demand",
-                    "state": "running", "launch_time": "2026-11-22T10:00:00Z",
-                    "auto_scaling_group": "web"}},
-                "amis": {"ami-1": {"image_id": "ami-1", "ena_support": true}},
-                "spot_prices": [spot("m5n.xlarge", 0.05), spot("r3.xlarge", 0.06),
-                                spot("m7a.xlarge", 0.07), spot("m6i.xlarge", 0.08),
-                                spot("r3.8xlarge", 0.09)],
-                "on_demand": {"source": {"kind": "live"},
-                              "prices": {"m5.xlarge": {"linux": 0.192}}}
-            }))
-            .unwrap();
-            snap.launch_specs.insert(
-                "lt:lt-1:1".into(),
-                LaunchSpec {
-                    image_id: "ami-1".into(),
-                    ..spec
-                },
-            );
-            Catalog::bundled().fill_missing(&mut snap.instance_types);
-            snap
+            let ami = json!({"image_id": "ami-1", "ena_support": true});
+            let spot = [
+                ("m5n.xlarge", 0.05),
+                ("r3.xlarge", 0.06),
+                ("m7a.xlarge", 0.07),
+                ("m6i.xlarge", 0.08),
+                ("r3.8xlarge", 0.09),
+            ];
+            one_instance("m5.xlarge", 0.192, spec, ami, &spot)
         };
         let candidates = |spec: LaunchSpec| -> Vec<String> {
             let snap = snapshot(spec);
             let g = &snap.groups[0];
             let needs = resolve_launch(&snap, g).unwrap().needs;
             assert_eq!(needs, LaunchNeeds::of(&snap.launch_specs["lt:lt-1:1"]));
-            let plan = crate::plan::plan(&snap, &Settings::default(), now);
-            plan.actions()
-                .find_map(|(_, a)| match a {
-                    crate::plan::Action::LaunchClone { candidates, .. } => {
-                        Some(candidates.iter().map(|c| c.instance_type.clone()).collect())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_default()
+            launch_candidates(&snap)
         };
         let all = [
             "m5n.xlarge",

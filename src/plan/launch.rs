@@ -41,7 +41,7 @@ pub struct GroupLaunches<'a> {
     pub interruptions: &'a [Interruption],
 }
 
-impl GroupLaunches<'_> {
+impl<'a> GroupLaunches<'a> {
     /// Plans this pass's launches for the group: a batch of its on-demand instances, spread
     /// over AZs, within the on-demand floor and the `replacements-per-pass` budget; every
     /// instance not launched for gets a skip with the reason.
@@ -58,33 +58,7 @@ impl GroupLaunches<'_> {
         let GroupCtx { ctx, group, .. } = g;
         let policy = self.policy;
         // Candidates: on-demand, in service, healthy, unprotected, running, without a clone.
-        let mut victims: Vec<&Instance> = Vec::new();
-        for id in &state.on_demand_ids {
-            if state.in_flight.contains(id) {
-                continue;
-            }
-            let member = group.member(id).expect("ids come from members");
-            let instance = ctx
-                .snap()
-                .instances
-                .get(*id)
-                .expect("on-demand ids are known instances");
-            let skip = if !member.is_healthy() {
-                Some(Skip::Unhealthy)
-            } else if member.protected_from_scale_in {
-                Some(Skip::ProtectedFromScaleIn)
-            } else if instance.state != InstanceState::Running {
-                Some(Skip::NotRunning {
-                    state: instance.state,
-                })
-            } else {
-                None
-            };
-            match skip {
-                Some(s) => out.push(costs::instance_skip(g, id, s)),
-                None => victims.push(instance),
-            }
-        }
+        let victims = self.replaceable(&state.on_demand_ids, state, out);
         // On-demand members not in service are left to Auto Scaling.
         for m in &group.members {
             if !m.is_in_service()
@@ -172,6 +146,40 @@ impl GroupLaunches<'_> {
         }
     }
 
+    /// Of the in-service members `ids`, those that may be replaced now: healthy, unprotected,
+    /// running and without a clone in flight; every other one gets a skip with the reason.
+    fn replaceable(
+        &self,
+        ids: &BTreeSet<&str>,
+        state: &LaunchState,
+        out: &mut Vec<Decision>,
+    ) -> Vec<&'a Instance> {
+        let g = self.g;
+        let mut victims = Vec::new();
+        for id in ids {
+            if state.in_flight.contains(id) {
+                continue;
+            }
+            let member = g.group.member(id).expect("ids come from members");
+            let skip = match g.ctx.snap().instances.get(*id) {
+                None => Some(Skip::InstanceNotFound),
+                Some(_) if !member.is_healthy() => Some(Skip::Unhealthy),
+                Some(_) if member.protected_from_scale_in => Some(Skip::ProtectedFromScaleIn),
+                Some(i) if i.state != InstanceState::Running => {
+                    Some(Skip::NotRunning { state: i.state })
+                }
+                Some(i) => {
+                    victims.push(i);
+                    None
+                }
+            };
+            if let Some(s) = skip {
+                out.push(costs::instance_skip(g, id, s));
+            }
+        }
+        victims
+    }
+
     /// The group runs fewer on-demand instances than it keeps (its floor rose, or scale-in
     /// removed on-demand instances): a batch of its spot members, spread over AZs, each get an
     /// on-demand instance of the group's own type to be swapped in in their place. The swap
@@ -193,33 +201,9 @@ impl GroupLaunches<'_> {
             ));
             return;
         };
-        let mut victims: Vec<&Instance> = Vec::new();
-        for id in &state.spot_ids {
-            if state.in_flight.contains(id) {
-                continue;
-            }
-            let member = group.member(id).expect("ids come from members");
-            let Some(instance) = ctx.snap().instances.get(*id) else {
-                continue;
-            };
-            // The same rules as for an on-demand instance: the user's protection and what
-            // Auto Scaling is busy with are respected.
-            let skip = if !member.is_healthy() {
-                Some(Skip::Unhealthy)
-            } else if member.protected_from_scale_in {
-                Some(Skip::ProtectedFromScaleIn)
-            } else if instance.state != InstanceState::Running {
-                Some(Skip::NotRunning {
-                    state: instance.state,
-                })
-            } else {
-                None
-            };
-            match skip {
-                Some(s) => out.push(costs::instance_skip(g, id, s)),
-                None => victims.push(instance),
-            }
-        }
+        // The same rules as for an on-demand instance: the user's protection and what Auto
+        // Scaling is busy with are respected.
+        let victims = self.replaceable(&state.spot_ids, state, out);
         let missing = state.keep - state.on_demand;
         let wanted = (victims.len() as u32).min(missing);
         let limit = self
@@ -690,49 +674,21 @@ mod tests {
 
     #[test]
     fn a_template_with_cpu_credits_gets_only_burstable_candidates() {
-        use crate::catalog::Catalog;
-        use crate::model::Snapshot;
-        use crate::settings::Settings;
-        use serde_json::json;
-        let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        use crate::model::LaunchSpec;
+        use crate::plan::testing::{launch_candidates as candidates, one_instance};
         let snapshot = |cpu_credits: Option<&str>| {
-            let spot = |ty: &str, price: f64| {
-                json!({"instance_type": ty, "availability_zone": "us-east-1a",
-                       "product_description": "Linux/UNIX (Amazon VPC)", "price": price,
-                       "timestamp": "2026-11-23T09:30:00Z"})
+            let spec = LaunchSpec {
+                cpu_credits: cpu_credits.map(str::to_string),
+                ..LaunchSpec::default()
             };
-            let mut snap: Snapshot = serde_json::from_value(json!({
-                "region": "us-east-1",
-                "groups": [{"name": "web", "min_size": 1, "max_size": 2, "desired_capacity": 1,
-                            "health_check_grace_period_secs": 300,
-                            "tags": {"spot-enabled": "true"},
-                            "launch": {"kind": "launch-template", "id": "lt-1", "version": "1"},
-                            "members": [{"instance_id": "i-1", "lifecycle_state": "InService",
-                                         "health_status": "Healthy"}]}],
-                "instances": {"i-1": {"instance_id": "i-1", "instance_type": "t3.large",
-                    "availability_zone": "us-east-1a", "market": "on-demand",
-                    "state": "running", "launch_time": "2026-11-22T10:00:00Z",
-                    "auto_scaling_group": "web"}},
-                "launch_specs": {"lt:lt-1:1": {"image_id": "ami-1", "cpu_credits": cpu_credits}},
-                "amis": {"ami-1": {"image_id": "ami-1"}},
-                "spot_prices": [spot("t3a.large", 0.03), spot("m5.large", 0.04)],
-                "on_demand": {"source": {"kind": "live"},
-                              "prices": {"t3.large": {"linux": 0.0832}}}
-            }))
-            .unwrap();
-            Catalog::bundled().fill_missing(&mut snap.instance_types);
-            snap
-        };
-        let candidates = |snap: &Snapshot| -> Vec<String> {
-            let plan = crate::plan::plan(snap, &Settings::default(), now);
-            plan.actions()
-                .find_map(|(_, a)| match a {
-                    Action::LaunchClone { candidates, .. } => {
-                        Some(candidates.iter().map(|c| c.instance_type.clone()).collect())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_default()
+            let ami = serde_json::json!({"image_id": "ami-1"});
+            one_instance(
+                "t3.large",
+                0.0832,
+                spec,
+                ami,
+                &[("t3a.large", 0.03), ("m5.large", 0.04)],
+            )
         };
         assert_eq!(candidates(&snapshot(None)), ["t3a.large", "m5.large"]);
         assert_eq!(candidates(&snapshot(Some("unlimited"))), ["t3a.large"]);

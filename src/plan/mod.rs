@@ -205,3 +205,80 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
     };
     launches.plan(next, out);
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Fixtures shared by the planner's unit tests.
+
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+
+    use crate::catalog::Catalog;
+    use crate::model::{LaunchSpec, Snapshot};
+    use crate::settings::Settings;
+
+    use super::Action;
+
+    /// One opted-in group `web` launching from template `lt-1` version 1 (`spec`, its AMI
+    /// `ami-1` as `ami` describes it) with one running on-demand instance `i-1` of
+    /// `instance_type` in us-east-1a; that type's Linux on-demand price; `spot` Linux prices in
+    /// us-east-1a half an hour before 2026-11-23T10:00Z; the bundled catalog.
+    pub fn one_instance(
+        instance_type: &str,
+        on_demand: f64,
+        spec: LaunchSpec,
+        ami: serde_json::Value,
+        spot: &[(&str, f64)],
+    ) -> Snapshot {
+        let spot: Vec<serde_json::Value> = spot
+            .iter()
+            .map(|(ty, price)| {
+                json!({"instance_type": ty, "availability_zone": "us-east-1a",
+                       "product_description": "Linux/UNIX (Amazon VPC)", "price": price,
+                       "timestamp": "2026-11-23T09:30:00Z"})
+            })
+            .collect();
+        let mut snap: Snapshot = serde_json::from_value(json!({
+            "region": "us-east-1",
+            "groups": [{"name": "web", "min_size": 1, "max_size": 2, "desired_capacity": 1,
+                        "health_check_grace_period_secs": 300,
+                        "tags": {"spot-enabled": "true"},
+                        "launch": {"kind": "launch-template", "id": "lt-1", "version": "1"},
+                        "members": [{"instance_id": "i-1", "lifecycle_state": "InService",
+                                     "health_status": "Healthy"}]}],
+            "instances": {"i-1": {"instance_id": "i-1", "instance_type": instance_type,
+                "availability_zone": "us-east-1a", "market": "on-demand",
+                "state": "running", "launch_time": "2026-11-22T10:00:00Z",
+                "auto_scaling_group": "web"}},
+            "amis": {"ami-1": ami},
+            "spot_prices": spot,
+            "on_demand": {"source": {"kind": "live"},
+                          "prices": {instance_type: {"linux": on_demand}}}
+        }))
+        .expect("the fixture is a snapshot");
+        snap.launch_specs.insert(
+            "lt:lt-1:1".into(),
+            LaunchSpec {
+                image_id: "ami-1".into(),
+                ..spec
+            },
+        );
+        Catalog::bundled().fill_missing(&mut snap.instance_types);
+        snap
+    }
+
+    /// The candidate types of the first launch a default plan of `snap` makes at
+    /// 2026-11-23T10:00Z; empty without one.
+    pub fn launch_candidates(snap: &Snapshot) -> Vec<String> {
+        let now: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().expect("a time");
+        super::plan(snap, &Settings::default(), now)
+            .actions()
+            .find_map(|(_, a)| match a {
+                Action::LaunchClone { candidates, .. } => {
+                    Some(candidates.iter().map(|c| c.instance_type.clone()).collect())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
