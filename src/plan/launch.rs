@@ -396,6 +396,7 @@ fn launch_for(
             tags,
             tags_left_out,
             avoided,
+            rejected,
             avoid_minutes: policy.interruption_cooldown_minutes,
         }),
     })

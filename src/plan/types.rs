@@ -133,6 +133,10 @@ pub enum Action {
         /// capacity for it, with that reason.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         avoided: Vec<AvoidedPool>,
+        /// Every other known type left out, counted by the first reason it failed
+        /// (compatibility, offering, price), as a skip's `no-cheaper-type` counts them.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        rejected: BTreeMap<Reason, u32>,
         /// How long a candidate pool that answers with a capacity error is avoided afterwards
         /// (the group's `interruption-cooldown-minutes`).
         #[serde(default = "default_avoid_minutes")]
@@ -455,6 +459,7 @@ mod tests {
                 tags: BTreeMap::new(),
                 tags_left_out: vec![],
                 avoided: vec![],
+                rejected: BTreeMap::new(),
                 avoid_minutes: 60,
             },
         ];
