@@ -283,6 +283,17 @@ async fn run_action<A: Actuator>(
     {
         return (outcome(Status::Deferred), Vec::new());
     }
+    // A launch that must wait for the region's RunInstances bucket past the deadline is left
+    // to the next pass, like one that starts too late.
+    if matches!(
+        a,
+        Action::LaunchClone { .. } | Action::LaunchOnDemand { .. }
+    ) && opts
+        .deadline
+        .is_some_and(|d| pacer.next_slot("RunInstances") >= d)
+    {
+        return (outcome(Status::Deferred), Vec::new());
+    }
     let scope = launch_scope(a);
     if let Some((market, place)) = &scope {
         let held = holds.lock().expect("holds lock").reason(*market, place);

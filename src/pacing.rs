@@ -59,6 +59,17 @@ impl Bucket {
         }
     }
 
+    /// How long from `now` until a token is there, without taking it.
+    pub fn delay(&self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.refill_per_sec).min(self.capacity);
+        if tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - tokens) / self.refill_per_sec)
+        }
+    }
+
     /// Reserves the next token: how long to wait from `now` before the call may go.
     pub fn reserve(&mut self, now: Instant) -> Duration {
         self.refill(now);
@@ -88,6 +99,16 @@ impl Pacer {
         Pacer {
             buckets: Mutex::new(buckets),
         }
+    }
+
+    /// When a call of `operation` could go, from now (now for an unpaced operation): a pass
+    /// does not start a launch it could only make after its deadline.
+    pub fn next_slot(&self, operation: &str) -> Instant {
+        let now = Instant::now();
+        let buckets = self.buckets.lock().expect("pacer lock");
+        now + buckets
+            .get(operation)
+            .map_or(Duration::ZERO, |b| b.delay(now))
     }
 
     /// Waits until a call of `operation` fits its bucket (at once for an unpaced operation).
@@ -120,6 +141,12 @@ mod tests {
         assert!((0..5).all(|_| ec2.try_take(t0)));
         assert!(!ec2.try_take(t0));
         assert!(ec2.try_take(t0 + Duration::from_millis(500)));
+        // Looking does not take: the next token is half a second away, twice.
+        let mut peek = Bucket::full(1.0, 2.0, t0);
+        assert_eq!(peek.delay(t0), Duration::ZERO);
+        assert_eq!(peek.reserve(t0), Duration::ZERO);
+        assert_eq!(peek.delay(t0), Duration::from_millis(500));
+        assert_eq!(peek.delay(t0), Duration::from_millis(500));
         // It never holds more than its size.
         let mut idle = Bucket::full(5.0, 2.0, t0);
         let later = t0 + Duration::from_secs(60);

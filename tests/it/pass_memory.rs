@@ -2289,3 +2289,25 @@ async fn every_region_runs_at_once_so_a_busy_region_does_not_hold_up_the_others(
     assert_eq!(report.totals.clones_launched, 120);
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_that_would_wait_for_ec2s_bucket_past_the_deadline_is_left_to_the_next_pass() {
+    let mut account = Account::new();
+    account.add_group("web", 40, 50, &[]);
+    account
+        .cloud
+        .set_request_bucket(REGION, "RunInstances", 5.0, 2.0);
+    let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
+    // Five seconds: the bucket's five calls at once, then two a second.
+    let opts = PassOptions {
+        dry_run: false,
+        now: chrono::Utc::now(),
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(5)),
+    };
+    let report = account.run(&settings, &opts).await;
+    let launched = report.totals.clones_launched;
+    assert!((12..=16).contains(&launched), "{launched} launched");
+    assert_eq!(report.totals.deferred, 40 - launched, "{report:#?}");
+    assert!(account.cloud.throttled(REGION).is_empty());
+    assert_eq!(report.totals.failures, 0);
+}
