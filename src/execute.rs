@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
-use crate::model::{Market, Snapshot};
+use crate::model::{LaunchRef, Market, Snapshot};
 use crate::pacing::Pacer;
 use crate::pass::PassOptions;
 use crate::plan::{Action, Decision, Plan, Verdict};
@@ -66,10 +66,8 @@ pub async fn execute<A: Actuator>(
                             "skip"
                         ),
                         Verdict::Act(a) => {
-                            let (o, pools) =
-                                run_action(act, snapshot, d, a, opts, holds, pacer).await;
+                            let o = run_action(act, snapshot, d, a, opts, holds, pacer).await;
                             log_outcome(&o);
-                            out.push(o);
                             if let Action::LaunchClone {
                                 avoid_minutes,
                                 availability_zone,
@@ -77,13 +75,14 @@ pub async fn execute<A: Actuator>(
                             } = a
                             {
                                 avoid = avoid.max(Duration::minutes(i64::from(*avoid_minutes)));
-                                troubled.extend(pools.into_iter().map(|t| Interruption {
-                                    instance_type: t,
+                                troubled.extend(o.no_capacity.iter().map(|t| Interruption {
+                                    instance_type: t.clone(),
                                     availability_zone: availability_zone.clone(),
                                     at: opts.now,
                                     trouble: PoolTrouble::NoCapacity,
                                 }));
                             }
+                            out.push(o);
                         }
                     }
                 }
@@ -176,30 +175,72 @@ impl Holds {
     }
 }
 
-/// The market and the place (subnet, or AZ without one) of a launch action.
-fn launch_scope(a: &Action) -> Option<(Market, String)> {
-    match a {
-        Action::LaunchClone {
-            subnet_id,
-            availability_zone,
-            ..
-        } => Some((
-            Market::Spot,
-            subnet_id
-                .clone()
-                .unwrap_or_else(|| availability_zone.clone()),
-        )),
-        Action::LaunchOnDemand {
-            subnet_id,
-            availability_zone,
-            ..
-        } => Some((
-            Market::OnDemand,
-            subnet_id
-                .clone()
-                .unwrap_or_else(|| availability_zone.clone()),
-        )),
-        _ => None,
+/// What a launch action asks for, whichever kind it is: a spot clone tries its ranked
+/// candidates, an on-demand instance restoring a floor the group's own type.
+struct LaunchRequest<'a> {
+    replaces: &'a str,
+    availability_zone: &'a str,
+    subnet_id: Option<&'a str>,
+    launch: &'a LaunchRef,
+    tags: &'a BTreeMap<String, String>,
+    market: Market,
+    /// The spot max price (unused on-demand).
+    max_price: f64,
+    types: Vec<&'a str>,
+}
+
+impl<'a> LaunchRequest<'a> {
+    /// The request of a launch action; `None` for any other action.
+    fn of(a: &'a Action) -> Option<Self> {
+        match a {
+            Action::LaunchClone {
+                replaces,
+                availability_zone,
+                subnet_id,
+                launch,
+                candidates,
+                max_price,
+                tags,
+                ..
+            } => Some(LaunchRequest {
+                replaces,
+                availability_zone,
+                subnet_id: subnet_id.as_deref(),
+                launch,
+                tags,
+                market: Market::Spot,
+                max_price: *max_price,
+                types: candidates
+                    .iter()
+                    .map(|c| c.instance_type.as_str())
+                    .collect(),
+            }),
+            Action::LaunchOnDemand {
+                replaces,
+                instance_type,
+                availability_zone,
+                subnet_id,
+                launch,
+                tags,
+                ..
+            } => Some(LaunchRequest {
+                replaces,
+                availability_zone,
+                subnet_id: subnet_id.as_deref(),
+                launch,
+                tags,
+                market: Market::OnDemand,
+                max_price: 0.0,
+                types: vec![instance_type.as_str()],
+            }),
+            _ => None,
+        }
+    }
+
+    /// Where the launch goes, as a full subnet holds launches: its subnet, or its AZ without
+    /// one.
+    fn place(&self) -> &'a str {
+        self.subnet_id.unwrap_or(self.availability_zone)
     }
 }
 
@@ -246,8 +287,7 @@ fn log_outcome(o: &Outcome) {
     }
 }
 
-/// Carries out one action; for a launch, also returns the candidate types that answered with a
-/// capacity error.
+/// Carries out one action.
 async fn run_action<A: Actuator>(
     act: &A,
     snapshot: &Snapshot,
@@ -256,7 +296,7 @@ async fn run_action<A: Actuator>(
     opts: &PassOptions,
     holds: &Mutex<Holds>,
     pacer: &Pacer,
-) -> (Outcome, Vec<String>) {
+) -> Outcome {
     let hourly_saving = match (d.hourly_cost_before, d.hourly_cost_after) {
         (Some(b), Some(a)) => Some(b - a),
         _ => None,
@@ -270,89 +310,109 @@ async fn run_action<A: Actuator>(
         no_capacity: Vec::new(),
     };
     if opts.dry_run {
-        return (outcome(Status::DryRun), Vec::new());
+        return outcome(Status::DryRun);
     }
-    let starts_work = matches!(
-        a,
-        Action::LaunchClone { .. } | Action::LaunchOnDemand { .. } | Action::Swap { .. }
-    );
+    let request = LaunchRequest::of(a);
+    let starts_work = request.is_some() || matches!(a, Action::Swap { .. });
     if starts_work
         && opts
             .deadline
             .is_some_and(|d| tokio::time::Instant::now() >= d)
     {
-        return (outcome(Status::Deferred), Vec::new());
+        return outcome(Status::Deferred);
     }
-    // A launch that must wait for the region's RunInstances bucket past the deadline is left
-    // to the next pass, like one that starts too late.
-    if matches!(
-        a,
-        Action::LaunchClone { .. } | Action::LaunchOnDemand { .. }
-    ) && opts
-        .deadline
-        .is_some_and(|d| pacer.next_slot("RunInstances") >= d)
-    {
-        return (outcome(Status::Deferred), Vec::new());
-    }
-    let scope = launch_scope(a);
-    if let Some((market, place)) = &scope {
-        let held = holds.lock().expect("holds lock").reason(*market, place);
+    if let Some(r) = &request {
+        // A launch that must wait for the region's RunInstances bucket past the deadline is
+        // left to the next pass, like one that starts too late.
+        if opts
+            .deadline
+            .is_some_and(|d| pacer.next_slot("RunInstances") >= d)
+        {
+            return outcome(Status::Deferred);
+        }
+        let held = holds
+            .lock()
+            .expect("holds lock")
+            .reason(r.market, r.place());
         if let Some(reason) = held {
-            return (outcome(Status::Held { reason }), Vec::new());
+            return outcome(Status::Held { reason });
         }
     }
     let mut no_capacity = Vec::new();
-    let result = match a {
-        Action::LaunchClone { .. } | Action::LaunchOnDemand { .. } => {
-            let (result, full) = launch(act, snapshot, &d.group, a, opts.now, pacer).await;
-            no_capacity = full;
-            if let (Err(e), Some((market, place))) = (&result, &scope) {
-                holds.lock().expect("holds lock").learn(*market, place, e);
+    let result = match (a, &request) {
+        (_, Some(r)) => {
+            let result = launch(
+                act,
+                snapshot,
+                &d.group,
+                r,
+                opts.now,
+                pacer,
+                &mut no_capacity,
+            )
+            .await;
+            if let Err(e) = &result {
+                holds
+                    .lock()
+                    .expect("holds lock")
+                    .learn(r.market, r.place(), e);
             }
             result.map(|(id, ty)| (Some(id), Some(ty)))
         }
-        Action::Swap {
-            clone,
-            replaces,
-            max_size,
-        } => swap(act, &d.group, clone, replaces, *max_size)
+        (
+            Action::Swap {
+                clone,
+                replaces,
+                max_size,
+            },
+            None,
+        ) => swap(act, &d.group, clone, replaces, *max_size)
             .await
             .map(|()| (None, None)),
-        Action::BackOff { backoff } => act
+        (Action::BackOff { backoff }, None) => act
             .tag_group(&d.group, protocol::LAUNCH_BACKOFF, &backoff.value())
             .await
             .map(|()| (None, None)),
-        Action::EndBackOff { .. } => act
+        (Action::EndBackOff { .. }, None) => act
             .untag_group(&d.group, protocol::LAUNCH_BACKOFF)
             .await
             .map(|()| (None, None)),
-        Action::CompleteSwap { replaces, .. } => act
+        (Action::CompleteSwap { replaces, .. }, None) => act
             .terminate_in_group(replaces, true)
             .await
             .map(|()| (None, None)),
-        Action::TerminateOrphan { clone, .. } => {
+        (Action::TerminateOrphan { clone, .. }, None) => {
             pacer.wait("TerminateInstances").await;
             act.terminate(std::slice::from_ref(clone))
                 .await
                 .map(|()| (None, None))
         }
-        Action::RestoreMaxSize {
-            restored,
-            partial: false,
-            ..
-        } => restore_max_size(act, &d.group, *restored)
+        (
+            Action::RestoreMaxSize {
+                restored,
+                partial: false,
+                ..
+            },
+            None,
+        ) => restore_max_size(act, &d.group, *restored)
             .await
             .map(|()| (None, None)),
         // Desired capacity is above the recorded value: come down as far as it allows and keep
         // the tag, so a later pass finishes the restore.
-        Action::RestoreMaxSize {
-            restored,
-            partial: true,
-            ..
-        } => act
+        (
+            Action::RestoreMaxSize {
+                restored,
+                partial: true,
+                ..
+            },
+            None,
+        ) => act
             .set_max_size(&d.group, *restored)
             .await
             .map(|()| (None, None)),
+        (Action::LaunchClone { .. } | Action::LaunchOnDemand { .. }, None) => {
+            unreachable!("a launch action has a launch request")
+        }
     };
     let status = match result {
         Ok((instance_id, instance_type)) => Status::Done {
@@ -361,9 +421,10 @@ async fn run_action<A: Actuator>(
         },
         Err(error) => Status::Failed { error },
     };
-    let mut o = outcome(status);
-    o.no_capacity = no_capacity.clone();
-    (o, no_capacity)
+    Outcome {
+        no_capacity,
+        ..outcome(status)
+    }
 }
 
 /// Launches a clone, trying the candidates in order. A capacity error moves on to the next
@@ -374,73 +435,18 @@ async fn run_action<A: Actuator>(
 /// launch stops with that error. Any other error stops at once (it would fail for every type
 /// alike).
 /// An on-demand instance restoring the group's floor has one candidate, the group's own type.
+/// Each type that answers with a capacity error is noted in `no_capacity`; a quota or a full
+/// subnet stops at once, as every other type would meet it too.
 async fn launch<A: Actuator>(
     act: &A,
     snapshot: &Snapshot,
     group: &str,
-    a: &Action,
-    now: DateTime<Utc>,
-    pacer: &Pacer,
-) -> (Result<(String, String), CloudError>, Vec<String>) {
-    let mut no_capacity = Vec::new();
-    let result = try_candidates(act, snapshot, group, a, now, pacer, &mut no_capacity).await;
-    (result, no_capacity)
-}
-
-/// [`launch`], noting in `no_capacity` each type that answered with a capacity error. A
-/// quota or a full subnet stops at once: every other type would meet it too.
-async fn try_candidates<A: Actuator>(
-    act: &A,
-    snapshot: &Snapshot,
-    group: &str,
-    a: &Action,
+    r: &LaunchRequest<'_>,
     now: DateTime<Utc>,
     pacer: &Pacer,
     no_capacity: &mut Vec<String>,
 ) -> Result<(String, String), CloudError> {
-    let (replaces, availability_zone, subnet_id, launch, tags, market, max_price, types) = match a {
-        Action::LaunchClone {
-            replaces,
-            availability_zone,
-            subnet_id,
-            launch,
-            candidates,
-            max_price,
-            tags,
-            ..
-        } => (
-            replaces,
-            availability_zone,
-            subnet_id,
-            launch,
-            tags,
-            Market::Spot,
-            *max_price,
-            candidates
-                .iter()
-                .map(|c| c.instance_type.as_str())
-                .collect(),
-        ),
-        Action::LaunchOnDemand {
-            replaces,
-            instance_type,
-            availability_zone,
-            subnet_id,
-            launch,
-            tags,
-            ..
-        } => (
-            replaces,
-            availability_zone,
-            subnet_id,
-            launch,
-            tags,
-            Market::OnDemand,
-            0.0,
-            vec![instance_type.as_str()],
-        ),
-        _ => unreachable!("called for launches only"),
-    };
+    let launch = r.launch;
     let spec = snapshot
         .launch_specs
         .get(&launch.key())
@@ -458,20 +464,19 @@ async fn try_candidates<A: Actuator>(
     let mut last = None;
     // The code of the request refusals in a row so far, and how many there were.
     let mut refusals: (Option<String>, usize) = (None, 0);
-    let types: Vec<&str> = types;
-    for ty in types {
+    for &ty in &r.types {
         let l = CloneLaunch {
             group: group.to_string(),
-            replaces: replaces.clone(),
+            replaces: r.replaces.to_string(),
             instance_type: ty.to_string(),
-            availability_zone: availability_zone.clone(),
-            subnet_id: subnet_id.clone(),
+            availability_zone: r.availability_zone.to_string(),
+            subnet_id: r.subnet_id.map(str::to_string),
             launch: launch.clone(),
             spec: spec.clone(),
-            market,
-            max_price,
-            tags: tags.clone(),
-            client_token: client_token(replaces, ty, now),
+            market: r.market,
+            max_price: r.max_price,
+            tags: r.tags.clone(),
+            client_token: client_token(r.replaces, ty, now),
         };
         pacer.wait("RunInstances").await;
         match act.launch_clone(&l).await {

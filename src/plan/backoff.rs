@@ -49,10 +49,12 @@ pub fn check(
     let now = ctx.now();
     let counted = |c: &Instance| recorded.is_none_or(|b| c.launch_time > b.launched);
     let mut failures: Vec<Failure> = Vec::new();
-    for i in ctx.snap().instances.values() {
-        let dead = i.state.is_gone()
-            && i.auto_scaling_group.is_none()
-            && protocol::clone_of(i).is_some_and(|(grp, _)| grp == group.name)
+    let gone = ctx
+        .gone_clones
+        .get(group.name.as_str())
+        .map_or(&[][..], |v| v);
+    for &i in gone {
+        let dead = i.auto_scaling_group.is_none()
             && i.state_reason
                 .as_deref()
                 .is_some_and(|r| r != protocol::USER_INITIATED_SHUTDOWN);

@@ -84,19 +84,29 @@ pub struct Ctx<'a> {
     pub inputs: &'a Inputs<'a>,
     /// Live clones (not shutting down or terminated) by the group they were launched for.
     pub clones: BTreeMap<&'a str, Vec<&'a Instance>>,
+    /// Clones shutting down or terminated (EC2 lists them for about an hour), by group.
+    pub gone_clones: BTreeMap<&'a str, Vec<&'a Instance>>,
 }
 
 impl<'a> Ctx<'a> {
     fn new(inputs: &'a Inputs<'a>) -> Self {
         let mut clones: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+        let mut gone_clones: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
         for i in inputs.snapshot.instances.values() {
-            if let Some((group, _)) = protocol::clone_of(i)
-                && !i.state.is_gone()
-            {
-                clones.entry(group).or_default().push(i);
+            if let Some((group, _)) = protocol::clone_of(i) {
+                let by_group = if i.state.is_gone() {
+                    &mut gone_clones
+                } else {
+                    &mut clones
+                };
+                by_group.entry(group).or_default().push(i);
             }
         }
-        Ctx { inputs, clones }
+        Ctx {
+            inputs,
+            clones,
+            gone_clones,
+        }
     }
 
     /// The snapshot being planned.
