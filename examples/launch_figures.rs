@@ -9,7 +9,10 @@
 //! - the passes a group of N on-demand instances takes to convert (N = 20, 60, 200), against
 //!   the `ceil(N / batch) + 1` the README promises;
 //! - the spot pools (type and AZ) each converted group ends on, per AZ;
-//! - the launch calls (RunInstances) of the first pass over 10 and 100 groups of 8 instances.
+//! - the launch calls (CreateFleet, and RunInstances for clones that must restate network
+//!   interfaces: none here) of the first pass over 10 and 100 groups of 40 instances, with the
+//!   default batch (25%) and with the whole group at once (100%): one fleet per group, AZ and
+//!   pool set, so calls grow with groups x AZs, not with instances.
 //!
 //! The account has three AZs, one launch configuration (m5.large, Linux) and six compatible
 //! spot-priced types within a few cents of each other, every pool with capacity.
@@ -176,19 +179,30 @@ async fn main() {
     }
 
     println!();
-    println!("Launch calls (RunInstances) in the first pass, groups of 8 instances");
-    println!("{:>7} {:>10} {:>13}", "groups", "launched", "launch calls");
+    println!("Launch calls in the first pass, groups of 40 instances over 3 AZs");
+    println!(
+        "{:>7} {:>6} {:>10} {:>12} {:>13} {:>16}",
+        "groups", "batch", "launched", "CreateFleet", "RunInstances", "calls per group"
+    );
     for groups in [10usize, 100] {
-        let cloud = account(groups, 8);
-        let report = pass(&cloud, &settings).await;
-        let calls = report
-            .regions
-            .iter()
-            .map(|r| r.calls.get("RunInstances").copied().unwrap_or(0))
-            .sum::<u64>();
-        println!(
-            "{groups:>7} {:>10} {calls:>13}",
-            report.totals.clones_launched
-        );
+        for batch in ["25%", "100%"] {
+            let settings =
+                Settings::from_pairs([("replacements-per-pass", batch)]).expect("valid settings");
+            let cloud = account(groups, 40);
+            let report = pass(&cloud, &settings).await;
+            let calls = |op: &str| {
+                report
+                    .regions
+                    .iter()
+                    .map(|r| r.calls.get(op).copied().unwrap_or(0))
+                    .sum::<u64>()
+            };
+            let (fleets, runs) = (calls("CreateFleet"), calls("RunInstances"));
+            println!(
+                "{groups:>7} {batch:>6} {:>10} {fleets:>12} {runs:>13} {:>16.1}",
+                report.totals.clones_launched,
+                (fleets + runs) as f64 / groups as f64
+            );
+        }
     }
 }

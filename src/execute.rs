@@ -8,18 +8,20 @@
 //! A dry run calls nothing. It never decides: every choice was made by the planner. It logs
 //! one record per outcome and per skip, never the launch spec (user data may hold secrets).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
+use crate::cloud::{
+    Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetTemplate, OwnedTemplate,
+};
 use crate::model::{LaunchRef, Market, Snapshot};
 use crate::pacing::Pacer;
 use crate::pass::PassOptions;
-use crate::plan::{Action, Decision, Plan, Verdict};
+use crate::plan::{Action, Decision, FleetRequest, Plan, Verdict};
 use crate::protocol::{self, Interruption, PoolTrouble};
 use crate::report::{Outcome, Status};
 
@@ -52,7 +54,8 @@ pub async fn execute<A: Actuator>(
                 let mut out = Vec::new();
                 let mut troubled: Vec<Interruption> = Vec::new();
                 let mut avoid = Duration::zero();
-                for d in decisions {
+                let mut fleets_done: BTreeSet<&str> = BTreeSet::new();
+                for &d in &decisions {
                     match &d.verdict {
                         Verdict::Skip(skip) => debug!(
                             instance = d.instance.as_deref().unwrap_or(""),
@@ -66,23 +69,41 @@ pub async fn execute<A: Actuator>(
                             "skip"
                         ),
                         Verdict::Act(a) => {
-                            let o = run_action(act, snapshot, d, a, opts, holds, pacer).await;
-                            log_outcome(&o);
-                            if let Action::LaunchClone {
-                                avoid_minutes,
-                                availability_zone,
-                                ..
-                            } = a
-                            {
-                                avoid = avoid.max(Duration::minutes(i64::from(*avoid_minutes)));
-                                troubled.extend(o.no_capacity.iter().map(|t| Interruption {
-                                    instance_type: t.clone(),
-                                    availability_zone: availability_zone.clone(),
-                                    at: opts.now,
-                                    trouble: PoolTrouble::NoCapacity,
-                                }));
+                            let outcomes = match a {
+                                Action::LaunchClone { fleet: Some(f), .. } => {
+                                    // The first clone of a fleet launches them all.
+                                    if !fleets_done.insert(f.key.as_str()) {
+                                        continue;
+                                    }
+                                    let batch: Vec<&Decision> = decisions
+                                        .iter()
+                                        .copied()
+                                        .filter(|d| fleet_of(d).is_some_and(|g| g.key == f.key))
+                                        .collect();
+                                    run_fleet(act, snapshot, &batch, opts, holds, pacer).await
+                                }
+                                _ => {
+                                    vec![run_action(act, snapshot, d, a, opts, holds, pacer).await]
+                                }
+                            };
+                            for o in outcomes {
+                                log_outcome(&o);
+                                if let Action::LaunchClone {
+                                    avoid_minutes,
+                                    availability_zone,
+                                    ..
+                                } = a
+                                {
+                                    avoid = avoid.max(Duration::minutes(i64::from(*avoid_minutes)));
+                                    troubled.extend(o.no_capacity.iter().map(|t| Interruption {
+                                        instance_type: t.clone(),
+                                        availability_zone: availability_zone.clone(),
+                                        at: opts.now,
+                                        trouble: PoolTrouble::NoCapacity,
+                                    }));
+                                }
+                                out.push(o);
                             }
-                            out.push(o);
                         }
                     }
                 }
@@ -134,13 +155,16 @@ async fn remember_pools<A: Actuator>(
     }
 }
 
-/// What this pass has met that holds later launches back, since they would meet it too (EC2
-/// API reference, "Error codes"): the region's quota for a market (spot instance count,
-/// vCPUs), or a subnet (or AZ, without one) out of addresses.
+/// What this pass has met that later launches use: what holds them back, since they would
+/// meet it too (EC2 API reference, "Error codes"): the region's quota for a market (spot
+/// instance count, vCPUs), or a subnet (or AZ, without one) out of addresses; and the launch
+/// templates it has made, so none is made twice.
 #[derive(Debug, Default)]
 struct Holds {
     quota: BTreeMap<Market, String>,
     subnets: BTreeMap<String, String>,
+    /// spotswap's launch templates made in this pass, by name.
+    templates: BTreeSet<String>,
 }
 
 impl Holds {
@@ -287,6 +311,245 @@ fn log_outcome(o: &Outcome) {
     }
 }
 
+/// The fleet request of a launch decision, if it has one.
+fn fleet_of(d: &Decision) -> Option<&FleetRequest> {
+    match &d.verdict {
+        Verdict::Act(Action::LaunchClone { fleet, .. }) => fleet.as_ref(),
+        _ => None,
+    }
+}
+
+/// The outcome of decision `d` with `status`.
+fn outcome_of(d: &Decision, status: Status) -> Outcome {
+    let hourly_saving = match (d.hourly_cost_before, d.hourly_cost_after) {
+        (Some(b), Some(a)) => Some(b - a),
+        _ => None,
+    };
+    let action = match &d.verdict {
+        Verdict::Act(a) => a.kind(),
+        Verdict::Skip(_) => unreachable!("outcomes are of actions"),
+    };
+    Outcome {
+        group: d.group.clone(),
+        instance: d.instance.clone(),
+        action,
+        status,
+        hourly_saving,
+        no_capacity: Vec::new(),
+    }
+}
+
+/// Launches the clones of one fleet request (`batch`, its decisions in plan order) with one
+/// `CreateFleet`: the first clones launched are the first decisions' outcomes; the others fail
+/// with what the fleet's overrides answered. A launch configuration's group first gets the
+/// launch template spotswap keeps for it.
+async fn run_fleet<A: Actuator>(
+    act: &A,
+    snapshot: &Snapshot,
+    batch: &[&Decision],
+    opts: &PassOptions,
+    holds: &Mutex<Holds>,
+    pacer: &Pacer,
+) -> Vec<Outcome> {
+    let all = |status: Status| -> Vec<Outcome> {
+        batch
+            .iter()
+            .map(|d| outcome_of(d, status.clone()))
+            .collect()
+    };
+    let d0 = batch[0];
+    let Verdict::Act(Action::LaunchClone {
+        availability_zone,
+        launch,
+        candidates,
+        max_price,
+        tags,
+        fleet: Some(req),
+        ..
+    }) = &d0.verdict
+    else {
+        unreachable!("a fleet batch holds fleet launches")
+    };
+    if opts.dry_run {
+        return all(Status::DryRun);
+    }
+    if opts
+        .deadline
+        .is_some_and(|d| tokio::time::Instant::now() >= d || pacer.next_slot("CreateFleet") >= d)
+    {
+        return all(Status::Deferred);
+    }
+    let mut subnets: Vec<String> = Vec::new();
+    for d in batch {
+        if let Verdict::Act(Action::LaunchClone {
+            subnet_id: Some(s), ..
+        }) = &d.verdict
+            && !subnets.contains(s)
+        {
+            subnets.push(s.clone());
+        }
+    }
+    let place = subnets
+        .first()
+        .map_or(availability_zone.as_str(), String::as_str)
+        .to_string();
+    let place = place.as_str();
+    let held = holds
+        .lock()
+        .expect("holds lock")
+        .reason(Market::Spot, place);
+    if let Some(reason) = held {
+        return all(Status::Held { reason });
+    }
+    let Some(spec) = snapshot.launch_specs.get(&launch.key()) else {
+        let message = format!("{launch} is not in the snapshot");
+        let e = CloudError::new("CreateFleet", ErrorKind::InvalidRequest, None, &message);
+        return all(Status::Failed { error: e });
+    };
+    let (template, version) = match (launch, &req.template) {
+        (LaunchRef::LaunchTemplate { id, version, .. }, _) => (
+            FleetTemplate::Id(id.clone()),
+            spec.resolved_version
+                .map_or_else(|| version.clone(), |v| v.to_string()),
+        ),
+        (LaunchRef::LaunchConfiguration { name }, Some(owned)) => {
+            let t = OwnedTemplate {
+                name: owned.clone(),
+                launch_configuration: name.clone(),
+                spec: spec.clone(),
+            };
+            // Created once: an existing one (listed in the snapshot, or made earlier in this
+            // pass) is used as it is.
+            let known = snapshot.owned_templates.iter().any(|o| &o.name == owned)
+                || holds.lock().expect("holds lock").templates.contains(owned);
+            if !known {
+                if let Err(error) = act.ensure_template(&t).await {
+                    return all(Status::Failed { error });
+                }
+                holds
+                    .lock()
+                    .expect("holds lock")
+                    .templates
+                    .insert(owned.clone());
+            }
+            // spotswap creates its templates once and never adds a version.
+            (FleetTemplate::Name(owned.clone()), "1".to_string())
+        }
+        (LaunchRef::LaunchConfiguration { name }, None) => {
+            let message = format!(
+                "launch configuration {name} has no launch template to launch a fleet from"
+            );
+            let e = CloudError::new("CreateFleet", ErrorKind::InvalidRequest, None, &message);
+            return all(Status::Failed { error: e });
+        }
+    };
+    let f = FleetLaunch {
+        group: d0.group.clone(),
+        availability_zone: availability_zone.clone(),
+        subnets,
+        count: batch.len() as u32,
+        types: candidates.iter().map(|c| c.instance_type.clone()).collect(),
+        strategy: req.strategy,
+        template,
+        version,
+        max_price: *max_price,
+        hibernate: spec.hibernation,
+        tags: tags.clone(),
+        client_token: fleet_token(&d0.group, &req.key, opts.now),
+    };
+    pacer.wait("CreateFleet").await;
+    let mut result = match act.launch_fleet(&f).await {
+        Ok(r) => r,
+        Err(e) => {
+            holds
+                .lock()
+                .expect("holds lock")
+                .learn(Market::Spot, place, &e);
+            return all(Status::Failed { error: e });
+        }
+    };
+    // Clones this set's pools had no room for: one more fleet over the batch's other pools.
+    let short = f.count.saturating_sub(result.launched.len() as u32);
+    let full = |t: &String| {
+        result
+            .errors
+            .iter()
+            .any(|(ty, e)| ty.as_ref() == Some(t) && e.kind == ErrorKind::CapacityUnavailable)
+    };
+    let others: Vec<String> = req.fallback.iter().filter(|t| !full(t)).cloned().collect();
+    let only_capacity = result
+        .errors
+        .iter()
+        .all(|(_, e)| e.kind == ErrorKind::CapacityUnavailable);
+    if short > 0 && !others.is_empty() && only_capacity {
+        let second = FleetLaunch {
+            count: short,
+            types: others,
+            client_token: format!("{}-more", f.client_token),
+            ..f.clone()
+        };
+        pacer.wait("CreateFleet").await;
+        match act.launch_fleet(&second).await {
+            Ok(r) => {
+                result.launched.extend(r.launched);
+                result.errors.extend(r.errors);
+            }
+            Err(e) => result.errors.push((None, e)),
+        }
+    }
+    let mut no_capacity: Vec<String> = Vec::new();
+    for (ty, e) in &result.errors {
+        holds
+            .lock()
+            .expect("holds lock")
+            .learn(Market::Spot, place, e);
+        if e.kind == ErrorKind::CapacityUnavailable
+            && let Some(ty) = ty
+            && !no_capacity.contains(ty)
+        {
+            no_capacity.push(ty.clone());
+        }
+    }
+    // The error that explains a clone not launched: one that is not about capacity first
+    // (it concerns the request, the quota or the subnet), else a capacity error.
+    let why = result
+        .errors
+        .iter()
+        .map(|(_, e)| e)
+        .find(|e| e.kind != ErrorKind::CapacityUnavailable)
+        .or_else(|| result.errors.first().map(|(_, e)| e))
+        .cloned()
+        .unwrap_or_else(|| {
+            let message = format!(
+                "the fleet launched {} of {} clones and gave no error",
+                result.launched.len(),
+                batch.len()
+            );
+            CloudError::new(
+                "CreateFleet",
+                ErrorKind::CapacityUnavailable,
+                None,
+                &message,
+            )
+        });
+    let mut out: Vec<Outcome> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let status = match result.launched.get(i) {
+                Some((id, ty)) => Status::Done {
+                    instance_id: Some(id.clone()),
+                    instance_type: Some(ty.clone()),
+                },
+                None => Status::Failed { error: why.clone() },
+            };
+            outcome_of(d, status)
+        })
+        .collect();
+    out[0].no_capacity = no_capacity;
+    out
+}
+
 /// Carries out one action.
 async fn run_action<A: Actuator>(
     act: &A,
@@ -297,18 +560,7 @@ async fn run_action<A: Actuator>(
     holds: &Mutex<Holds>,
     pacer: &Pacer,
 ) -> Outcome {
-    let hourly_saving = match (d.hourly_cost_before, d.hourly_cost_after) {
-        (Some(b), Some(a)) => Some(b - a),
-        _ => None,
-    };
-    let outcome = |status| Outcome {
-        group: d.group.clone(),
-        instance: d.instance.clone(),
-        action: a.kind(),
-        status,
-        hourly_saving,
-        no_capacity: Vec::new(),
-    };
+    let outcome = |status| outcome_of(d, status);
     if opts.dry_run {
         return outcome(Status::DryRun);
     }
@@ -364,9 +616,11 @@ async fn run_action<A: Actuator>(
                 clone,
                 replaces,
                 max_size,
+                pair,
+                ..
             },
             None,
-        ) => swap(act, &d.group, clone, replaces, *max_size)
+        ) => swap(act, &d.group, clone, replaces, *max_size, pair)
             .await
             .map(|()| (None, None)),
         (Action::BackOff { backoff }, None) => act
@@ -375,6 +629,10 @@ async fn run_action<A: Actuator>(
             .map(|()| (None, None)),
         (Action::EndBackOff { .. }, None) => act
             .untag_group(&d.group, protocol::LAUNCH_BACKOFF)
+            .await
+            .map(|()| (None, None)),
+        (Action::DeleteTemplate { template_id, .. }, None) => act
+            .delete_template(template_id)
             .await
             .map(|()| (None, None)),
         (Action::CompleteSwap { replaces, .. }, None) => act
@@ -521,6 +779,13 @@ pub fn client_token(replaces: &str, instance_type: &str, now: DateTime<Utc>) -> 
     token.chars().take(64).collect()
 }
 
+/// The idempotency token of a fleet: one per pass, group and request, as [`client_token`] is
+/// per instance (ASCII, at most 64 characters, whatever the group's name).
+pub fn fleet_token(group: &str, key: &str, now: DateTime<Utc>) -> String {
+    let hash = protocol::stable_hash(&format!("{group}\n{key}"));
+    format!("spotswap-fleet-{hash:016x}-{}", now.timestamp())
+}
+
 /// The swap: attach the clone, remove the on-demand instance through the group, with MaxSize
 /// raised around it when the group is full.
 async fn swap<A: Actuator>(
@@ -529,7 +794,13 @@ async fn swap<A: Actuator>(
     clone: &str,
     replaces: &str,
     max_size: Option<crate::plan::MaxSizeChange>,
+    pair: &BTreeMap<String, String>,
 ) -> Result<(), CloudError> {
+    // The pair first: if the pass dies before the attach, the next pass finds the clone paired
+    // and swaps it in for the same instance.
+    if !pair.is_empty() {
+        act.tag_instance(clone, pair).await?;
+    }
     if let Some(m) = max_size {
         // The tag first: if the pass dies after raising MaxSize, the next pass finds the tag
         // and restores the original value.

@@ -204,6 +204,52 @@ pub enum Market {
     Spot,
 }
 
+/// How EC2 Fleet chooses among the spot pools a launch offers it (EC2 User Guide, "Allocation
+/// strategies for Spot Instances"): `price-capacity-optimized` takes the pools with the most
+/// spare capacity, then the cheapest of them; `capacity-optimized-prioritized` follows the
+/// order (priorities) given, as far as capacity allows.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum AllocationStrategy {
+    #[default]
+    PriceCapacityOptimized,
+    CapacityOptimizedPrioritized,
+}
+
+impl AllocationStrategy {
+    /// The name EC2 and the settings use.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::str::FromStr for AllocationStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "price-capacity-optimized" => Ok(AllocationStrategy::PriceCapacityOptimized),
+            "capacity-optimized-prioritized" => {
+                Ok(AllocationStrategy::CapacityOptimizedPrioritized)
+            }
+            _ => Err("expected price-capacity-optimized or capacity-optimized-prioritized".into()),
+        }
+    }
+}
+
 /// The EC2 state of an instance.
 #[derive(
     Debug,
@@ -771,6 +817,19 @@ pub struct Snapshot {
     #[serde(default)]
     pub spot_prices: Vec<SpotPricePoint>,
     pub on_demand: OnDemandPrices,
+    /// The launch templates spotswap created for launch configurations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned_templates: Vec<OwnedTemplateRecord>,
+}
+
+/// A launch template spotswap created for a launch configuration, as `DescribeLaunchTemplates`
+/// lists it (tagged `spotswap:launch-configuration`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnedTemplateRecord {
+    pub id: String,
+    pub name: String,
+    pub launch_configuration: String,
+    pub created: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub async fn observe<I: Inventory>(
             source: PriceSource::Live,
             prices: BTreeMap::new(),
         },
+        owned_templates: Vec::new(),
     };
     if groups.is_empty() && clones.is_empty() {
         // Nothing to do here: no need to read types and prices.
@@ -105,6 +106,13 @@ pub async fn observe<I: Inventory>(
         .into_iter()
         .collect();
     snapshot.launch_specs = inv.launch_specs(&refs).await?;
+    // Only to remove the ones no group needs any more: a failed read removes none this pass.
+    match inv.owned_templates().await {
+        Ok(t) => snapshot.owned_templates = t,
+        Err(e) => warnings.push(format!(
+            "spotswap's launch templates unknown, none removed this pass: {e}"
+        )),
+    }
     let image_ids: Vec<String> = snapshot
         .launch_specs
         .values()

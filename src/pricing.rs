@@ -301,6 +301,7 @@ mod tests {
                 source: PriceSource::Live,
                 prices,
             },
+            owned_templates: Vec::new(),
         }
     }
 

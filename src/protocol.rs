@@ -16,8 +16,12 @@ use crate::model::{Group, Instance};
 
 /// On a clone: the name of the group it was launched for.
 pub const GROUP: &str = "spotswap:group";
-/// On a clone: the id of the on-demand instance it replaces.
+/// On a clone: the id of the on-demand instance it replaces. A clone is launched with it empty
+/// (one fleet launches a batch, and a launch call gives every instance the same tags); it is
+/// paired with an on-demand instance of its group and AZ just before it is attached.
 pub const REPLACES: &str = "spotswap:replaces";
+/// On a launch template spotswap created for a launch configuration: the configuration's name.
+pub const LAUNCH_CONFIGURATION: &str = "spotswap:launch-configuration";
 /// On a group: its MaxSize before spotswap raised it by one around a swap.
 pub const MAX_SIZE: &str = "spotswap:max-size";
 /// On a group: the spot pools (type and AZ) that recently interrupted its instances or had no
@@ -28,7 +32,14 @@ pub const INTERRUPTED: &str = "spotswap:interrupted";
 /// (see [`LaunchBackoff`]).
 pub const LAUNCH_BACKOFF: &str = "spotswap:launch-backoff";
 /// Every tag the protocol itself writes; none of them is a setting.
-pub const PROTOCOL_TAGS: [&str; 5] = [GROUP, REPLACES, MAX_SIZE, INTERRUPTED, LAUNCH_BACKOFF];
+pub const PROTOCOL_TAGS: [&str; 6] = [
+    GROUP,
+    REPLACES,
+    MAX_SIZE,
+    INTERRUPTED,
+    LAUNCH_BACKOFF,
+    LAUNCH_CONFIGURATION,
+];
 /// The state reason EC2 gives an instance terminated by a `TerminateInstances` call (a person,
 /// or spotswap's own clean-up): someone's decision, not a launch that failed (EC2 API
 /// reference, `StateReason`).
@@ -44,11 +55,86 @@ pub const TAG_VALUE_MAX: usize = 256;
 /// "Tag restrictions"). A launch asking for more fails.
 pub const TAGS_PER_RESOURCE_MAX: usize = 50;
 
-/// For a spotswap clone: the group and the instance it was launched to replace.
+/// For a spotswap clone: the group it was launched for and the instance it replaces, empty
+/// while the clone is not paired yet.
 pub fn clone_of(instance: &Instance) -> Option<(&str, &str)> {
     let group = instance.tags.get(GROUP)?;
-    let replaces = instance.tags.get(REPLACES)?;
-    Some((group.as_str(), replaces.as_str()))
+    let replaces = instance.tags.get(REPLACES).map_or("", String::as_str);
+    Some((group.as_str(), replaces))
+}
+
+/// Whether a clone has been paired with the instance it replaces.
+pub fn is_paired(clone: &Instance) -> bool {
+    clone_of(clone).is_some_and(|(_, r)| !r.is_empty())
+}
+
+/// The tags a clone is launched with, whatever it will replace: the group's propagated tags
+/// and the protocol's, `spotswap:replaces` empty. Within EC2's limit, with the keys left out.
+pub fn launch_tags(group: &Group) -> (BTreeMap<String, String>, Vec<String>) {
+    clone_tags_within_limit(group, None)
+}
+
+/// The tags that pair a clone with the instance it replaces, written just before the attach:
+/// `spotswap:replaces` and the replaced instance's own tags, as a clone launched for it alone
+/// would carry them, less those the clone already has; and the keys left out so that the clone
+/// ends with at most 50 user tags (`spotswap:replaces` first, then `Name`, then key order).
+pub fn pair_tags(
+    group: &Group,
+    clone: &Instance,
+    replaced: &Instance,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut new: Vec<(String, String)> = clone_tags(group, Some(replaced))
+        .into_iter()
+        .filter(|(k, v)| clone.tags.get(k) != Some(v))
+        .collect();
+    let rank = |k: &str| match k {
+        REPLACES => 0,
+        "Name" => 1,
+        _ => 2,
+    };
+    new.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    let user = |k: &String| !k.starts_with(AWS_RESERVED_PREFIX);
+    let mut count = clone.tags.keys().filter(|k| user(k)).count();
+    let (mut kept, mut left_out) = (BTreeMap::new(), Vec::new());
+    for (k, v) in new {
+        // A key the clone has already (with another value) is replaced, not added.
+        let adds = !clone.tags.contains_key(&k);
+        if adds && count >= TAGS_PER_RESOURCE_MAX {
+            left_out.push(k);
+            continue;
+        }
+        count += usize::from(adds);
+        kept.insert(k, v);
+    }
+    left_out.sort();
+    (kept, left_out)
+}
+
+/// FNV-1a, 64 bits: a hash stable across builds and platforms, unlike std's hasher, for names
+/// and tokens that must come out the same in every pass.
+pub fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The name of the launch template spotswap keeps for a launch configuration: readable, within
+/// the characters and length EC2 allows a template name (3 to 128 of `a-zA-Z0-9().-/_`; EC2 API
+/// reference, CreateLaunchTemplate), and unique per configuration name by a hash of it.
+pub fn owned_template_name(launch_configuration: &str) -> String {
+    let hash = stable_hash(launch_configuration);
+    let readable: String = launch_configuration
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "().-/_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    format!("spotswap-lc-{readable}-{hash:016x}")
 }
 
 /// The tags a clone is launched with, and the keys left out to stay within EC2's limit of 50.

@@ -143,7 +143,7 @@ impl Totals {
                         t.hourly_savings += o.hourly_saving.unwrap_or(0.0);
                     }
                     ActionKind::RestoreMaxSize => t.max_size_restored += 1,
-                    ActionKind::BackOff | ActionKind::EndBackOff => {}
+                    ActionKind::BackOff | ActionKind::EndBackOff | ActionKind::DeleteTemplate => {}
                 }
             }
         }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::glob;
+use crate::model::AllocationStrategy;
 use crate::protocol;
 use crate::schedule::{Schedule, ScheduleState};
 
@@ -184,6 +185,13 @@ pub const SETTINGS: &[SettingDef] = &[
         "Spot pools (type and AZ) a group's spot instances spread over in each AZ: launches take the least used of this many cheapest pools, so one pool's interruption takes out a share of the group, not all of it",
     ),
     def(
+        "allocation-strategy",
+        "price-capacity-optimized",
+        Scope::Group,
+        None,
+        "How EC2 Fleet picks among a launch's ranked pools: price-capacity-optimized (the pools with most capacity, then the cheapest of them) or capacity-optimized-prioritized (spotswap's ranking, as far as capacity allows)",
+    ),
+    def(
         "spot-price-window-minutes",
         "60",
         Scope::Group,
@@ -344,6 +352,8 @@ pub struct GroupSettings {
     pub replacements_per_pass: Budget,
     /// Spot pools per AZ a group's launches rotate over, least used first.
     pub pools_per_az: u32,
+    /// How EC2 Fleet chooses among the pools a launch offers.
+    pub allocation_strategy: AllocationStrategy,
     pub spot_price_window_minutes: u32,
     pub cron_schedule: Schedule,
     pub cron_timezone: Tz,
@@ -619,6 +629,7 @@ fn parse_group<'v>(
         }),
         field("replacements-per-pass", &|v| parse_budget(v).map(P::Budget)),
         field("pools-per-az", &|v| parse_pools(v).map(P::Count)),
+        field("allocation-strategy", &|v| v.parse().map(P::Strategy)),
         field("spot-price-window-minutes", &|v| {
             parse_window(v).map(P::Count)
         }),
@@ -653,6 +664,7 @@ fn parse_group<'v>(
         spot_product_description: next().product(),
         replacements_per_pass: next().budget(),
         pools_per_az: next().count(),
+        allocation_strategy: next().strategy(),
         spot_price_window_minutes: next().count(),
         cron_schedule: next().schedule(),
         cron_timezone: next().timezone(),
@@ -674,6 +686,7 @@ enum Parsed {
     Timezone(Tz),
     State(ScheduleState),
     Bool(bool),
+    Strategy(AllocationStrategy),
 }
 
 macro_rules! parsed_as {
@@ -699,6 +712,7 @@ parsed_as!(
     timezone -> Timezone: Tz,
     state -> State: ScheduleState,
     boolean -> Bool: bool,
+    strategy -> Strategy: AllocationStrategy,
 );
 
 fn parse_multiplier(v: &str) -> Result<f64, String> {
@@ -984,6 +998,7 @@ mod tests {
             ("spotswap:cron-timezone", "Mars/Olympus"),
             ("spotswap:cron-schedule-state", "maybe"),
             ("spotswap:allow-burstable", "yes please"),
+            ("spotswap:allocation-strategy", "lowest-price"),
             ("spotswap:replacements-per-pass", "many"),
             ("spotswap:spot-price-window-minutes", "0"),
             ("spotswap:spot-product-description", "BeOS"),

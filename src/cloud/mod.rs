@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Os, OsPrices,
-    SpotPricePoint,
+    AllocationStrategy, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Os,
+    OsPrices, OwnedTemplateRecord, SpotPricePoint,
 };
 use crate::settings::{FilterMode, Settings};
 
@@ -258,6 +258,12 @@ pub trait Inventory: Send + Sync {
         oses: &[Os],
     ) -> impl Future<Output = Result<BTreeMap<String, OsPrices>, CloudError>> + Send;
 
+    /// The launch templates spotswap created for launch configurations
+    /// (`DescribeLaunchTemplates`, by the tag key `spotswap:launch-configuration`).
+    fn owned_templates(
+        &self,
+    ) -> impl Future<Output = Result<Vec<OwnedTemplateRecord>, CloudError>> + Send;
+
     /// Calls made so far, by operation name.
     fn call_counts(&self) -> BTreeMap<String, u64>;
 }
@@ -285,8 +291,89 @@ pub struct CloneLaunch {
     pub client_token: String,
 }
 
+/// The launch template a fleet launches from: the group's own version, or the template
+/// spotswap keeps for a launch configuration (EC2 Fleet takes nothing else).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetTemplate {
+    Id(String),
+    Name(String),
+}
+
+/// Everything needed to launch a batch of one group's spot clones in one AZ with one
+/// `CreateFleet` (type `instant`): every candidate type is offered in every subnet, and EC2
+/// picks by `strategy`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetLaunch {
+    pub group: String,
+    pub availability_zone: String,
+    /// The subnets of the batch's instances; none means the AZ alone.
+    pub subnets: Vec<String>,
+    /// How many clones.
+    pub count: u32,
+    /// Candidate types in spotswap's rank order (their priorities, highest first).
+    pub types: Vec<String>,
+    pub strategy: AllocationStrategy,
+    pub template: FleetTemplate,
+    /// A version number, never `$Latest`: the version the plan was made from.
+    pub version: String,
+    /// The spot max price, USD per hour.
+    pub max_price: f64,
+    /// The template configures hibernation: interrupted clones must hibernate.
+    pub hibernate: bool,
+    /// Every tag of the clones; applied in the launch call itself.
+    pub tags: BTreeMap<String, String>,
+    /// Makes a retried launch idempotent (`ClientToken`).
+    pub client_token: String,
+}
+
+/// What one fleet launched, and what each override that launched nothing answered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetResult {
+    /// Instance id and type of each clone launched.
+    pub launched: Vec<(String, String)>,
+    /// Per-override errors: the type they concern, if EC2 says, and the error.
+    pub errors: Vec<(Option<String>, CloudError)>,
+}
+
+/// A launch template spotswap creates from a launch configuration, so the configuration's
+/// groups can launch through EC2 Fleet. Named after the configuration and tagged with it, so
+/// it is found again and removed once no group uses the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedTemplate {
+    pub name: String,
+    pub launch_configuration: String,
+    pub spec: LaunchSpec,
+}
+
 /// The write side of one region.
 pub trait Actuator: Send + Sync {
+    /// Launches a batch of spot clones with one `CreateFleet` of type `instant`.
+    fn launch_fleet(
+        &self,
+        fleet: &FleetLaunch,
+    ) -> impl Future<Output = Result<FleetResult, CloudError>> + Send;
+
+    /// Creates spotswap's launch template for a launch configuration, unless it exists
+    /// (`CreateLaunchTemplate`; an existing name is success: configurations never change).
+    fn ensure_template(
+        &self,
+        template: &OwnedTemplate,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Deletes a launch template spotswap created (`DeleteLaunchTemplate`).
+    fn delete_template(
+        &self,
+        template_id: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Sets tags on an instance (`CreateTags`): how a clone is paired with the on-demand
+    /// instance it replaces, just before it is attached.
+    fn tag_instance(
+        &self,
+        instance: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
     /// Launches one spot instance (`RunInstances`) and returns its id.
     fn launch_clone(
         &self,

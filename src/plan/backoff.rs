@@ -100,6 +100,7 @@ pub fn check(
     let booted = book
         .pending
         .iter()
+        .chain(&book.unpaired)
         .any(|(c, ready)| *ready && c.launch_time > b.launched)
         || book.half_done.iter().any(|c| c.launch_time > b.launched);
     if booted {

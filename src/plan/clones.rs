@@ -29,6 +29,9 @@ pub struct Bookkeeping<'a> {
     /// One unattached clone per replaced instance that is still in service, with whether it
     /// is ready to swap in.
     pub pending: Vec<(&'a Instance, bool)>,
+    /// Unattached clones not paired yet, with whether each is ready to swap in: each is
+    /// paired with an on-demand instance of its AZ when it is swapped in.
+    pub unpaired: Vec<(&'a Instance, bool)>,
     /// Clones to terminate, by id.
     pub orphans: Vec<(&'a Instance, OrphanReason)>,
 }
@@ -51,12 +54,26 @@ pub fn classify<'a>(
     for &c in clones {
         let (_, replaces) = protocol::clone_of(c).expect("clones are tagged");
         if !is_unattached(group, c) {
-            let replaced_still_member = group.member(&c.instance_id).is_some()
+            // A clone is paired before it is attached; an attached one without a pair is an
+            // ordinary member.
+            let replaced_still_member = !replaces.is_empty()
+                && group.member(&c.instance_id).is_some()
                 && group
                     .member(replaces)
                     .is_some_and(|m| !m.lifecycle_state.starts_with("Terminating"));
             if replaced_still_member {
                 book.half_done.push(c);
+            }
+            continue;
+        }
+        if replaces.is_empty() {
+            let ready = c.state == InstanceState::Running && now - c.launch_time >= grace;
+            if matches!(c.state, InstanceState::Stopped | InstanceState::Stopping) {
+                book.orphans.push((c, OrphanReason::NotRunning));
+            } else if now - c.launch_time > timeout && !(can_swap && ready) {
+                book.orphans.push((c, OrphanReason::Timeout));
+            } else {
+                book.unpaired.push((c, ready));
             }
             continue;
         }
@@ -96,6 +113,12 @@ pub fn classify<'a>(
     }
     book.pending
         .sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
+    // Ready clones are paired first, then the oldest.
+    book.unpaired.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(a.0.launch_time.cmp(&b.0.launch_time))
+            .then(a.0.instance_id.cmp(&b.0.instance_id))
+    });
     book.orphans
         .sort_by(|a, b| a.0.instance_id.cmp(&b.0.instance_id));
     book
@@ -241,7 +264,7 @@ pub fn swaps<'a>(
     };
     let on_demand_ids = ids_on(Market::OnDemand);
     let keep = policy.min_on_demand(in_service.len() as u32);
-    let mut state = LaunchState {
+    let state = LaunchState {
         on_demand: on_demand_ids.len() as u32,
         on_demand_ids,
         spot_ids: ids_on(Market::Spot),
@@ -252,13 +275,21 @@ pub fn swaps<'a>(
     // On-demand clones first: they raise the count the spot clones are judged against.
     let mut pending: Vec<(&Instance, bool)> = book.pending.clone();
     pending.sort_by_key(|(c, _)| c.market != Market::OnDemand);
+    let mut swap = SwapState {
+        state,
+        after,
+        max_size,
+        restore_pending,
+        grace,
+        now,
+    };
     for (clone, ready) in pending {
         let (_, replaces) = protocol::clone_of(clone).expect("clones are tagged");
         let restores_floor = clone.market == Market::OnDemand;
         let needed = if restores_floor {
-            state.on_demand < keep
+            swap.state.on_demand < swap.state.keep
         } else {
-            state.on_demand > keep
+            swap.state.on_demand > swap.state.keep
         };
         if !needed {
             out.push(costs::orphan(
@@ -270,7 +301,74 @@ pub fn swaps<'a>(
             ));
             continue;
         }
-        if restores_floor {
+        swap.take(
+            g,
+            clone,
+            ready,
+            replaces,
+            (BTreeMap::new(), Vec::new()),
+            out,
+        );
+    }
+    // Clones launched unpaired (a fleet's batch) take the oldest replaceable on-demand
+    // instance of their AZ that has no clone yet; one that finds none is not needed.
+    for &(clone, ready) in &book.unpaired {
+        let victim = (swap.state.on_demand > swap.state.keep)
+            .then(|| {
+                swap.state
+                    .on_demand_ids
+                    .iter()
+                    .filter(|id| !swap.state.in_flight.contains(*id))
+                    .filter_map(|id| may_replace(g, id).ok())
+                    .filter(|i| i.availability_zone == clone.availability_zone)
+                    .min_by(|a, b| {
+                        a.launch_time
+                            .cmp(&b.launch_time)
+                            .then(a.instance_id.cmp(&b.instance_id))
+                    })
+            })
+            .flatten();
+        let Some(victim) = victim else {
+            out.push(costs::orphan(
+                ctx,
+                &group.name,
+                clone,
+                OrphanReason::NotNeeded,
+                pricing,
+            ));
+            continue;
+        };
+        let pair = protocol::pair_tags(group, clone, victim);
+        swap.take(g, clone, ready, &victim.instance_id, pair, out);
+    }
+    swap.state
+}
+
+/// What [`swaps`] carries from one clone to the next.
+struct SwapState<'a, 'b> {
+    state: LaunchState<'a>,
+    after: &'b AfterCompletions<'a>,
+    max_size: u32,
+    restore_pending: Option<u32>,
+    grace: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a> SwapState<'a, '_> {
+    /// Keeps a needed clone in flight for `replaces`: swapped in now if ready, else a skip on
+    /// the instance it will replace saying what it waits for.
+    fn take(
+        &mut self,
+        g: GroupCtx<'a>,
+        clone: &'a Instance,
+        ready: bool,
+        replaces: &'a str,
+        (pair, tags_left_out): (BTreeMap<String, String>, Vec<String>),
+        out: &mut Vec<Decision>,
+    ) {
+        let GroupCtx { ctx, pricing, .. } = g;
+        let state = &mut self.state;
+        if clone.market == Market::OnDemand {
             state.on_demand += 1;
         } else {
             state.on_demand -= 1;
@@ -280,11 +378,11 @@ pub fn swaps<'a>(
         // The attach raises desired capacity by one and fails past MaxSize (Auto Scaling API
         // reference, AttachInstances), so a full group gets one more slot for the length of
         // the swap.
-        let max_change = (after.desired + 1 > max_size).then_some(MaxSizeChange {
-            original: max_size,
-            raised: after.desired + 1,
+        let max_change = (self.after.desired + 1 > self.max_size).then_some(MaxSizeChange {
+            original: self.max_size,
+            raised: self.after.desired + 1,
         });
-        let blocked_by_restore = max_change.and(restore_pending);
+        let blocked_by_restore = max_change.and(self.restore_pending);
         if ready && blocked_by_restore.is_none() {
             out.push(costs::swap(
                 g,
@@ -294,36 +392,50 @@ pub fn swaps<'a>(
                     clone: clone.instance_id.clone(),
                     replaces: replaces.to_string(),
                     max_size: max_change,
+                    pair,
+                    tags_left_out,
                 },
             ));
-        } else {
-            state.unready += 1;
-            let skip = if let (true, Some(original)) = (ready, blocked_by_restore) {
-                Skip::MaxSizeRestorePending {
-                    clone: clone.instance_id.clone(),
-                    original,
-                }
-            } else if clone.state == InstanceState::Running {
-                let ready_at = clone.launch_time + grace;
-                Skip::CloneNotReady {
-                    clone: clone.instance_id.clone(),
-                    ready_in_seconds: (ready_at - now).num_seconds().max(0),
-                }
-            } else {
-                Skip::CloneStarting {
-                    clone: clone.instance_id.clone(),
-                    state: clone.state,
-                }
-            };
-            let mut d = costs::instance_skip(g, replaces, skip);
-            if let Some(p) = ctx.inputs.prices.now(pricing, clone) {
-                d.hourly_cost_after = Some(p.price);
-                d.prices.push(p);
-            }
-            out.push(d);
+            return;
         }
+        state.unready += 1;
+        let skip = if let (true, Some(original)) = (ready, blocked_by_restore) {
+            Skip::MaxSizeRestorePending {
+                clone: clone.instance_id.clone(),
+                original,
+            }
+        } else if clone.state == InstanceState::Running {
+            let ready_at = clone.launch_time + self.grace;
+            Skip::CloneNotReady {
+                clone: clone.instance_id.clone(),
+                ready_in_seconds: (ready_at - self.now).num_seconds().max(0),
+            }
+        } else {
+            Skip::CloneStarting {
+                clone: clone.instance_id.clone(),
+                state: clone.state,
+            }
+        };
+        let mut d = costs::instance_skip(g, replaces, skip);
+        if let Some(p) = ctx.inputs.prices.now(pricing, clone) {
+            d.hourly_cost_after = Some(p.price);
+            d.prices.push(p);
+        }
+        out.push(d);
     }
-    state
+}
+
+/// Whether the in-service member `id` may be replaced now: it is in the snapshot, healthy,
+/// unprotected from scale-in and running. The one rule for spot clones and floor restores.
+pub fn may_replace<'a>(g: GroupCtx<'a>, id: &str) -> Result<&'a Instance, Skip> {
+    let member = g.group.member(id).ok_or(Skip::InstanceNotFound)?;
+    match g.ctx.snap().instances.get(id) {
+        None => Err(Skip::InstanceNotFound),
+        Some(_) if !member.is_healthy() => Err(Skip::Unhealthy),
+        Some(_) if member.protected_from_scale_in => Err(Skip::ProtectedFromScaleIn),
+        Some(i) if i.state != InstanceState::Running => Err(Skip::NotRunning { state: i.state }),
+        Some(i) => Ok(i),
+    }
 }
 
 #[cfg(test)]

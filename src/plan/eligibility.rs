@@ -123,6 +123,10 @@ pub struct Launch<'a> {
     pub needs: LaunchNeeds,
     /// The type the group launches on-demand (its spec's), for restoring its on-demand floor.
     pub on_demand_type: Option<&'a str>,
+    /// The spec has network interfaces to restate with each clone's subnet (a template's, or
+    /// the one a launch configuration's public-IP choice needs): a fleet's overrides cannot,
+    /// so its clones launch one `RunInstances` each.
+    pub restates_interfaces: bool,
 }
 
 /// The group's launch spec and AMI, or why they cannot be used.
@@ -158,6 +162,8 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
         ephemeral: spec.ephemeral_mappings().max(ami.ephemeral_mappings()),
         needs: LaunchNeeds::of(spec),
         on_demand_type: spec.instance_type.as_deref(),
+        restates_interfaces: !spec.network_interfaces.is_empty()
+            || spec.associate_public_ip_address.is_some(),
     })
 }
 

@@ -15,14 +15,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 
 use crate::compat::{AmiNeeds, Reason, Requirements};
-use crate::model::{Instance, InstanceState, InstanceTypeSpec, Market};
+use crate::model::{Instance, InstanceTypeSpec, LaunchRef, Market};
 use crate::pricing::{GroupPricing, PriceUsed, spot_source};
 use crate::protocol::{self, Interruption, PoolTrouble};
 use crate::settings::GroupSettings;
 
-use super::clones::LaunchState;
+use super::clones::{LaunchState, may_replace};
 use super::eligibility::Launch;
-use super::{Action, AvoidedPool, Candidate, Ctx, Decision, GroupCtx, Skip, Verdict, costs};
+use super::{
+    Action, AvoidedPool, Candidate, Ctx, Decision, FleetRequest, GroupCtx, Skip, Verdict, costs,
+};
 
 /// Candidates whose spot prices are this close (relative to the cheaper) count as the same
 /// price, and the one closest in size to the replaced type ranks first: at equal prices a
@@ -103,10 +105,25 @@ impl<'a> GroupLaunches<'a> {
             *usage.entry(pool_of(c)).or_default() += 1;
         }
 
-        let mut launched = 0u32;
+        let mut chosen: Vec<&Instance> = Vec::new();
         let mut batch_limited = 0u32;
+        // Candidates per AZ and replaced type, judged once: an instance with none is skipped
+        // with the reason and takes no place in the batch.
+        let mut ranked: BTreeMap<(&str, &str), Result<Ranked, Skip>> = BTreeMap::new();
         for victim in spread_over_azs(victims) {
             let id = victim.instance_id.as_str();
+            let key = (
+                victim.availability_zone.as_str(),
+                victim.instance_type.as_str(),
+            );
+            let r = ranked
+                .entry(key)
+                .or_insert_with(|| ranked_for(self, &usage, key.0, key.1));
+            if let Err(skip) = r {
+                out.push(costs::instance_skip(g, id, skip.clone()));
+                continue;
+            }
+            let launched = chosen.len() as u32;
             // Past the floor, an instance will stay on-demand whatever the batch: say so.
             if launched + batch_limited >= room {
                 out.push(costs::instance_skip(
@@ -124,25 +141,101 @@ impl<'a> GroupLaunches<'a> {
                 out.push(costs::instance_skip(g, id, Skip::BatchLimit { limit }));
                 continue;
             }
-            match launch_for(self, &usage, victim) {
-                Ok(d) => {
-                    if let Verdict::Act(Action::LaunchClone {
-                        candidates,
-                        availability_zone,
-                        ..
-                    }) = &d.verdict
-                    {
-                        let pool = (
-                            candidates[0].instance_type.clone(),
-                            availability_zone.clone(),
-                        );
-                        *usage.entry(pool).or_default() += 1;
-                    }
-                    out.push(d);
-                    launched += 1;
-                }
-                Err(skip) => out.push(costs::instance_skip(g, id, skip)),
+            chosen.push(victim);
+        }
+
+        // One launch per AZ and replaced type: its clones share their candidates, split over
+        // up to `pools-per-az` disjoint pool sets (one fleet each), so a batch spreads over
+        // that many pools while EC2 picks, within each set, a pool with capacity.
+        let mut batches: BTreeMap<(&str, &str), Vec<&Instance>> = BTreeMap::new();
+        for v in chosen {
+            batches
+                .entry((v.availability_zone.as_str(), v.instance_type.as_str()))
+                .or_default()
+                .push(v);
+        }
+        for ((az, ty), batch) in batches {
+            let Some(Ok(ranked)) = ranked.get(&(az, ty)) else {
+                unreachable!("a chosen instance has candidates")
+            };
+            let sets = pool_sets(
+                &ranked.candidates,
+                batch.len(),
+                policy.pools_per_az as usize,
+            );
+            for (n, v) in batch.iter().enumerate() {
+                let set = n % sets.len();
+                let candidates = sets[set].clone();
+                *usage
+                    .entry((candidates[0].instance_type.clone(), az.to_string()))
+                    .or_default() += 1;
+                let fallback: Vec<String> = ranked
+                    .candidates
+                    .iter()
+                    .filter(|c| {
+                        !candidates
+                            .iter()
+                            .any(|o| o.instance_type == c.instance_type)
+                    })
+                    .map(|c| c.instance_type.clone())
+                    .collect();
+                let fleet = (!self.launch.restates_interfaces).then(|| FleetRequest {
+                    fallback,
+                    key: format!("{az}/{ty}/{set}"),
+                    strategy: policy.allocation_strategy,
+                    template: match self.launch.launch_ref {
+                        LaunchRef::LaunchConfiguration { name } => {
+                            Some(protocol::owned_template_name(name))
+                        }
+                        LaunchRef::LaunchTemplate { .. } => None,
+                    },
+                });
+                out.push(self.launch_decision(v, ranked, candidates, fleet));
             }
+        }
+    }
+
+    /// The launch of one clone for `victim`, offering `candidates`.
+    fn launch_decision(
+        &self,
+        victim: &Instance,
+        ranked: &Ranked,
+        candidates: Vec<Candidate>,
+        fleet: Option<FleetRequest>,
+    ) -> Decision {
+        let GroupCtx { group, pricing, .. } = self.g;
+        let first = &candidates[0];
+        let spot = PriceUsed {
+            instance_type: first.instance_type.clone(),
+            market: Market::Spot,
+            availability_zone: Some(victim.availability_zone.clone()),
+            os: pricing.os,
+            price: first.spot_price,
+            source: spot_source(pricing.window),
+        };
+        let (tags, tags_left_out) = protocol::launch_tags(group);
+        Decision {
+            group: group.name.clone(),
+            instance: Some(victim.instance_id.clone()),
+            hourly_cost_before: Some(ranked.on_demand.price),
+            hourly_cost_after: Some(first.spot_price),
+            prices: vec![ranked.on_demand.clone(), spot],
+            verdict: Verdict::Act(Action::LaunchClone {
+                replaces: victim.instance_id.clone(),
+                replaced_type: victim.instance_type.clone(),
+                availability_zone: victim.availability_zone.clone(),
+                subnet_id: victim.subnet_id.clone(),
+                launch: self.launch.launch_ref.clone(),
+                candidates,
+                max_price: ranked.list_price,
+                product_description: pricing.product.clone(),
+                tags,
+                tags_left_out,
+                avoided: ranked.avoided.clone(),
+                rejected: ranked.rejected.clone(),
+                avoid_minutes: self.policy.interruption_cooldown_minutes,
+                fleet,
+            }),
         }
     }
 
@@ -160,21 +253,9 @@ impl<'a> GroupLaunches<'a> {
             if state.in_flight.contains(id) {
                 continue;
             }
-            let member = g.group.member(id).expect("ids come from members");
-            let skip = match g.ctx.snap().instances.get(*id) {
-                None => Some(Skip::InstanceNotFound),
-                Some(_) if !member.is_healthy() => Some(Skip::Unhealthy),
-                Some(_) if member.protected_from_scale_in => Some(Skip::ProtectedFromScaleIn),
-                Some(i) if i.state != InstanceState::Running => {
-                    Some(Skip::NotRunning { state: i.state })
-                }
-                Some(i) => {
-                    victims.push(i);
-                    None
-                }
-            };
-            if let Some(s) = skip {
-                out.push(costs::instance_skip(g, id, s));
+            match may_replace(g, id) {
+                Ok(i) => victims.push(i),
+                Err(s) => out.push(costs::instance_skip(g, id, s)),
             }
         }
         victims
@@ -286,26 +367,36 @@ pub fn spread_over_azs(victims: Vec<&Instance>) -> Vec<&Instance> {
     out
 }
 
-/// Chooses and ranks the candidate types for one instance, or says why there are none.
-fn launch_for(
+/// The eligible candidates of one AZ for instances of one type, ranked, and what was left
+/// out and why.
+pub struct Ranked {
+    pub candidates: Vec<Candidate>,
+    pub avoided: Vec<AvoidedPool>,
+    pub rejected: BTreeMap<Reason, u32>,
+    /// The replaced type's on-demand price, as the group pays it.
+    pub on_demand: PriceUsed,
+    /// Its list price: the spot max price.
+    pub list_price: f64,
+}
+
+/// Chooses and ranks the candidate types for instances of `base_type` in `az`, or says why
+/// there are none.
+fn ranked_for(
     gl: &GroupLaunches,
     usage: &BTreeMap<Pool, u32>,
-    victim: &Instance,
-) -> Result<Decision, Skip> {
-    let GroupCtx {
-        ctx,
-        group,
-        pricing,
-    } = gl.g;
+    az: &str,
+    base_type: &str,
+) -> Result<Ranked, Skip> {
+    let GroupCtx { ctx, pricing, .. } = gl.g;
     let (policy, launch, interruptions) = (gl.policy, gl.launch, gl.interruptions);
-    let Some(base) = ctx.snap().instance_types.get(&victim.instance_type) else {
+    let Some(base) = ctx.snap().instance_types.get(base_type) else {
         return Err(Skip::UnknownInstanceType {
-            instance_type: victim.instance_type.clone(),
+            instance_type: base_type.to_string(),
         });
     };
-    let Some(od) = ctx.inputs.prices.on_demand(pricing, &victim.instance_type) else {
+    let Some(od) = ctx.inputs.prices.on_demand(pricing, base_type) else {
         return Err(Skip::NoOnDemandPrice {
-            instance_type: victim.instance_type.clone(),
+            instance_type: base_type.to_string(),
             os: pricing.os,
         });
     };
@@ -319,7 +410,6 @@ fn launch_for(
         allow_burstable: policy.allow_burstable,
         launch: launch.needs,
     };
-    let az = victim.availability_zone.as_str();
     let offered = ctx.snap().offerings.get(az);
     let cooldown = Duration::minutes(i64::from(policy.interruption_cooldown_minutes));
     let mut rejected: BTreeMap<Reason, u32> = BTreeMap::new();
@@ -367,39 +457,24 @@ fn launch_for(
             .get(t)
             .map_or((u32::MAX, u64::MAX), |s| (s.vcpus, s.memory_mib))
     };
-    let candidates = rank(ok, &used, &size, policy.pools_per_az as usize);
-    let first = &candidates[0];
-    let spot = PriceUsed {
-        instance_type: first.instance_type.clone(),
-        market: Market::Spot,
-        availability_zone: Some(az.to_string()),
-        os: pricing.os,
-        price: first.spot_price,
-        source: spot_source(pricing.window),
-    };
-    let (tags, tags_left_out) = protocol::clone_tags_within_limit(group, Some(victim));
-    Ok(Decision {
-        group: group.name.clone(),
-        instance: Some(victim.instance_id.clone()),
-        hourly_cost_before: Some(od.price),
-        hourly_cost_after: Some(first.spot_price),
-        prices: vec![od, spot],
-        verdict: Verdict::Act(Action::LaunchClone {
-            replaces: victim.instance_id.clone(),
-            replaced_type: victim.instance_type.clone(),
-            availability_zone: az.to_string(),
-            subnet_id: victim.subnet_id.clone(),
-            launch: launch.launch_ref.clone(),
-            candidates,
-            max_price: list_price,
-            product_description: pricing.product.clone(),
-            tags,
-            tags_left_out,
-            avoided,
-            rejected,
-            avoid_minutes: policy.interruption_cooldown_minutes,
-        }),
+    Ok(Ranked {
+        candidates: rank(ok, &used, &size, policy.pools_per_az as usize),
+        avoided,
+        rejected,
+        on_demand: od,
+        list_price,
     })
+}
+
+/// Splits a batch's ranked candidates into disjoint pool sets, one fleet each: as many sets
+/// as the batch has clones, at most `width` (the group's `pools-per-az`), each led by one of
+/// the first `width` candidates and then every `sets`-th after it, so each keeps fallbacks in
+/// rank order. One clone, or a width of 1, gets every candidate in one set.
+pub fn pool_sets(ranked: &[Candidate], clones: usize, width: usize) -> Vec<Vec<Candidate>> {
+    let sets = clones.min(width).min(ranked.len()).max(1);
+    (0..sets)
+        .map(|s| ranked.iter().skip(s).step_by(sets).cloned().collect())
+        .collect()
 }
 
 /// Judges one candidate type for one instance: compatibility, then placement and price.

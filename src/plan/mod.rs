@@ -72,10 +72,47 @@ pub fn plan_with(inputs: &Inputs) -> Plan {
             ));
         }
     }
+    unused_templates(snapshot, inputs.now, &mut out);
     Plan {
         region: snapshot.region.clone(),
         on_demand_source: snapshot.on_demand.source.clone(),
         decisions: out,
+    }
+}
+
+/// A template spotswap created this long ago at least may be deleted once unused: younger, it
+/// may be one a pass running beside this one has just created for a group this pass did not see.
+pub const TEMPLATE_MIN_AGE_MINUTES: i64 = 60;
+
+/// Deletes the launch templates spotswap created for launch configurations that no listed
+/// group uses any more (the group moved to another configuration or a template, or is gone).
+fn unused_templates(snapshot: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Decision>) {
+    let in_use: BTreeSet<&str> = snapshot
+        .groups
+        .iter()
+        .filter_map(|g| match &g.launch {
+            Some(crate::model::LaunchRef::LaunchConfiguration { name }) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    for t in &snapshot.owned_templates {
+        if in_use.contains(t.launch_configuration.as_str())
+            || now - t.created < chrono::Duration::minutes(TEMPLATE_MIN_AGE_MINUTES)
+        {
+            continue;
+        }
+        out.push(Decision {
+            group: String::new(),
+            instance: None,
+            verdict: Verdict::Act(Action::DeleteTemplate {
+                template_id: t.id.clone(),
+                name: t.name.clone(),
+                launch_configuration: t.launch_configuration.clone(),
+            }),
+            hourly_cost_before: Some(0.0),
+            hourly_cost_after: Some(0.0),
+            prices: Vec::new(),
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use strum::{EnumDiscriminants, IntoStaticStr};
 
 use crate::compat::Reason;
-use crate::model::{InstanceState, LaunchRef, Os, PriceSource};
+use crate::model::{AllocationStrategy, InstanceState, LaunchRef, Os, PriceSource};
 use crate::pricing::PriceUsed;
 use crate::protocol::LaunchBackoff;
 
@@ -87,6 +87,23 @@ pub struct AvoidedPool {
     pub reason: Reason,
 }
 
+/// One `CreateFleet` request of a group's launch: the clones of the group that share its key
+/// (AZ, replaced type and pool set) go out together, and EC2 picks among their candidates by
+/// `strategy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetRequest {
+    pub key: String,
+    pub strategy: AllocationStrategy,
+    /// For a launch configuration's group: the launch template spotswap keeps for it
+    /// (see [`crate::protocol::owned_template_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The batch's other candidates, in rank order: what a second fleet offers for the clones
+    /// this one could not launch (its pools had no capacity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+}
+
 /// A MaxSize change around a swap: raised by one so the attach fits, restored afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaxSizeChange {
@@ -109,9 +126,12 @@ pub struct MaxSizeChange {
     doc = "The kind of an action, without its details: what outcomes and totals count."
 )]
 pub enum Action {
-    /// Launch a spot clone of an on-demand instance, trying the candidates in order, with
-    /// the tags computed by the planner (the protocol's `spotswap:group` and
-    /// `spotswap:replaces` among them) applied in the launch call itself.
+    /// Launch a spot clone for an on-demand instance (`replaces`: the instance this pass
+    /// launches it for; the clone is paired with an on-demand instance of its AZ when it is
+    /// swapped in), with the tags computed by the planner (the protocol's `spotswap:group`
+    /// among them, `spotswap:replaces` empty) applied in the launch call itself. The clones of
+    /// one group that share a `fleet` request go out in one `CreateFleet`, which picks among
+    /// the candidates; without one, each clone is a `RunInstances` trying them in order.
     LaunchClone {
         replaces: String,
         replaced_type: String,
@@ -141,6 +161,10 @@ pub enum Action {
         /// (the group's `interruption-cooldown-minutes`).
         #[serde(default = "default_avoid_minutes")]
         avoid_minutes: u32,
+        /// The fleet this clone is launched in; none when the launch must restate network
+        /// interfaces, which a fleet's overrides cannot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fleet: Option<FleetRequest>,
     },
     /// Launch an on-demand instance of the group's own type to replace a spot member: the group
     /// has fewer on-demand instances than its floor (`keep`), because the floor rose or
@@ -177,12 +201,27 @@ pub enum Action {
         replaces: String,
         #[serde(default)]
         max_size: Option<MaxSizeChange>,
+        /// Tags written on the clone before the attach, pairing it with `replaces`
+        /// (`spotswap:replaces` and the replaced instance's tags); empty if already paired.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pair: BTreeMap<String, String>,
+        /// Tags of the replaced instance the pairing leaves off the clone to stay within EC2's
+        /// 50 per resource (the protocol's tags and `Name` are always kept).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags_left_out: Vec<String>,
     },
     /// A clone is attached but the instance it replaces is still in the group: a pass stopped
     /// mid-swap. Terminate the replaced instance through the group, decrementing desired.
     CompleteSwap { clone: String, replaces: String },
     /// Terminate a clone that will never be swapped in.
     TerminateOrphan { clone: String, reason: OrphanReason },
+    /// Delete a launch template spotswap created for a launch configuration that no listed
+    /// group uses any more.
+    DeleteTemplate {
+        template_id: String,
+        name: String,
+        launch_configuration: String,
+    },
     /// Put MaxSize back to the value recorded in `spotswap:max-size` and remove the tag. When
     /// desired capacity has since grown past that value (Auto Scaling refuses a MaxSize below
     /// desired), MaxSize comes down only to desired capacity and the tag stays (`partial`), so a
@@ -421,6 +460,13 @@ mod tests {
                 clone: "i-2".into(),
                 replaces: "i-1".into(),
                 max_size: None,
+                pair: BTreeMap::new(),
+                tags_left_out: vec![],
+            },
+            Action::DeleteTemplate {
+                template_id: "lt-1".into(),
+                name: "spotswap-lc-web".into(),
+                launch_configuration: "web".into(),
             },
             Action::CompleteSwap {
                 clone: "i-2".into(),
@@ -461,6 +507,7 @@ mod tests {
                 avoided: vec![],
                 rejected: BTreeMap::new(),
                 avoid_minutes: 60,
+                fleet: None,
             },
         ];
         for a in &actions {

@@ -606,12 +606,39 @@ fn ec2_writes_touch_only_clones() {
         created_unconditioned.is_empty(),
         "RunInstances creates these without the spotswap:group tag: {created_unconditioned:?}"
     );
-    // CreateTags: only in the launch call itself.
-    for s in function_statements_granting("ec2:CreateTags") {
-        assert_eq!(
-            s["Condition"],
-            json!({"StringEquals": {"ec2:CreateAction": "RunInstances"}})
-        );
+    // CreateTags: in the call that creates the resource, or on an instance already tagged as
+    // a clone (pairing it with the instance it replaces).
+    let tagging = function_statements_granting("ec2:CreateTags");
+    assert_eq!(tagging.len(), 2, "{tagging:?}");
+    for s in tagging {
+        let on_create = s["Condition"]
+            == json!({"StringEquals": {"ec2:CreateAction":
+                ["RunInstances", "CreateFleet", "CreateLaunchTemplate"]}});
+        let on_existing_clone = on_clone(&s, "ResourceTag")
+            && resources(&s["Resource"])
+                .iter()
+                .all(|r| r.contains(":instance/"));
+        assert!(on_create || on_existing_clone, "{s}");
+    }
+    // CreateFleet: its instances only with spotswap:group in the request, as RunInstances.
+    for s in function_statements_granting("ec2:CreateFleet") {
+        for r in resources(&s["Resource"]) {
+            if r.contains(":instance/") {
+                assert!(on_clone(&s, "RequestTag"), "{s}");
+            }
+        }
+    }
+    // Launch templates: created only tagged as spotswap's, deleted only when so tagged.
+    let own = |s: &Value, prefix: &str| {
+        requires(s, &format!("aws:{prefix}/{}", tags::LAUNCH_CONFIGURATION))
+    };
+    for s in function_statements_granting("ec2:CreateLaunchTemplate") {
+        assert!(own(&s, "RequestTag"), "{s}");
+    }
+    let deletes = function_statements_granting("ec2:DeleteLaunchTemplate");
+    assert!(!deletes.is_empty());
+    for s in deletes {
+        assert!(own(&s, "ResourceTag"), "{s}");
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use spotswap::cloud::aws::AwsAccount;
 use spotswap::pass::{self, PassOptions};
-use spotswap::plan::{Skip, Verdict};
-use spotswap::report::PassReport;
+use spotswap::plan::{ActionKind, Skip, Verdict};
+use spotswap::report::{PassReport, Status};
 use spotswap::settings::Settings;
 
 use crate::moto::Emulator;
@@ -176,6 +176,18 @@ async fn a_launch_template_group_on_latest_converges_to_spot() {
         .capacity(1, 3, 6)
         .grace_secs(1);
     w.account.create_group(&spec).await;
+    // The batch goes out through instant fleets from the group's own template, one per AZ and
+    // pool set, never one RunInstances per clone.
+    let first = w.pass(&[("replacements-per-pass", "100%")]).await;
+    assert_eq!(first.totals.clones_launched, 3, "{first:#?}");
+    let calls = &first.regions[0].calls;
+    assert!(!calls.contains_key("RunInstances"), "{calls:?}");
+    let fleets = calls.get("CreateFleet").copied().unwrap_or(0);
+    assert!((1..=3).contains(&fleets), "{calls:?}");
+    for (_, clone) in launched(&first) {
+        let tags = w.account.tags_of(&clone).await;
+        assert_eq!(tags.get("spotswap:group").map(String::as_str), Some("api"));
+    }
     w.converge("api", 0, &[("replacements-per-pass", "100%")])
         .await;
     let after = w.members("api").await;
@@ -191,6 +203,22 @@ async fn a_launch_template_group_on_latest_converges_to_spot() {
     }
 }
 
+/// The clones a pass launched: the instance each was launched for, and the clone.
+fn launched(report: &PassReport) -> Vec<(String, String)> {
+    report.regions[0]
+        .outcomes
+        .iter()
+        .filter(|o| o.action == ActionKind::LaunchClone)
+        .filter_map(|o| match &o.status {
+            Status::Done {
+                instance_id: Some(clone),
+                ..
+            } => Some((o.instance.clone()?, clone.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clone_has_the_launch_specs_user_data_byte_for_byte_and_the_groups_tags() {
     let w = world().await;
@@ -199,26 +227,50 @@ async fn a_clone_has_the_launch_specs_user_data_byte_for_byte_and_the_groups_tag
     let spec = GroupSpec::new("tagged", "m5.large")
         .launch_configuration(user_data)
         .capacity(1, 2, 4)
+        .grace_secs(0)
         .tag("team", "payments", true)
         .tag("cost-center", "cc-42", true)
         .tag("not-propagated", "x", false);
     w.account.create_group(&spec).await;
     let report = w.pass(&[]).await;
     assert_eq!(report.totals.clones_launched, 1, "{report:#?}");
-    let clones = w.clones().await;
-    let (clone, replaces) = clones.iter().next().expect("a clone");
+    // moto reports a public-IP choice (false) for every launch configuration, and a fleet
+    // cannot restate the interface that choice needs: the clone is one RunInstances.
+    let calls = &report.regions[0].calls;
+    assert_eq!(calls.get("RunInstances"), Some(&1), "{calls:?}");
+    let on_demand: Vec<String> = w.members("tagged").await.into_keys().collect();
+    let [(_, clone)] = &launched(&report)[..] else {
+        panic!("one clone: {report:#?}");
+    };
     assert_eq!(w.account.user_data(clone).await.as_deref(), Some(user_data));
+    // The launch call tags it with its group and the group's propagated tags...
     let tags = w.account.tags_of(clone).await;
     assert_eq!(
         tags.get("spotswap:group").map(String::as_str),
         Some("tagged")
     );
-    assert_eq!(tags.get("spotswap:replaces"), Some(replaces));
+    assert_eq!(tags.get("spotswap:replaces").map(String::as_str), Some(""));
     assert_eq!(tags.get("team").map(String::as_str), Some("payments"));
     assert_eq!(tags.get("cost-center").map(String::as_str), Some("cc-42"));
-    assert_eq!(tags.get("Name").map(String::as_str), Some("tagged"));
     assert!(!tags.contains_key("not-propagated"));
     assert!(tags.keys().all(|k| !k.starts_with("aws:")), "{tags:?}");
+    // ...and the swap pairs it with the instance it replaces, whose own tags it then carries.
+    let report = w.pass(&[]).await;
+    assert_eq!(report.totals.swaps, 1, "{report:#?}");
+    let tags = w.account.tags_of(clone).await;
+    let replaces = &tags["spotswap:replaces"];
+    assert!(
+        on_demand.contains(replaces),
+        "{replaces} among {on_demand:?}"
+    );
+    assert_eq!(tags.get("Name").map(String::as_str), Some("tagged"));
+    assert!(!tags.contains_key("not-propagated"));
+    // Auto Scaling tags its members itself; spotswap copied no `aws:` tag.
+    assert!(
+        tags.keys()
+            .all(|k| !k.starts_with("aws:") || k == "aws:autoscaling:groupName"),
+        "{tags:?}"
+    );
     // A spot instance, in the replaced instance's subnet, with the launch spec's profile and key.
     let c = w.account.instance(clone).await;
     let original = w.account.instance(replaces).await;
@@ -247,8 +299,9 @@ async fn a_template_with_a_public_ip_interface_gets_clones_with_that_interface_i
     assert_eq!(report.totals.failures, 0, "{report:#?}");
     assert_eq!(report.totals.clones_launched, 1, "{report:#?}");
     assert_eq!(report.regions[0].calls.get("RunInstances"), Some(&1));
-    let clones = w.clones().await;
-    let (clone, replaces) = clones.iter().next().expect("a clone");
+    let [(replaces, clone)] = &launched(&report)[..] else {
+        panic!("one clone: {report:#?}");
+    };
     let c = w.account.instance(clone).await;
     let original = w.account.instance(replaces).await;
     assert_eq!(c.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
@@ -446,22 +499,21 @@ async fn an_orphan_clone_whose_instance_is_gone_is_terminated() {
     w.account
         .create_group(
             &GroupSpec::new("web", "m5.large")
-                .capacity(1, 2, 4)
+                .capacity(0, 1, 4)
                 .grace_secs(3600),
         )
         .await;
+    let on_demand: Vec<String> = w.members("web").await.into_keys().collect();
     w.pass(&[]).await;
     let clones = w.clones().await;
-    let (clone, replaces) = clones
-        .iter()
-        .next()
-        .map(|(c, r)| (c.clone(), r.clone()))
-        .expect("a clone");
-    // The operator removes the on-demand instance the clone was meant to replace.
+    let clone = clones.keys().next().cloned().expect("a clone");
+    // Launched unpaired: it is paired with an on-demand instance of its AZ at its swap.
+    assert_eq!(clones[&clone], "");
+    // The operator removes the group's only on-demand instance: nothing is left to replace.
     w.account
         .autoscaling
         .terminate_instance_in_auto_scaling_group()
-        .instance_id(&replaces)
+        .instance_id(&on_demand[0])
         .should_decrement_desired_capacity(true)
         .send()
         .await

@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use spotswap::cloud::memory::{GroupBuilder, MemoryCloud};
+use spotswap::cloud::memory::{GroupBuilder, InstanceBuilder, MemoryCloud};
 use spotswap::cloud::{CloudError, ErrorKind};
 use spotswap::model::{
-    Ami, Architecture, Group, Instance, LaunchRef, LaunchSpec, Market, OsPrices, Secret,
-    SpotPricePoint, Virtualization,
+    Ami, Architecture, Group, Instance, InstanceState, LaunchRef, LaunchSpec, Market, OsPrices,
+    Secret, SpotPricePoint, Virtualization,
 };
 use spotswap::pass::{self, PassOptions};
-use spotswap::plan::{Action, ActionKind, Decision, OrphanReason, Skip};
+use spotswap::plan::{Action, ActionKind, Decision, Skip};
 use spotswap::protocol as tags;
 use spotswap::report::{Outcome, PassReport, Status};
 use spotswap::settings::Settings;
@@ -59,8 +59,12 @@ const SPOT: [(&str, f64); 4] = [
 ];
 
 /// Every operation of the [`spotswap::cloud::Actuator`] side: a dry run makes none of them.
-const WRITES: [&str; 7] = [
+const WRITES: [&str; 11] = [
     "RunInstances",
+    "CreateFleet",
+    "CreateLaunchTemplate",
+    "DeleteLaunchTemplate",
+    "CreateTags",
     "AttachInstances",
     "TerminateInstanceInAutoScalingGroup",
     "TerminateInstances",
@@ -107,23 +111,24 @@ fn group(name: &str, desired: u32, max: u32, extra_tags: &[(&str, &str)]) -> Gro
         .build()
 }
 
+/// The fixture's launch configuration.
+fn fixture_spec() -> LaunchSpec {
+    LaunchSpec {
+        image_id: AMI.into(),
+        instance_type: Some("m5.large".into()),
+        security_group_ids: vec!["sg-0123456789abcdef0".into()],
+        iam_instance_profile: Some("web-profile".into()),
+        user_data: Some(Secret(USER_DATA.into())),
+        ..LaunchSpec::default()
+    }
+}
+
 /// Adds `region` with `azs` to `cloud`, seeded as the fixture's region: the launch
 /// configuration and its AMI, on-demand prices, and spot prices in every AZ an hour and a half
 /// before the clock's now. No groups.
 fn seed_region(cloud: &MemoryCloud, region: &str, azs: &[&str]) {
     cloud.add_region(region, azs);
-    cloud.put_launch_spec(
-        region,
-        &launch_ref(),
-        LaunchSpec {
-            image_id: AMI.into(),
-            instance_type: Some("m5.large".into()),
-            security_group_ids: vec!["sg-0123456789abcdef0".into()],
-            iam_instance_profile: Some("web-profile".into()),
-            user_data: Some(Secret(USER_DATA.into())),
-            ..LaunchSpec::default()
-        },
-    );
+    cloud.put_launch_spec(region, &launch_ref(), fixture_spec());
     cloud.put_ami(
         region,
         Ami {
@@ -200,6 +205,16 @@ impl Account {
         });
         assert_eq!(self.watched.last().unwrap().in_service, n as usize);
         ids
+    }
+
+    /// The fixture's launch configuration makes a public-IP choice from now on, so its clones
+    /// launch one `RunInstances` each: a fleet cannot restate the interface it needs.
+    fn launch_per_clone(&self) {
+        let spec = LaunchSpec {
+            associate_public_ip_address: Some(true),
+            ..fixture_spec()
+        };
+        self.cloud.put_launch_spec(REGION, &launch_ref(), spec);
     }
 
     /// A group that is not opted in (`spot-enabled=false`): no pass may touch it.
@@ -608,12 +623,23 @@ async fn a_group_at_max_size_converges_and_ends_with_its_max_size_and_no_max_siz
 // Dry run
 // ---------------------------------------------------------------------------------------------
 
+/// A running clone of a group that is gone: an orphan to terminate (`group-not-opted-in`).
+fn put_stray_clone(account: &Account) {
+    account.cloud.put_instance(
+        REGION,
+        InstanceBuilder::spot("i-stray", "m5a.large", AZS[0])
+            .clone_of("retired", "")
+            .state(InstanceState::Running)
+            .build(),
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn dry_run_changes_nothing_in_the_account() {
     let mut account = Account::new();
     let originals = account.add_group("web", 8, 8, &[]);
     account.add_untouched_group("batch", 2);
-    // A real pass launches two clones; one loses its on-demand instance out of band, so the
+    // A real pass launches two clones, and a clone of a deleted group is left over, so the
     // next pass has a launch, a swap at MaxSize and an orphan to act on.
     let first = account.pass(&Settings::default()).await;
     let launched: Vec<&str> = outcomes(&first, ActionKind::LaunchClone)
@@ -622,7 +648,7 @@ async fn dry_run_changes_nothing_in_the_account() {
         .collect();
     assert_eq!(launched.len(), 2);
     assert!(launched.iter().all(|id| originals.iter().any(|o| o == id)));
-    account.cloud.interrupt(REGION, launched[0]);
+    put_stray_clone(&account);
     account.wait();
 
     let flag = PassOptions {
@@ -710,12 +736,11 @@ async fn a_capacity_error_on_the_first_candidate_falls_through_to_the_next_candi
         ),
         (ty.as_str(), az.as_str())
     );
+    // One fleet: EC2 took the next candidate, and the full pool's error is reported.
     let calls = delta(&before, &account.cloud.total_call_counts());
-    assert_eq!(
-        count(&calls, "RunInstances"),
-        2,
-        "one refused, one launched"
-    );
+    assert_eq!(count(&calls, "CreateFleet"), 1, "{calls:?}");
+    assert_eq!(count(&calls, "RunInstances"), 0, "{calls:?}");
+    assert_eq!(launch.no_capacity, ["m5a.large"]);
     assert_eq!(report.totals.clones_launched, 1);
 
     // The swap goes through as usual.
@@ -750,7 +775,13 @@ async fn a_launch_with_no_capacity_for_any_candidate_fails_without_a_clone() {
     };
     assert_eq!(error.kind, ErrorKind::CapacityUnavailable);
     let calls = delta(&before, &account.cloud.total_call_counts());
-    assert_eq!(count(&calls, "RunInstances"), candidates.len() as u64);
+    assert_eq!(count(&calls, "CreateFleet"), 1, "{calls:?}");
+    // Every candidate's error is read from the fleet's reply.
+    let offered: Vec<&str> = candidates
+        .iter()
+        .map(|c| c.instance_type.as_str())
+        .collect();
+    assert_eq!(launch.no_capacity, offered);
     assert!(account.live_clones().is_empty());
 }
 
@@ -759,10 +790,13 @@ async fn a_launch_with_no_capacity_for_any_candidate_fails_without_a_clone() {
 type LaunchEnd = (Result<String, Option<String>>, u64);
 
 /// One pass over a group of one m5.large whose launches of the given types are refused with
-/// the given kind and code, and whose pools of `no_capacity` types have no capacity.
+/// the given kind and code, and whose pools of `no_capacity` types have no capacity. Its
+/// launch configuration makes a public-IP choice, so its clones launch one `RunInstances` each
+/// (a fleet cannot restate the interface that choice needs).
 async fn launch_refused(refused: &[(&str, ErrorKind, &str)], no_capacity: &[&str]) -> LaunchEnd {
     let mut account = Account::new();
     let ids = account.add_group("web", 1, 10, &[]);
+    account.launch_per_clone();
     let az = account.instance(&ids[0]).availability_zone;
     for (t, kind, code) in refused {
         let e = error("RunInstances", *kind, code);
@@ -870,6 +904,127 @@ async fn a_type_that_refuses_the_request_falls_through_until_three_refuse_it_ali
     for (name, refused, no_capacity, want) in cases {
         assert_eq!(launch_refused(&refused, &no_capacity).await, want, "{name}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_reads_each_refused_override_and_launches_in_the_first_pool_that_accepts() {
+    let mut account = Account::new();
+    account.add_group("web", 1, 10, &[]);
+    for t in ["m5a.large", "m6a.large"] {
+        let e = error(
+            "CreateFleet",
+            ErrorKind::InvalidRequest,
+            "InvalidParameterCombination",
+        );
+        account.cloud.refuse_launches(REGION, t, Some(e));
+    }
+    let before = account.cloud.total_call_counts();
+    let report = account.pass(&Settings::default()).await;
+    let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
+        panic!("one launch outcome expected: {report:#?}");
+    };
+    let Status::Done {
+        instance_type: Some(ty),
+        ..
+    } = &launch.status
+    else {
+        panic!("{launch:?}");
+    };
+    assert_eq!(ty, "m6i.large");
+    // Refusals are not capacity errors: no pool is avoided for them.
+    assert!(launch.no_capacity.is_empty());
+    let calls = delta(&before, &account.cloud.total_call_counts());
+    assert_eq!(count(&calls, "CreateFleet"), 1, "{calls:?}");
+    assert_eq!(count(&calls, "RunInstances"), 0, "{calls:?}");
+
+    // When every override refuses, the launch fails with the refusal, not a capacity error.
+    let mut account = Account::new();
+    account.add_group("web", 1, 10, &[]);
+    for (t, _) in SPOT {
+        let e = error(
+            "CreateFleet",
+            ErrorKind::InvalidRequest,
+            "InvalidParameterCombination",
+        );
+        account.cloud.refuse_launches(REGION, t, Some(e));
+    }
+    let report = account.pass(&Settings::default()).await;
+    let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
+        panic!("one launch outcome expected: {report:#?}");
+    };
+    let Status::Failed { error } = &launch.status else {
+        panic!("{launch:?}");
+    };
+    assert_eq!(error.code.as_deref(), Some("InvalidParameterCombination"));
+    assert_eq!(error.operation, "CreateFleet");
+    assert!(account.live_clones().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_template_kept_for_a_launch_configuration_is_deleted_once_no_group_uses_it() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    let first = account.pass(&Settings::default()).await;
+    assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
+    let name = tags::owned_template_name(LAUNCH_CONFIG);
+    let template = async |account: &Account| -> Option<String> {
+        owned_templates(account)
+            .await
+            .into_iter()
+            .find(|t| t.name == name)
+            .map(|t| t.id)
+    };
+    let id = template(&account)
+        .await
+        .expect("the template was made for the first launch");
+
+    // The group moves to a new launch configuration.
+    let new_lc = LaunchRef::LaunchConfiguration {
+        name: "web-lc-v2".into(),
+    };
+    account
+        .cloud
+        .put_launch_spec(REGION, &new_lc, fixture_spec());
+    let mut g = account.group("web");
+    g.launch = Some(new_lc);
+    account.cloud.put_group(REGION, g);
+
+    // Younger than an hour, it may be one a pass beside this one has just made: kept.
+    account.wait();
+    let report = account.pass(&Settings::default()).await;
+    assert!(outcomes(&report, ActionKind::DeleteTemplate).is_empty());
+    assert!(template(&account).await.is_some());
+
+    account.cloud.advance(Duration::from_secs(3600));
+    let report = account.pass(&Settings::default()).await;
+    let [deleted] = outcomes(&report, ActionKind::DeleteTemplate)[..] else {
+        panic!("one template deleted: {report:#?}");
+    };
+    assert!(is_done(deleted), "{deleted:?}");
+    assert!(actions(&report).iter().any(|(_, a)| matches!(
+        a,
+        Action::DeleteTemplate { template_id, launch_configuration, .. }
+            if *template_id == id && launch_configuration == LAUNCH_CONFIG
+    )));
+    assert!(template(&account).await.is_none());
+    // The new configuration has its own.
+    assert!(
+        owned_templates(&account)
+            .await
+            .iter()
+            .any(|t| t.name == tags::owned_template_name("web-lc-v2"))
+    );
+}
+
+/// spotswap's templates in the fixture's region, as the inventory lists them.
+async fn owned_templates(account: &Account) -> Vec<spotswap::model::OwnedTemplateRecord> {
+    use spotswap::cloud::{Account as _, Inventory as _};
+    account
+        .cloud
+        .region(REGION)
+        .owned_templates()
+        .await
+        .expect("listed")
 }
 
 #[tokio::test(start_paused = true)]
@@ -1019,7 +1174,7 @@ async fn a_pass_that_dies_mid_swap_at_max_size_is_completed_and_max_size_restore
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_orphan_clone_whose_instance_was_terminated_out_of_band_is_terminated() {
+async fn a_clone_whose_instance_was_terminated_out_of_band_replaces_another_of_its_az() {
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
     let settings = Settings::default();
@@ -1034,31 +1189,44 @@ async fn an_orphan_clone_whose_instance_was_terminated_out_of_band_is_terminated
     else {
         panic!("{launch:?}");
     };
+    let launched_for = launch.instance.clone().unwrap();
     // Someone terminates the on-demand instance; the group replaces it.
-    account
-        .cloud
-        .interrupt(REGION, launch.instance.as_deref().unwrap());
+    account.cloud.interrupt(REGION, &launched_for);
     account.wait();
 
     let report = account.pass(&settings).await;
 
+    // The clone was launched unpaired: it pairs with an on-demand instance of its AZ that is
+    // still there (the group's replacement, or another), so nothing is wasted.
     assert_eq!(report.exit_code(), 0);
-    let orphans: Vec<&Action> = actions(&report)
+    assert!(outcomes(&report, ActionKind::TerminateOrphan).is_empty());
+    let swaps: Vec<(&str, &str, bool)> = actions(&report)
         .into_iter()
-        .map(|(_, a)| a)
-        .filter(|a| matches!(a, Action::TerminateOrphan { .. }))
+        .filter_map(|(_, a)| match a {
+            Action::Swap {
+                clone,
+                replaces,
+                pair,
+                ..
+            } => Some((clone.as_str(), replaces.as_str(), pair.is_empty())),
+            _ => None,
+        })
         .collect();
+    let [(swapped, replaced, false)] = swaps[..] else {
+        panic!("one pairing swap expected: {swaps:?}");
+    };
+    assert_eq!(swapped, clone);
+    assert_ne!(replaced, launched_for);
+    let paired = account.instance(clone);
     assert_eq!(
-        orphans,
-        [&Action::TerminateOrphan {
-            clone: clone.clone(),
-            reason: OrphanReason::TargetGone
-        }]
+        paired.tags.get(tags::REPLACES).map(String::as_str),
+        Some(replaced)
     );
-    assert!(is_done(outcomes(&report, ActionKind::TerminateOrphan)[0]));
-    assert_eq!(report.totals.orphans_terminated, 1);
-    assert!(account.instance(clone).state.is_gone());
-    assert!(account.group("web").member(clone).is_none());
+    assert_eq!(
+        paired.availability_zone,
+        account.instance(replaced).availability_zone
+    );
+    assert!(account.group("web").member(clone).is_some());
     account.wait();
     account.converge(&settings).await;
     assert_eq!(market_count(&account.members("web"), Market::Spot), 4);
@@ -1159,10 +1327,7 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
     let first = account.pass(&settings).await;
     let launches = outcomes(&first, ActionKind::LaunchClone);
     assert_eq!(launches.len(), 2);
-    // The first clone's instance is terminated out of band: that clone is an orphan now.
-    account
-        .cloud
-        .interrupt(REGION, launches[0].instance.as_deref().unwrap());
+    put_stray_clone(&account);
     account.wait();
     let state = account.state();
     let before = account.cloud.total_call_counts();
@@ -1217,9 +1382,8 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
 // Calls
 // ---------------------------------------------------------------------------------------------
 
-/// The calls of one first pass over a fresh account with one group of `n` instances, and the
-/// RunInstances calls the pass's launches account for (each candidate tried once up to the one
-/// that launched).
+/// The calls of one first pass over a fresh account with one group of `n` instances, the
+/// fleet requests its plan makes (one `CreateFleet` each), and the clones launched.
 async fn first_pass_calls(
     n: u32,
     full_pools: &[(&str, &str)],
@@ -1233,32 +1397,21 @@ async fn first_pass_calls(
     let report = account.pass(&Settings::default()).await;
     assert_eq!(report.exit_code(), 0, "{report:#?}");
     let calls = delta(&before, &account.cloud.total_call_counts());
-    let mut expected_runs = 0;
-    for ((_, a), o) in actions(&report).into_iter().zip(&region(&report).outcomes) {
-        let Action::LaunchClone { candidates, .. } = a else {
-            continue;
-        };
-        let Status::Done {
-            instance_type: Some(ty),
-            ..
-        } = &o.status
-        else {
-            panic!("{o:?}");
-        };
-        let tried = candidates
-            .iter()
-            .position(|c| &c.instance_type == ty)
-            .expect("the launched type is a candidate");
-        expected_runs += tried as u64 + 1;
-    }
-    (calls, expected_runs, report.totals.clones_launched)
+    let fleets: BTreeSet<String> = actions(&report)
+        .into_iter()
+        .filter_map(|(_, a)| match a {
+            Action::LaunchClone { fleet, .. } => Some(fleet.as_ref().expect("a fleet").key.clone()),
+            _ => None,
+        })
+        .collect();
+    (calls, fleets.len() as u64, report.totals.clones_launched)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_pass_makes_no_per_instance_calls() {
-    let (small, small_runs, small_launched) = first_pass_calls(10, &[]).await;
+    let (small, small_fleets, small_launched) = first_pass_calls(10, &[]).await;
     let full = [("m5a.large", AZS[0]), ("m6a.large", AZS[1])];
-    let (large, large_runs, large_launched) = first_pass_calls(40, &full).await;
+    let (large, large_fleets, large_launched) = first_pass_calls(40, &full).await;
 
     assert!(count(&small, "DescribeInstances") <= 3, "{small:?}");
     assert_eq!(
@@ -1283,19 +1436,28 @@ async fn a_pass_makes_no_per_instance_calls() {
             .all(|(op, n)| catalog.contains(&op.as_str()) || *n <= 2),
         "{large:?}"
     );
-    // RunInstances: one per clone, plus one per capacity refusal.
+    // Launches: one CreateFleet per AZ and pool set, however many clones; never a
+    // RunInstances. 10 clones over 3 AZs take 3 pool sets in each.
     assert_eq!(small_launched, 2);
-    assert_eq!(count(&small, "RunInstances"), small_runs);
-    assert_eq!(small_runs, 2);
+    assert_eq!(count(&small, "CreateFleet"), small_fleets);
+    assert_eq!(small_fleets, 2);
     assert_eq!(large_launched, 10);
-    assert_eq!(count(&large, "RunInstances"), large_runs);
-    assert!(large_runs > 10, "some launches met a full pool");
+    assert_eq!(large_fleets, 9, "{large:?}");
+    // A pool set whose pools are full gets one more fleet over the batch's other pools.
+    let large_calls = count(&large, "CreateFleet");
+    assert!(
+        (large_fleets + 1..=2 * large_fleets).contains(&large_calls),
+        "{large:?}"
+    );
+    assert_eq!(count(&large, "RunInstances"), 0);
+    // The launch configuration's template is made once.
+    assert_eq!(count(&large, "CreateLaunchTemplate"), 1, "{large:?}");
     // The full pools are remembered with one tag write for the group, not one per launch.
     assert_eq!(count(&large, "CreateOrUpdateTags"), 1, "{large:?}");
     assert_eq!(count(&small, "CreateOrUpdateTags"), 0, "{small:?}");
     for op in WRITES
         .iter()
-        .filter(|op| !["RunInstances", "CreateOrUpdateTags"].contains(op))
+        .filter(|op| !["CreateFleet", "CreateLaunchTemplate", "CreateOrUpdateTags"].contains(op))
     {
         assert_eq!(count(&large, op), 0, "{op}");
     }
@@ -1582,9 +1744,9 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
     let mut account = Account::new();
     account.add_group("web", 4, 10, &[]);
     account.cloud.fail_next(
-        "RunInstances",
+        "CreateFleet",
         error(
-            "RunInstances",
+            "CreateFleet",
             ErrorKind::NotFound,
             "InvalidSubnetID.NotFound",
         ),
@@ -1621,7 +1783,7 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
         "pass{",
         "region{region=us-east-1}",
         "group{group=web}",
-        "operation=RunInstances",
+        "operation=CreateFleet",
         "code=\"InvalidSubnetID.NotFound\"",
         "result=\"failed\"",
     ] {
@@ -1706,19 +1868,23 @@ async fn an_instance_with_fifty_tags_still_gets_a_clone_within_ec2s_tag_limit() 
         panic!("one launch: {report:#?}");
     };
     assert!(is_done(launch), "{launch:?}");
+    // The clone is paired when it is swapped in: the pairing writes the instance's tags.
+    account.wait();
+    let report = account.pass(&Settings::default()).await;
     let plan = region(&report).plan.as_ref().unwrap();
-    let Some(Action::LaunchClone { tags_left_out, .. }) = plan
+    let Some(Action::Swap { tags_left_out, .. }) = plan
         .actions()
         .map(|(_, a)| a)
-        .find(|a| matches!(a, Action::LaunchClone { .. }))
+        .find(|a| matches!(a, Action::Swap { .. }))
     else {
-        panic!("a planned launch");
+        panic!("a planned swap: {report:#?}");
     };
     assert!(
         !tags_left_out.is_empty(),
         "the plan names what was left out"
     );
-    let clone = &account.live_clones()[0];
+    assert_eq!(report.totals.swaps, 1, "{report:#?}");
+    let clone = &account.members("web")[0];
     let user_tags = clone.tags.keys().filter(|k| !k.starts_with("aws:")).count();
     assert_eq!(user_tags, 50, "{:?}", clone.tags);
     assert_eq!(clone.tags.get(tags::REPLACES), Some(&ids[0]));
@@ -2169,9 +2335,9 @@ async fn a_spent_spot_quota_holds_the_passs_other_launches_with_one_reason() {
     account.add_group("web", 6, 10, &[]);
     let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
     account.cloud.fail_next(
-        "RunInstances",
+        "CreateFleet",
         error(
-            "RunInstances",
+            "CreateFleet",
             ErrorKind::LimitExceeded,
             "MaxSpotInstanceCountExceeded",
         ),
@@ -2180,7 +2346,7 @@ async fn a_spent_spot_quota_holds_the_passs_other_launches_with_one_reason() {
     let before = account.cloud.total_call_counts();
     let report = account.pass(&settings).await;
     let calls = delta(&before, &account.cloud.total_call_counts());
-    assert_eq!(count(&calls, "RunInstances"), 1, "{calls:?}");
+    assert_eq!(count(&calls, "CreateFleet"), 1, "{calls:?}");
     let launches = outcomes(&report, ActionKind::LaunchClone);
     assert_eq!(launches.len(), 6);
     let failed = launches.iter().filter(|o| o.failed()).count();
@@ -2209,9 +2375,9 @@ async fn a_subnet_out_of_addresses_holds_only_the_launches_into_it() {
     account.add_group("web", 6, 10, &[]);
     let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
     account.cloud.fail_next(
-        "RunInstances",
+        "CreateFleet",
         error(
-            "RunInstances",
+            "CreateFleet",
             ErrorKind::SubnetFull,
             "InsufficientFreeAddressesInSubnet",
         ),
@@ -2246,6 +2412,8 @@ async fn a_subnet_out_of_addresses_holds_only_the_launches_into_it() {
 async fn launches_are_paced_under_ec2s_request_bucket_and_none_is_throttled() {
     let mut account = Account::new();
     account.add_group("web", 40, 50, &[]);
+    // Clones that launch one RunInstances each (a fleet launches a batch in one call).
+    account.launch_per_clone();
     // EC2's RunInstances bucket: 5 calls at once, then 2 a second.
     account
         .cloud
@@ -2294,6 +2462,8 @@ async fn every_region_runs_at_once_so_a_busy_region_does_not_hold_up_the_others(
 async fn a_launch_that_would_wait_for_ec2s_bucket_past_the_deadline_is_left_to_the_next_pass() {
     let mut account = Account::new();
     account.add_group("web", 40, 50, &[]);
+    // Clones that launch one RunInstances each (a fleet launches a batch in one call).
+    account.launch_per_clone();
     account
         .cloud
         .set_request_bucket(REGION, "RunInstances", 5.0, 2.0);

@@ -32,6 +32,7 @@ const COVERED: &[&str] = &[
     "spot-product-description",
     "replacements-per-pass",
     "pools-per-az",
+    "allocation-strategy",
     "spot-price-window-minutes",
     "cron-schedule",
     "cron-timezone",
@@ -168,6 +169,7 @@ fn snapshot(n: usize) -> Snapshot {
         offerings: BTreeMap::new(),
         spot_prices,
         on_demand,
+        owned_templates: Vec::new(),
     }
 }
 
@@ -699,6 +701,38 @@ fn pools_per_az_sets_how_many_spot_pools_each_az_spreads_over() {
                 assert_eq!(p, want, "{}: {az}", way.label);
             }
         }
+    }
+}
+
+#[test]
+fn allocation_strategy_is_what_each_fleet_asks_ec2_to_choose_by() {
+    let strategies = |plan: &Plan| -> BTreeSet<&'static str> {
+        plan.actions()
+            .filter_map(|(_, a)| match a {
+                Action::LaunchClone { fleet, .. } => {
+                    Some(fleet.as_ref().expect("a fleet launch").strategy.name())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let default = default_way(&ALL_AT_ONCE).plan(snapshot(9));
+    assert_eq!(
+        strategies(&default),
+        BTreeSet::from(["price-capacity-optimized"])
+    );
+    for way in ways(
+        &ALL_AT_ONCE,
+        "allocation-strategy",
+        "capacity-optimized-prioritized",
+    ) {
+        let plan = way.plan(snapshot(9));
+        assert_eq!(
+            strategies(&plan),
+            BTreeSet::from(["capacity-optimized-prioritized"]),
+            "{}",
+            way.label
+        );
     }
 }
 

@@ -353,6 +353,7 @@ fn describe_action(a: &Action) -> String {
             max_price,
             tags_left_out,
             avoided,
+            fleet,
             ..
         } => {
             let avoided = if avoided.is_empty() {
@@ -368,11 +369,22 @@ fn describe_action(a: &Action) -> String {
                 .iter()
                 .map(|c| format!("{} ${:.4}", c.instance_type, c.spot_price))
                 .collect();
+            let how = match fleet {
+                Some(f) => format!("in fleet {} ({})", f.key, f.strategy.name()),
+                None => "by RunInstances".to_string(),
+            };
             format!(
-                "launch spot clone (max ${max_price:.4}): {}{avoided}{}",
+                "launch spot clone {how} (max ${max_price:.4}): {}{avoided}{}",
                 names.join(", "),
                 left_out(tags_left_out)
             )
+        }
+        Action::DeleteTemplate {
+            name,
+            launch_configuration,
+            ..
+        } => {
+            format!("delete launch template {name}: no group uses {launch_configuration} any more")
         }
         Action::LaunchOnDemand {
             instance_type,
@@ -385,6 +397,25 @@ fn describe_action(a: &Action) -> String {
              has {on_demand}{}",
             left_out(tags_left_out)
         ),
+        Action::Swap {
+            clone,
+            max_size,
+            pair,
+            replaces,
+            tags_left_out,
+        } if !pair.is_empty() => match max_size {
+            Some(m) => format!(
+                "pair {clone} with {replaces} and swap it in (MaxSize {} -> {} -> {}){}",
+                m.original,
+                m.raised,
+                m.original,
+                left_out(tags_left_out)
+            ),
+            None => format!(
+                "pair {clone} with {replaces} and swap it in{}",
+                left_out(tags_left_out)
+            ),
+        },
         Action::Swap {
             clone, max_size, ..
         } => match max_size {

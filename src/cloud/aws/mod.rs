@@ -8,6 +8,7 @@
 //! nothing and never logs user data.
 
 pub mod convert;
+pub mod fleet;
 pub mod pricing;
 pub mod run;
 
@@ -28,10 +29,12 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::{
-    Account, Actuator, CloneLaunch, CloudError, ErrorKind, GroupQuery, Inventory, classify, limits,
+    Account, Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetResult, GroupQuery,
+    Inventory, OwnedTemplate, classify, limits,
 };
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
+    OwnedTemplateRecord, SpotPricePoint,
 };
 
 /// Concurrent per-group reads (instance refreshes) within one region: Auto Scaling's calls
@@ -746,12 +749,101 @@ impl Inventory for AwsRegion {
         Ok(out)
     }
 
+    async fn owned_templates(&self) -> Result<Vec<OwnedTemplateRecord>, CloudError> {
+        self.paginate("DescribeLaunchTemplates", |token| async move {
+            let page = self
+                .ec2
+                .describe_launch_templates()
+                .filters(
+                    ec2::types::Filter::builder()
+                        .name("tag-key")
+                        .values(crate::protocol::LAUNCH_CONFIGURATION)
+                        .build(),
+                )
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| self.error("DescribeLaunchTemplates", e))?;
+            let items = page
+                .launch_templates()
+                .iter()
+                .filter_map(|t| {
+                    let lc = t
+                        .tags()
+                        .iter()
+                        .find(|x| x.key() == Some(crate::protocol::LAUNCH_CONFIGURATION))?
+                        .value()?;
+                    Some(OwnedTemplateRecord {
+                        id: t.launch_template_id()?.to_string(),
+                        name: t.launch_template_name()?.to_string(),
+                        launch_configuration: lc.to_string(),
+                        created: convert::time(t.create_time())?,
+                    })
+                })
+                .collect();
+            Ok((items, page.next_token().map(str::to_string)))
+        })
+        .await
+    }
+
     fn call_counts(&self) -> BTreeMap<String, u64> {
         self.calls.lock().expect("call counter lock").clone()
     }
 }
 
 impl Actuator for AwsRegion {
+    async fn launch_fleet(&self, f: &FleetLaunch) -> Result<FleetResult, CloudError> {
+        self.count("CreateFleet");
+        let out = fleet::request(f)
+            .send_with(&self.ec2)
+            .await
+            .map_err(|e| self.error("CreateFleet", e))?;
+        Ok(fleet::result(&out))
+    }
+
+    async fn ensure_template(&self, t: &OwnedTemplate) -> Result<(), CloudError> {
+        self.count("CreateLaunchTemplate");
+        match fleet::template_request(t).send_with(&self.ec2).await {
+            Ok(_) => Ok(()),
+            // Made by an earlier pass: a launch configuration never changes, nor its template.
+            Err(e) if e.code() == Some("InvalidLaunchTemplateName.AlreadyExistsException") => {
+                Ok(())
+            }
+            Err(e) => Err(self.error("CreateLaunchTemplate", e)),
+        }
+    }
+
+    async fn delete_template(&self, template_id: &str) -> Result<(), CloudError> {
+        self.count("DeleteLaunchTemplate");
+        self.ec2
+            .delete_launch_template()
+            .launch_template_id(template_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("DeleteLaunchTemplate", e))
+    }
+
+    async fn tag_instance(
+        &self,
+        instance: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        self.count("CreateTags");
+        let tags: Vec<ec2::types::Tag> = tags
+            .iter()
+            .map(|(k, v)| ec2::types::Tag::builder().key(k).value(v).build())
+            .collect();
+        self.ec2
+            .create_tags()
+            .resources(instance)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("CreateTags", e))
+    }
+
     async fn launch_clone(&self, l: &CloneLaunch) -> Result<String, CloudError> {
         self.count("RunInstances");
         let out = run::request(l)

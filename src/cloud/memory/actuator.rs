@@ -8,10 +8,16 @@
 //! A write that fails must change nothing (AWS rejects the whole call), and a write must not do
 //! more than the one call it stands for.
 
+use std::collections::BTreeMap;
+
 use super::MemoryRegion;
+use super::state::{Ctx, RegionState, Template};
 use crate::cloud::limits::TERMINATE_BATCH;
-use crate::cloud::{Actuator, CloneLaunch, CloudError, ErrorKind};
-use crate::model::{Instance, InstanceState};
+use crate::cloud::{
+    Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetResult, FleetTemplate,
+    OwnedTemplate,
+};
+use crate::model::{Instance, InstanceState, Market};
 use crate::protocol;
 
 /// An Auto Scaling `ValidationError`, as AWS reports size conflicts and unknown groups.
@@ -31,91 +37,276 @@ fn group_not_found(operation: &str, group: &str) -> CloudError {
     )
 }
 
+/// EC2 refuses a launch whose tag specification carries more than 50 user tags (EC2 User
+/// Guide, "Tag restrictions"); `aws:` tags do not count.
+fn check_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<(), CloudError> {
+    let user_tags = tags
+        .keys()
+        .filter(|k| !k.starts_with(protocol::AWS_RESERVED_PREFIX))
+        .count();
+    if user_tags > protocol::TAGS_PER_RESOURCE_MAX {
+        return Err(CloudError::new(
+            op,
+            ErrorKind::InvalidRequest,
+            Some("TagLimitExceeded"),
+            &format!("The maximum number of Tags per resource is 50; {user_tags} given"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a launch of `instance_type` in `az` can go ahead: the type is not refused, the AZ
+/// exists, the type is offered there, and the pool has capacity.
+fn check_pool(r: &RegionState, op: &str, instance_type: &str, az: &str) -> Result<(), CloudError> {
+    if let Some(e) = r.refused.get(instance_type) {
+        let mut e = e.clone();
+        e.operation = op.to_string();
+        return Err(e);
+    }
+    if !r.azs.iter().any(|a| a == az) {
+        let message = format!("Invalid availability zone: [{az}]");
+        return Err(CloudError::new(
+            op,
+            ErrorKind::InvalidRequest,
+            Some("InvalidParameterValue"),
+            &message,
+        ));
+    }
+    let offered = match r.offerings.as_ref().and_then(|o| o.get(az)) {
+        Some(types) => types.contains(instance_type),
+        None => true,
+    };
+    if !offered {
+        let message = format!("{instance_type} is not supported in {az}");
+        return Err(CloudError::new(
+            op,
+            ErrorKind::CapacityUnavailable,
+            Some("Unsupported"),
+            &message,
+        ));
+    }
+    if r.unavailable
+        .contains(&(instance_type.to_string(), az.to_string()))
+    {
+        let message = format!("There is no Spot capacity available for {instance_type} in {az}");
+        return Err(CloudError::new(
+            op,
+            ErrorKind::CapacityUnavailable,
+            Some("InsufficientInstanceCapacity"),
+            &message,
+        ));
+    }
+    Ok(())
+}
+
+/// Puts one launched instance in the region, dying at boot if the test says so.
+fn launch_one(
+    ctx: &mut Ctx<'_>,
+    instance_type: &str,
+    az: &str,
+    subnet_id: Option<String>,
+    market: Market,
+    tags: &BTreeMap<String, String>,
+    image_id: &str,
+) -> String {
+    let id = ctx.new_id();
+    ctx.region.insert(Instance {
+        instance_id: id.clone(),
+        instance_type: instance_type.to_string(),
+        availability_zone: az.to_string(),
+        subnet_id,
+        market,
+        state: InstanceState::Pending,
+        state_reason: None,
+        launch_time: ctx.clock.now,
+        image_id: Some(image_id.to_string()),
+        auto_scaling_group: None,
+        tags: tags.clone(),
+    });
+    // EC2 accepts the launch; the instance then dies at boot.
+    if let Some(reason) = ctx.region.boot_failure.clone() {
+        ctx.terminate(&id, false, &reason);
+    }
+    id
+}
+
 impl Actuator for MemoryRegion {
     async fn launch_clone(&self, l: &CloneLaunch) -> Result<String, CloudError> {
         const OP: &str = "RunInstances";
         self.run(|ctx| {
             ctx.call(OP)?;
-            let r = &*ctx.region;
-            if let Some(id) = r.client_tokens.get(&l.client_token) {
+            if let Some(id) = ctx.region.client_tokens.get(&l.client_token) {
                 return Ok(id.clone());
             }
-            let (instance_type, az) = (&l.instance_type, &l.availability_zone);
-            // EC2 refuses a launch whose tag specification carries more than 50 user tags
-            // (EC2 User Guide, "Tag restrictions"); `aws:` tags do not count.
-            let user_tags = l
-                .tags
-                .keys()
-                .filter(|k| !k.starts_with(protocol::AWS_RESERVED_PREFIX))
-                .count();
-            if user_tags > protocol::TAGS_PER_RESOURCE_MAX {
-                return Err(CloudError::new(
-                    OP,
-                    ErrorKind::InvalidRequest,
-                    Some("TagLimitExceeded"),
-                    &format!("The maximum number of Tags per resource is 50; {user_tags} given"),
-                ));
-            }
-            if let Some(e) = r.refused.get(instance_type) {
-                return Err(e.clone());
-            }
-            if !r.azs.contains(az) {
-                let message = format!("Invalid availability zone: [{az}]");
-                return Err(CloudError::new(
-                    OP,
-                    ErrorKind::InvalidRequest,
-                    Some("InvalidParameterValue"),
-                    &message,
-                ));
-            }
-            let offered = match r.offerings.as_ref().and_then(|o| o.get(az)) {
-                Some(types) => types.contains(instance_type),
-                None => true,
-            };
-            if !offered {
-                let message = format!("{instance_type} is not supported in {az}");
-                return Err(CloudError::new(
-                    OP,
-                    ErrorKind::CapacityUnavailable,
-                    Some("Unsupported"),
-                    &message,
-                ));
-            }
-            if r.unavailable.contains(&(instance_type.clone(), az.clone())) {
-                let message =
-                    format!("There is no Spot capacity available for {instance_type} in {az}");
-                let code = Some("InsufficientInstanceCapacity");
-                return Err(CloudError::new(
-                    OP,
-                    ErrorKind::CapacityUnavailable,
-                    code,
-                    &message,
-                ));
-            }
-            let id = ctx.new_id();
-            ctx.region.insert(Instance {
-                instance_id: id.clone(),
-                instance_type: instance_type.clone(),
-                availability_zone: az.clone(),
-                subnet_id: l.subnet_id.clone(),
-                market: l.market,
-                state: InstanceState::Pending,
-                state_reason: None,
-                launch_time: ctx.clock.now,
-                image_id: Some(l.spec.image_id.clone()),
-                auto_scaling_group: None,
-                tags: l.tags.clone(),
-            });
+            check_tags(OP, &l.tags)?;
+            check_pool(ctx.region, OP, &l.instance_type, &l.availability_zone)?;
+            let id = launch_one(
+                ctx,
+                &l.instance_type,
+                &l.availability_zone,
+                l.subnet_id.clone(),
+                l.market,
+                &l.tags,
+                &l.spec.image_id,
+            );
             if !l.client_token.is_empty() {
                 ctx.region
                     .client_tokens
                     .insert(l.client_token.clone(), id.clone());
             }
-            // EC2 accepts the launch; the instance then dies at boot.
-            if let Some(reason) = ctx.region.boot_failure.clone() {
-                ctx.terminate(&id, false, &reason);
-            }
             Ok(id)
+        })
+        .await
+    }
+
+    async fn launch_fleet(&self, f: &FleetLaunch) -> Result<FleetResult, CloudError> {
+        const OP: &str = "CreateFleet";
+        self.run(|ctx| {
+            ctx.call(OP)?;
+            if let Some(launched) = ctx.region.fleet_tokens.get(&f.client_token) {
+                return Ok(FleetResult {
+                    launched: launched.clone(),
+                    errors: Vec::new(),
+                });
+            }
+            check_tags(OP, &f.tags)?;
+            let template = match &f.template {
+                FleetTemplate::Id(id) => ctx.region.templates.get(id),
+                FleetTemplate::Name(name) => ctx
+                    .region
+                    .templates
+                    .values()
+                    .find(|t| t.name.as_ref() == Some(name)),
+            };
+            let spec = template
+                .and_then(|t| t.versions.get(&f.version.parse::<i64>().ok()?))
+                .cloned()
+                .ok_or_else(|| {
+                    let message = format!(
+                        "launch template {:?} version {} does not exist",
+                        f.template, f.version
+                    );
+                    CloudError::new(
+                        OP,
+                        ErrorKind::InvalidRequest,
+                        Some("InvalidLaunchTemplateId.VersionNotFound"),
+                        &message,
+                    )
+                })?;
+            // Every type in every subnet; without subnets, the AZ alone. The overrides are
+            // taken in the order given: spotswap ranks them by price, and this cloud has no
+            // capacity figures to weigh, so either strategy takes the first pool that has room.
+            let subnets: Vec<Option<String>> = if f.subnets.is_empty() {
+                vec![None]
+            } else {
+                f.subnets.iter().cloned().map(Some).collect()
+            };
+            let mut result = FleetResult::default();
+            'types: for ty in &f.types {
+                for subnet in &subnets {
+                    if result.launched.len() as u32 >= f.count {
+                        break 'types;
+                    }
+                    if let Err(e) = check_pool(ctx.region, OP, ty, &f.availability_zone) {
+                        result.errors.push((Some(ty.clone()), e));
+                        continue;
+                    }
+                    while (result.launched.len() as u32) < f.count {
+                        let id = launch_one(
+                            ctx,
+                            ty,
+                            &f.availability_zone,
+                            subnet.clone(),
+                            Market::Spot,
+                            &f.tags,
+                            &spec.image_id,
+                        );
+                        result.launched.push((id, ty.clone()));
+                    }
+                }
+            }
+            if !f.client_token.is_empty() {
+                ctx.region
+                    .fleet_tokens
+                    .insert(f.client_token.clone(), result.launched.clone());
+            }
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn ensure_template(&self, t: &OwnedTemplate) -> Result<(), CloudError> {
+        const OP: &str = "CreateLaunchTemplate";
+        self.run(|ctx| {
+            ctx.call(OP)?;
+            let exists = ctx
+                .region
+                .templates
+                .values()
+                .any(|x| x.name.as_ref() == Some(&t.name));
+            if !exists {
+                let id = format!("lt-{}", ctx.new_id().trim_start_matches("i-"));
+                let mut spec = t.spec.clone();
+                spec.resolved_version = Some(1);
+                ctx.region.templates.insert(
+                    id,
+                    Template {
+                        name: Some(t.name.clone()),
+                        versions: [(1, spec)].into(),
+                        default_version: 1,
+                        launch_configuration: Some(t.launch_configuration.clone()),
+                        created: ctx.clock.now,
+                    },
+                );
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_template(&self, template_id: &str) -> Result<(), CloudError> {
+        const OP: &str = "DeleteLaunchTemplate";
+        self.run(|ctx| {
+            ctx.call(OP)?;
+            match ctx.region.templates.remove(template_id) {
+                Some(_) => Ok(()),
+                None => Err(CloudError::new(
+                    OP,
+                    ErrorKind::NotFound,
+                    Some("InvalidLaunchTemplateId.NotFound"),
+                    &format!("The specified launch template, with template ID {template_id}, does not exist."),
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn tag_instance(
+        &self,
+        instance: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "CreateTags";
+        self.run(|ctx| {
+            ctx.call(OP)?;
+            let Some(i) = ctx.region.instances.get_mut(instance) else {
+                let message = format!("The instance ID '{instance}' does not exist");
+                return Err(CloudError::new(
+                    OP,
+                    ErrorKind::NotFound,
+                    Some("InvalidInstanceID.NotFound"),
+                    &message,
+                ));
+            };
+            let mut merged = i.tags.clone();
+            merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            // A resource carries at most 50 user tags: CreateTags past that fails whole.
+            check_tags(OP, &merged)?;
+            i.tags = merged;
+            if i.tags.contains_key(protocol::GROUP) {
+                ctx.region.clones.insert(instance.to_string());
+            }
+            Ok(())
         })
         .await
     }

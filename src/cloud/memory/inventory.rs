@@ -21,7 +21,8 @@ use crate::cloud::limits::{
 };
 use crate::cloud::{CloudError, GroupQuery, Inventory};
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices, SpotPricePoint,
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
+    OwnedTemplateRecord, SpotPricePoint,
 };
 
 fn set_price(prices: &mut OsPrices, os: Os, price: Option<f64>) {
@@ -268,6 +269,26 @@ impl Inventory for MemoryRegion {
                 ctx.pages("GetProducts", products, PRODUCT_PAGE)?;
             }
             Ok(found)
+        })
+        .await
+    }
+
+    async fn owned_templates(&self) -> Result<Vec<OwnedTemplateRecord>, CloudError> {
+        self.run(|ctx| {
+            ctx.call("DescribeLaunchTemplates")?;
+            Ok(ctx
+                .region
+                .templates
+                .iter()
+                .filter_map(|(id, t)| {
+                    Some(OwnedTemplateRecord {
+                        id: id.clone(),
+                        name: t.name.clone()?,
+                        launch_configuration: t.launch_configuration.clone()?,
+                        created: t.created,
+                    })
+                })
+                .collect())
         })
         .await
     }

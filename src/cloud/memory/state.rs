@@ -118,6 +118,8 @@ pub(super) struct RegionState {
     pub(super) refused: HashMap<String, CloudError>,
     /// RunInstances `ClientToken` -> the instance it launched.
     pub(super) client_tokens: HashMap<String, String>,
+    /// CreateFleet `ClientToken` -> the instances (and types) it launched.
+    pub(super) fleet_tokens: HashMap<String, Vec<(String, String)>>,
     pub(super) calls: BTreeMap<&'static str, u64>,
 }
 
@@ -126,6 +128,9 @@ pub(super) struct Template {
     pub(super) name: Option<String>,
     pub(super) versions: BTreeMap<i64, LaunchSpec>,
     pub(super) default_version: i64,
+    /// For a template spotswap created: the launch configuration in its tag.
+    pub(super) launch_configuration: Option<String>,
+    pub(super) created: DateTime<Utc>,
 }
 
 impl RegionState {
