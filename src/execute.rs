@@ -499,6 +499,15 @@ async fn run_fleet<A: Actuator>(
     }
     let mut no_capacity: Vec<String> = Vec::new();
     for (ty, e) in &result.errors {
+        // Each override that launched nothing, as the fleet's reply says.
+        info!(
+            instance_type = ty.as_deref().unwrap_or(""),
+            availability_zone = %availability_zone,
+            operation = %e.operation,
+            code = e.code.as_deref().unwrap_or(""),
+            error = %e.message,
+            "fleet override launched nothing"
+        );
         holds
             .lock()
             .expect("holds lock")

@@ -283,6 +283,8 @@ pub fn swaps<'a>(
         grace,
         now,
     };
+    let not_needed =
+        |clone: &Instance| costs::orphan(ctx, &group.name, clone, OrphanReason::NotNeeded, pricing);
     for (clone, ready) in pending {
         let (_, replaces) = protocol::clone_of(clone).expect("clones are tagged");
         let restores_floor = clone.market == Market::OnDemand;
@@ -292,13 +294,7 @@ pub fn swaps<'a>(
             swap.state.on_demand > swap.state.keep
         };
         if !needed {
-            out.push(costs::orphan(
-                ctx,
-                &group.name,
-                clone,
-                OrphanReason::NotNeeded,
-                pricing,
-            ));
+            out.push(not_needed(clone));
             continue;
         }
         swap.take(
@@ -329,13 +325,7 @@ pub fn swaps<'a>(
             })
             .flatten();
         let Some(victim) = victim else {
-            out.push(costs::orphan(
-                ctx,
-                &group.name,
-                clone,
-                OrphanReason::NotNeeded,
-                pricing,
-            ));
+            out.push(not_needed(clone));
             continue;
         };
         let pair = protocol::pair_tags(group, clone, victim);

@@ -1163,6 +1163,92 @@ async fn crash_mid_swap(max: u32) {
     assert_eq!(market_count(&account.members("web"), Market::Spot), 2);
 }
 
+/// The swaps a pass planned: the clone, the instance it replaces, and whether it was paired
+/// before this pass (no tags to write).
+fn swaps(report: &PassReport) -> Vec<(&str, &str, bool)> {
+    actions(report)
+        .into_iter()
+        .filter_map(|(_, a)| match a {
+            Action::Swap {
+                clone,
+                replaces,
+                pair,
+                ..
+            } => Some((clone.as_str(), replaces.as_str(), pair.is_empty())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_that_dies_between_pairing_and_attach_is_finished_for_the_same_instance() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 10, &[]);
+    let settings = Settings::default();
+    let first = account.pass(&settings).await;
+    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
+        panic!("one launch expected: {first:#?}");
+    };
+    let Status::Done {
+        instance_id: Some(clone),
+        ..
+    } = &launch.status
+    else {
+        panic!("{launch:?}");
+    };
+    assert_eq!(
+        account
+            .instance(clone)
+            .tags
+            .get(tags::REPLACES)
+            .map(String::as_str),
+        Some(""),
+        "launched unpaired"
+    );
+    account.wait();
+    account.cloud.fail_next(
+        "AttachInstances",
+        error("AttachInstances", ErrorKind::Other, "ServiceUnavailable"),
+        1,
+    );
+
+    let crashed = account.pass(&settings).await;
+
+    let [swap] = outcomes(&crashed, ActionKind::Swap)[..] else {
+        panic!("one swap expected: {crashed:#?}");
+    };
+    assert!(swap.failed());
+    // Paired, not attached.
+    let paired = account.instance(clone);
+    let target = paired.tags[tags::REPLACES].clone();
+    assert!(!target.is_empty());
+    assert!(account.group("web").member(clone).is_none());
+
+    account.wait();
+    let next = account.pass(&settings).await;
+
+    // The next pass swaps it in for the same instance, with no pairing to redo.
+    let swaps = swaps(&next);
+    assert!(
+        swaps.contains(&(clone.as_str(), target.as_str(), true)),
+        "{swaps:?}"
+    );
+    assert!(account.group("web").member(clone).is_some());
+    assert!(account.instance(&target).state.is_gone());
+    // No instance ever has two clones paired with it.
+    let mut targets = BTreeSet::new();
+    for c in account.live_clones() {
+        let r = c.tags[tags::REPLACES].clone();
+        assert!(
+            r.is_empty() || targets.insert(r.clone()),
+            "two clones for {r}"
+        );
+    }
+    account.wait();
+    account.converge(&settings).await;
+    assert_eq!(market_count(&account.members("web"), Market::Spot), 4);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_pass_that_dies_mid_swap_is_completed_by_the_next_pass() {
     crash_mid_swap(10).await;
@@ -1200,18 +1286,7 @@ async fn a_clone_whose_instance_was_terminated_out_of_band_replaces_another_of_i
     // still there (the group's replacement, or another), so nothing is wasted.
     assert_eq!(report.exit_code(), 0);
     assert!(outcomes(&report, ActionKind::TerminateOrphan).is_empty());
-    let swaps: Vec<(&str, &str, bool)> = actions(&report)
-        .into_iter()
-        .filter_map(|(_, a)| match a {
-            Action::Swap {
-                clone,
-                replaces,
-                pair,
-                ..
-            } => Some((clone.as_str(), replaces.as_str(), pair.is_empty())),
-            _ => None,
-        })
-        .collect();
+    let swaps = swaps(&report);
     let [(swapped, replaced, false)] = swaps[..] else {
         panic!("one pairing swap expected: {swaps:?}");
     };
