@@ -29,12 +29,29 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
 pub const METRICS_NAMESPACE: &str = "spotswap";
 
 /// Reads the settings from the environment variables the CloudFormation template sets (the
-/// same names as the CLI's: `MIN_ON_DEMAND_NUMBER`, ...).
+/// same names as the CLI's: `MIN_ON_DEMAND_NUMBER`, ...). A bad value names the variable and
+/// the stack parameter it comes from, where the operator fixes it.
 pub fn settings_from_env() -> Result<Settings, Error> {
     let pairs = SETTINGS
         .iter()
         .filter_map(|d| std::env::var(d.env()).ok().map(|v| (d.stem, v)));
-    Settings::from_pairs(pairs).map_err(Error::Settings)
+    Settings::from_pairs(pairs).map_err(|errors| {
+        Error::Settings(
+            errors
+                .into_iter()
+                .map(|mut e| {
+                    if let Some(d) = SETTINGS.iter().find(|d| d.stem == e.setting) {
+                        e.source = format!(
+                            "environment variable {} (stack parameter {})",
+                            d.env(),
+                            d.cfn_parameter()
+                        );
+                    }
+                    e
+                })
+                .collect(),
+        )
+    })
 }
 
 /// What the invocation returns.

@@ -36,6 +36,22 @@ pub struct SettingDef {
     /// AutoSpotting's tag name for the same setting, accepted on groups.
     pub alias: Option<&'static str>,
     pub help: &'static str,
+    /// What a deploy accepts, so a bad value fails the CloudFormation deploy instead of every
+    /// invocation: the stack parameter's type and constraints are this.
+    pub check: Check,
+}
+
+/// The deploy-time form of a setting's rule (CloudFormation parameter constraints). It is
+/// looser than or equal to the setting's parser, never stricter on a value the parser takes
+/// (tests check both on samples), except for bounds a real account never reaches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Check {
+    /// A `Number` between `min` and `max`.
+    Number { min: f64, max: f64 },
+    /// One of these (`AllowedValues`).
+    Choices(&'static [&'static str]),
+    /// Text matching this regular expression (`AllowedPattern`), described for the deploy error.
+    Pattern(&'static str, &'static str),
 }
 
 impl SettingDef {
@@ -74,6 +90,7 @@ const fn def(
     scope: Scope,
     alias: Option<&'static str>,
     help: &'static str,
+    check: Check,
 ) -> SettingDef {
     SettingDef {
         stem,
@@ -81,6 +98,7 @@ const fn def(
         scope,
         alias,
         help,
+        check,
     }
 }
 
@@ -92,6 +110,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Global,
         None,
         "Regions to process, as globs separated by commas or spaces (us-*, eu-west-1); empty means every enabled region",
+        Check::Pattern(
+            r"^[a-z0-9*?, -]*$",
+            "region names or globs (us-*, eu-west-1), separated by commas or spaces",
+        ),
     ),
     def(
         "tag-filters",
@@ -99,6 +121,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Global,
         None,
         "Group tags that select groups, as key=value pairs (values are globs); empty means spot-enabled=true in opt-in mode and spot-enabled=false in opt-out mode",
+        Check::Pattern(
+            r"^[, ]*([^=, ]+=[^, ]*[, ]*)*$",
+            "key=value pairs separated by commas or spaces (values may be globs)",
+        ),
     ),
     def(
         "tag-filtering-mode",
@@ -106,6 +132,7 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Global,
         None,
         "opt-in: process groups carrying every filter tag; opt-out: process every group except those carrying every filter tag",
+        Check::Choices(&["opt-in", "opt-out"]),
     ),
     def(
         "dry-run",
@@ -113,6 +140,7 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Global,
         None,
         "Plan and report, but change nothing",
+        Check::Choices(&["true", "false"]),
     ),
     def(
         "interruption-action",
@@ -120,6 +148,7 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Global,
         None,
         "What the Lambda does with an opted-in group's spot instance on an interruption warning: terminate (in the group, desired capacity kept, termination hooks run) or detach (the instance leaves the group, which launches a replacement, and runs until reclaimed)",
+        Check::Choices(&["terminate", "detach"]),
     ),
     def(
         "handle-rebalance-recommendations",
@@ -127,6 +156,7 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Global,
         None,
         "Treat an EC2 rebalance recommendation like an interruption warning (a soft signal: off by default, as it causes churn)",
+        Check::Choices(&["true", "false"]),
     ),
     def(
         "min-on-demand-number",
@@ -134,6 +164,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_min_on_demand_number"),
         "On-demand instances to keep in each group; the larger of this and the percentage wins",
+        Check::Number {
+            min: 0.0,
+            max: 100000.0,
+        },
     ),
     def(
         "min-on-demand-percentage",
@@ -141,6 +175,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_min_on_demand_percentage"),
         "Percentage of in-service instances to keep on-demand (0-100, rounded up)",
+        Check::Number {
+            min: 0.0,
+            max: 100.0,
+        },
     ),
     def(
         "allowed-instance-types",
@@ -148,6 +186,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_allowed_instance_types"),
         "Spot types that may be used, as globs; 'current' means the replaced instance's own type; empty allows all",
+        Check::Pattern(
+            r"^[a-z0-9.*?\-, ]*$",
+            "instance types or globs (c5.*, m5.large) or current, separated by commas or spaces",
+        ),
     ),
     def(
         "disallowed-instance-types",
@@ -155,6 +197,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_disallowed_instance_types"),
         "Spot types that must not be used, as globs; applies together with the allowed list",
+        Check::Pattern(
+            r"^[a-z0-9.*?\-, ]*$",
+            "instance types or globs (t2.*), separated by commas or spaces",
+        ),
     ),
     def(
         "on-demand-price-multiplier",
@@ -162,6 +208,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_on_demand_price_multiplier"),
         "Multiplies on-demand list prices before comparing with spot, above 0 and at most 1 (below 1 models Savings Plans or reservations)",
+        Check::Number {
+            min: 0.01,
+            max: 1.0,
+        },
     ),
     def(
         "spot-product-description",
@@ -169,6 +219,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_spot_product_description"),
         "Spot product to price the group as (Linux/UNIX (Amazon VPC), Windows (Amazon VPC), ...); empty means from the AMI's platform",
+        Check::Pattern(
+            r"^((Linux/UNIX|Windows|Red Hat Enterprise Linux|SUSE Linux)( \(Amazon VPC\))?)?$",
+            "empty, or Linux/UNIX, Windows, Red Hat Enterprise Linux or SUSE Linux, optionally followed by (Amazon VPC)",
+        ),
     ),
     def(
         "replacements-per-pass",
@@ -176,6 +230,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         None,
         "Clones in flight per group per pass: a number, or a percentage of the group's in-service instances above its on-demand floor (at least one), so a group converts in about 100 / percentage passes",
+        Check::Pattern(
+            r"^([0-9]+|[0-9]+(\.[0-9]+)?%)$",
+            "a whole number (3) or a percentage (25%)",
+        ),
     ),
     def(
         "pools-per-az",
@@ -183,6 +241,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         None,
         "Spot pools (type and AZ) a group's spot instances spread over in each AZ: launches take the least used of this many cheapest pools, so one pool's interruption takes out a share of the group, not all of it",
+        Check::Number {
+            min: 1.0,
+            max: 50.0,
+        },
     ),
     def(
         "allocation-strategy",
@@ -190,6 +252,7 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         None,
         "How EC2 Fleet picks among a launch's ranked pools: price-capacity-optimized (the pools with most capacity, then the cheapest of them) or capacity-optimized-prioritized (spotswap's ranking, as far as capacity allows)",
+        Check::Choices(&["price-capacity-optimized", "capacity-optimized-prioritized"]),
     ),
     def(
         "spot-price-window-minutes",
@@ -197,6 +260,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         None,
         "Spot prices are judged by their highest value over this many minutes, not only the latest",
+        Check::Number {
+            min: 1.0,
+            max: 10080.0,
+        },
     ),
     def(
         "cron-schedule",
@@ -204,6 +271,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_cron_schedule"),
         "When to act, as two cron fields, hours and weekdays (\"9-17 1-5\" is 09:00-17:59, Monday to Friday)",
+        Check::Pattern(
+            r"^[0-9*,/-]+ [0-9*,/-]+$",
+            "two cron fields, hours and weekdays (9-17 1-5)",
+        ),
     ),
     def(
         "cron-timezone",
@@ -211,6 +282,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_cron_timezone"),
         "IANA timezone of the schedule (Europe/London)",
+        Check::Pattern(
+            r"^[A-Za-z][A-Za-z0-9_+/-]*$",
+            "an IANA timezone (Europe/London)",
+        ),
     ),
     def(
         "cron-schedule-state",
@@ -218,6 +293,7 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         Some("autospotting_cron_schedule_state"),
         "on: act inside the schedule; off: act outside it",
+        Check::Choices(&["on", "off"]),
     ),
     def(
         "orphan-timeout-minutes",
@@ -225,6 +301,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         None,
         "A clone still unattached this long after the group's grace period is terminated",
+        Check::Number {
+            min: 0.0,
+            max: 10080.0,
+        },
     ),
     def(
         "interruption-cooldown-minutes",
@@ -232,6 +312,10 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         None,
         "A spot pool (type and AZ) that interrupted a group's instance is avoided for this long",
+        Check::Number {
+            min: 0.0,
+            max: 10080.0,
+        },
     ),
     def(
         "allow-burstable",
@@ -239,6 +323,7 @@ pub const SETTINGS: &[SettingDef] = &[
         Scope::Group,
         None,
         "Allow burstable (t2, t3, t4g ...) spot types for groups that do not run burstable types",
+        Check::Choices(&["true", "false"]),
     ),
 ];
 

@@ -15,8 +15,15 @@ use spotswap::lambda::{Handled, handle, pass_metrics, settings_from_env};
 async fn main() -> Result<(), Error> {
     // Honours AWS_LAMBDA_LOG_FORMAT (JSON or text) and AWS_LAMBDA_LOG_LEVEL.
     tracing::init_default_subscriber();
-    // Bad settings fail the function's initialisation, with every problem named.
-    let settings = settings_from_env().map_err(Error::from)?;
+    // Bad settings fail the function's initialisation, with every problem named: as a log
+    // record first (JSON with AWS_LAMBDA_LOG_FORMAT=JSON), then as the process's error.
+    let settings = match settings_from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid settings: fix the stack parameter named");
+            return Err(Error::from(e));
+        }
+    };
     let account = AwsAccount::new(load_config(None, None).await);
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "spotswap".into());
     let (account, settings, function) = (&account, &settings, &function);

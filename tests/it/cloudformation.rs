@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 use spotswap::protocol as tags;
-use spotswap::settings::SETTINGS;
+use spotswap::settings::{Check, SETTINGS, Settings};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const MAIN: &str = "cloudformation/spotswap.yaml";
@@ -236,15 +236,22 @@ fn the_function_is_the_rust_binary_on_provided_al2023_from_s3() {
 }
 
 #[test]
-fn the_architecture_is_a_parameter_arm64_by_default_or_x86_64() {
+fn the_architecture_is_a_parameter_x86_64_by_default_as_make_deploy_has_it_or_arm64() {
     let t = load(MAIN);
     assert_eq!(
         function(&t)["Architectures"],
         json!([r#ref("Architecture")])
     );
     let p = parameter(&t, "Architecture");
-    assert_eq!(p["Default"], "arm64");
+    assert_eq!(p["Default"], "x86_64");
     assert_eq!(p["AllowedValues"], json!(["arm64", "x86_64"]));
+    // The defaults agree across surfaces: `make deploy` deploys what the template expects.
+    let makefile = read("Makefile");
+    let arch = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARCH ?= "))
+        .expect("the Makefile's ARCH default");
+    assert_eq!(p["Default"], arch.trim());
 }
 
 #[test]
@@ -350,16 +357,32 @@ fn every_setting_is_a_parameter_with_its_default_passed_as_its_environment_varia
     for d in SETTINGS {
         let name = d.cfn_parameter();
         let p = parameter(&t, &name);
-        assert_eq!(p["Type"], "String", "{name}");
-        assert_eq!(
-            p["Default"].as_str(),
-            Some(d.default),
-            "{name}'s default is the setting's"
-        );
-        if let Some(allowed) = p["AllowedValues"].as_array() {
-            assert!(
-                allowed.contains(&json!(d.default)),
-                "{name} allows its default"
+        // The parameter's type and constraints are the setting's deploy-time check, so a bad
+        // value fails the deploy, not every invocation.
+        match d.check {
+            Check::Number { min, max } => {
+                assert_eq!(p["Type"], "Number", "{name}");
+                assert_eq!(p["MinValue"].as_f64(), Some(min), "{name}");
+                assert_eq!(p["MaxValue"].as_f64(), Some(max), "{name}");
+                let default: f64 = d.default.parse().expect("a numeric default");
+                assert_eq!(p["Default"].as_f64(), Some(default), "{name}");
+            }
+            Check::Choices(choices) => {
+                assert_eq!(p["Type"], "String", "{name}");
+                assert_eq!(p["AllowedValues"], json!(choices), "{name}");
+                assert!(choices.contains(&d.default), "{name} allows its default");
+            }
+            Check::Pattern(pattern, why) => {
+                assert_eq!(p["Type"], "String", "{name}");
+                assert_eq!(p["AllowedPattern"], pattern, "{name}");
+                assert_eq!(p["ConstraintDescription"], why, "{name}");
+            }
+        }
+        if !matches!(d.check, Check::Number { .. }) {
+            assert_eq!(
+                p["Default"].as_str(),
+                Some(d.default),
+                "{name}'s default is the setting's"
             );
         }
         assert_eq!(
@@ -378,6 +401,145 @@ fn every_setting_is_a_parameter_with_its_default_passed_as_its_environment_varia
         events_function(&t)["Environment"],
         function(&t)["Environment"]
     );
+}
+
+/// Whether a deploy with `value` for the setting passes CloudFormation's parameter check.
+fn deploy_accepts(check: Check, value: &str) -> bool {
+    match check {
+        Check::Number { min, max } => value
+            .parse::<f64>()
+            .is_ok_and(|n| n.is_finite() && (min..=max).contains(&n)),
+        Check::Choices(choices) => choices.contains(&value),
+        Check::Pattern(pattern, _) => regex_lite::Regex::new(pattern)
+            .expect("a valid pattern")
+            .is_match(value),
+    }
+}
+
+#[test]
+fn the_deploy_checks_take_what_the_settings_take_and_refuse_the_usual_mistakes() {
+    // (setting, values both take, values the deploy refuses: mostly ones the setting refuses
+    // too, so they fail at deploy instead of on every invocation)
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let cases: &[Case] = &[
+        (
+            "regions",
+            &["", "us-east-1", "us-*, eu-west-1", "eu-west-1 eu-central-1"],
+            &["us_east_1!"],
+        ),
+        (
+            "tag-filters",
+            &["", "spot-enabled=true", "team=web*, env=prod", " a=b "],
+            &["bob", "=x"],
+        ),
+        ("tag-filtering-mode", &["opt-in", "opt-out"], &["sometimes"]),
+        ("dry-run", &["true", "false"], &["yes"]),
+        ("interruption-action", &["terminate", "detach"], &["stop"]),
+        (
+            "handle-rebalance-recommendations",
+            &["true", "false"],
+            &["1"],
+        ),
+        // A CloudFormation Number cannot require a whole number: 2.5 reaches the function,
+        // whose initialisation then fails naming the parameter and the variable.
+        (
+            "min-on-demand-number",
+            &["0", "2", "100000"],
+            &["two", "-1"],
+        ),
+        (
+            "min-on-demand-percentage",
+            &["0", "50", "33.3", "100"],
+            &["142", "-1", "half"],
+        ),
+        (
+            "allowed-instance-types",
+            &["", "c5.*", "m5.large, m6i.*", "current"],
+            &["c5.large;rm"],
+        ),
+        (
+            "disallowed-instance-types",
+            &["", "t2.*", "t3.nano t3.micro"],
+            &["t2.*;"],
+        ),
+        (
+            "on-demand-price-multiplier",
+            &["1.0", "0.7", "0.01"],
+            &["0", "1.5", "x"],
+        ),
+        (
+            "spot-product-description",
+            &[
+                "",
+                "Linux/UNIX",
+                "Windows (Amazon VPC)",
+                "Red Hat Enterprise Linux",
+                "SUSE Linux",
+            ],
+            &["Linux", "BSD"],
+        ),
+        (
+            "replacements-per-pass",
+            &["25%", "3", "12.5%"],
+            &["-1", "a quarter"],
+        ),
+        ("pools-per-az", &["1", "3"], &["0", "many"]),
+        (
+            "allocation-strategy",
+            &["price-capacity-optimized", "capacity-optimized-prioritized"],
+            &["lowest-price"],
+        ),
+        ("spot-price-window-minutes", &["1", "60"], &["0", "x"]),
+        (
+            "cron-schedule",
+            &["* *", "9-17 1-5", "*/2 *", "0,12 1-5"],
+            &["every day", "9-17"],
+        ),
+        (
+            "cron-timezone",
+            &[
+                "UTC",
+                "Europe/London",
+                "America/Argentina/Buenos_Aires",
+                "Etc/GMT+5",
+            ],
+            &["Mars Olympus", ""],
+        ),
+        ("cron-schedule-state", &["on", "off"], &["maybe"]),
+        ("orphan-timeout-minutes", &["0", "60"], &["-5", "soon"]),
+        (
+            "interruption-cooldown-minutes",
+            &["0", "60"],
+            &["-5", "soon"],
+        ),
+        ("allow-burstable", &["true", "false"], &["yes please"]),
+    ];
+    let covered: BTreeSet<&str> = cases.iter().map(|(stem, _, _)| *stem).collect();
+    let all: BTreeSet<&str> = SETTINGS.iter().map(|d| d.stem).collect();
+    assert_eq!(covered, all, "every setting has samples");
+    for (stem, good, bad) in cases {
+        let d = SETTINGS.iter().find(|d| d.stem == *stem).unwrap();
+        for v in good.iter().chain([&d.default]) {
+            assert!(
+                deploy_accepts(d.check, v),
+                "{stem}: the deploy refuses {v:?}"
+            );
+            assert!(
+                Settings::from_pairs([(*stem, *v)]).is_ok(),
+                "{stem}: the setting refuses {v:?}"
+            );
+        }
+        for v in *bad {
+            assert!(
+                !deploy_accepts(d.check, v),
+                "{stem}: the deploy takes {v:?}"
+            );
+        }
+    }
 }
 
 #[test]

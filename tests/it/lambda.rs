@@ -572,9 +572,27 @@ fn an_invalid_setting_fails_the_initialisation_naming_the_variable_and_value() {
     assert!(!status.success(), "{status}");
     let stderr = f.stderr_lines().join("\n");
     assert!(
-        stderr.contains("MIN_ON_DEMAND_NUMBER") && stderr.contains("lots"),
+        stderr.contains("MIN_ON_DEMAND_NUMBER")
+            && stderr.contains("MinOnDemandNumber")
+            && stderr.contains("lots"),
         "{}",
         f.output()
+    );
+    // The log record is JSON when the function logs JSON, naming the variable and the stack
+    // parameter where the operator fixes the value.
+    let record = f
+        .stdout_lines()
+        .into_iter()
+        .chain(f.stderr_lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|r| r.to_string().contains("invalid settings"))
+        .unwrap_or_else(|| panic!("a JSON record of the error: {}", f.output()));
+    let text = record.to_string();
+    assert!(
+        text.contains("ERROR")
+            && text.contains("MIN_ON_DEMAND_NUMBER")
+            && text.contains("MinOnDemandNumber"),
+        "{record}"
     );
     assert_eq!(api.polls(), 0, "no event was asked for");
     // lambda_runtime does not post to /runtime/init/error for an error returned before `run`
