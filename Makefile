@@ -3,6 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MOTO_VERSION := 5.2.5
 CFN_LINT_VERSION := 1.58.0
+CHECKOV_VERSION := 3.3.30
 CARGO_LAMBDA_VERSION := 1.9.2
 VENV := .venv
 # The Lambda function is behind a feature, so the CLI never carries the Lambda runtime. Every
@@ -10,7 +11,7 @@ VENV := .venv
 # compiled once for all of them: a different feature set would rebuild the whole SDK.
 FEATURES := --features lambda
 
-.PHONY: all build test lint fmt cfn-lint data demo figures lambda bench-lambda package deploy clean
+.PHONY: all build test lint fmt cfn-lint checkov data demo figures lambda bench-lambda package deploy clean
 
 all: build
 
@@ -20,7 +21,7 @@ build:
 ## Every test: unit tests, golden scenarios, setting behaviour tests, component tests over the
 ## in-memory cloud, the end-to-end tests against the local emulator (moto, in .venv), the
 ## Lambda binary through a local runtime API, and cfn-lint over the templates.
-test: $(VENV)/.moto-$(MOTO_VERSION) cfn-lint
+test: $(VENV)/.moto-$(MOTO_VERSION) cfn-lint checkov
 	$(CARGO) test --locked $(FEATURES)
 
 ## Formatting and clippy with warnings as errors.
@@ -34,6 +35,11 @@ fmt:
 ## Lint the CloudFormation templates (cfn-lint from PyPI, in .venv): no error and no warning.
 cfn-lint: $(VENV)/.cfn-lint-$(CFN_LINT_VERSION)
 	$(VENV)/bin/cfn-lint cloudformation/*.yaml
+
+## Security and best-practice checks of the templates: every finding is fixed, or skipped in
+## the template's Metadata with a one-line reason.
+checkov: $(VENV)/.checkov-$(CHECKOV_VERSION)
+	$(VENV)/checkov/bin/checkov -d cloudformation --framework cloudformation --compact --quiet --skip-download
 
 ## spotswap's main job on a local AWS emulator: seeds an account in two regions and runs
 ## passes of the real binary until every opted-in group has converged.
@@ -92,6 +98,12 @@ $(VENV)/.moto-$(MOTO_VERSION):
 
 $(VENV)/.cfn-lint-$(CFN_LINT_VERSION): $(VENV)/.moto-$(MOTO_VERSION)
 	$(VENV)/bin/pip install -q cfn-lint==$(CFN_LINT_VERSION)
+	touch $@
+
+# checkov pins its own boto3: a virtualenv of its own, so moto's stays as moto wants it.
+$(VENV)/.checkov-$(CHECKOV_VERSION): $(VENV)/.moto-$(MOTO_VERSION)
+	python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q checkov==$(CHECKOV_VERSION)
 	touch $@
 
 $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION): $(VENV)/.moto-$(MOTO_VERSION)

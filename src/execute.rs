@@ -21,7 +21,7 @@ use crate::cloud::{
 use crate::model::{LaunchRef, Market, Snapshot};
 use crate::pacing::Pacer;
 use crate::pass::PassOptions;
-use crate::plan::{Action, Decision, FleetRequest, Plan, Verdict};
+use crate::plan::{Action, Decision, FleetRequest, Plan, Skip, Verdict};
 use crate::protocol::{self, Interruption, PoolTrouble};
 use crate::report::{Outcome, Status};
 
@@ -57,15 +57,18 @@ pub async fn execute<A: Actuator>(
                 let mut fleets_done: BTreeSet<&str> = BTreeSet::new();
                 for &d in &decisions {
                     match &d.verdict {
+                        // A mistake in the group's settings: loud, so an operator sees it.
+                        Verdict::Skip(
+                            skip @ (Skip::InvalidSetting { .. } | Skip::NoTypeAllowed { .. }),
+                        ) => warn!(
+                            reason = skip.name(),
+                            details = %details(skip),
+                            "group left alone: fix its settings"
+                        ),
                         Verdict::Skip(skip) => debug!(
                             instance = d.instance.as_deref().unwrap_or(""),
                             reason = skip.name(),
-                            details = %skip
-                                .details()
-                                .iter()
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect::<Vec<_>>()
-                                .join(" "),
+                            details = %details(skip),
                             "skip"
                         ),
                         Verdict::Act(a) => {
@@ -309,6 +312,15 @@ fn log_outcome(o: &Outcome) {
             "{action} failed"
         ),
     }
+}
+
+/// A skip's details as `key=value` words, for its log record.
+fn details(skip: &Skip) -> String {
+    skip.details()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The fleet request of a launch decision, if it has one.

@@ -102,33 +102,93 @@ pub async fn handle<A: Account>(
 /// The pass's metrics as one CloudWatch embedded metric format line (CloudWatch User Guide,
 /// "Embedded metric format specification"): printed to stdout, CloudWatch Logs turns it into
 /// metrics with no `PutMetricData` call and no extra permission.
+///
+/// The dimensions are the function's name and `Mode` (`live`, or `dry-run` for a function
+/// set to plan only, whose counts are of what it would have done), never a group: the number
+/// of metrics stays the same whatever the account (README, "What it costs to watch").
+/// `Passes` goes under the function's name alone, so "no pass completed" alarms in either
+/// mode.
 pub fn pass_metrics(report: &PassReport, function: &str) -> String {
     let t = &report.totals;
-    let metrics = [
-        ("GroupsSeen", "Count", t.groups_seen as f64),
-        ("ClonesLaunched", "Count", t.clones_launched as f64),
-        ("Swaps", "Count", t.swaps as f64),
-        ("OrphansTerminated", "Count", t.orphans_terminated as f64),
-        ("Failures", "Count", t.failures as f64),
+    let mut metrics = vec![
+        ("GroupsSeen", "Count", f64::from(t.groups_seen)),
+        ("ClonesLaunched", "Count", f64::from(t.clones_launched)),
+        ("Swaps", "Count", f64::from(t.swaps)),
+        (
+            "OrphansTerminated",
+            "Count",
+            f64::from(t.orphans_terminated),
+        ),
+        ("Failures", "Count", f64::from(t.failures)),
+        (
+            "MisconfiguredGroups",
+            "Count",
+            f64::from(t.misconfigured_groups),
+        ),
         ("HourlySavings", "None", t.hourly_savings_now),
+        (
+            "MonthlySavings",
+            "None",
+            t.hourly_savings_now * crate::savings::HOURS_PER_MONTH,
+        ),
     ];
+    if let Some(share) = t.spot_share_percent() {
+        metrics.push(("SpotCapacityShare", "Percent", share));
+    }
+    emf(function, report.dry_run, report.started_at, &metrics)
+}
+
+/// The metric of one interruption warning or rebalance recommendation: `InterruptionsHandled`
+/// when the function replaced the instance (or, in a dry run, would have), in the same
+/// dimensions as [`pass_metrics`].
+pub fn interruption_metrics(r: &interrupt::Report, function: &str, at: DateTime<Utc>) -> String {
+    let (handled, dry_run) = match &r.outcome {
+        interrupt::Outcome::Replaced { dry_run, .. } => (1.0, *dry_run),
+        interrupt::Outcome::Ignored { .. } | interrupt::Outcome::Failed { .. } => (0.0, false),
+    };
+    emf(
+        function,
+        dry_run,
+        at,
+        &[("InterruptionsHandled", "Count", handled)],
+    )
+}
+
+/// One EMF line: `metrics` under the function's name and mode, and `Passes` (for a pass's
+/// line) under the function's name alone.
+fn emf(function: &str, dry_run: bool, at: DateTime<Utc>, metrics: &[(&str, &str, f64)]) -> String {
+    let mode = if dry_run { "dry-run" } else { "live" };
+    let is_pass = metrics.iter().any(|(n, _, _)| *n == "GroupsSeen");
+    let names = |ms: &[(&str, &str, f64)]| -> Vec<Value> {
+        ms.iter()
+            .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
+            .collect()
+    };
+    let mut directives = vec![json!({
+        "Namespace": METRICS_NAMESPACE,
+        "Dimensions": [["FunctionName", "Mode"]],
+        "Metrics": names(metrics),
+    })];
+    if is_pass {
+        directives.push(json!({
+            "Namespace": METRICS_NAMESPACE,
+            "Dimensions": [["FunctionName"]],
+            "Metrics": [{"Name": "Passes", "Unit": "Count"}],
+        }));
+    }
     let mut line = json!({
         "_aws": {
-            "Timestamp": report.started_at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": METRICS_NAMESPACE,
-                "Dimensions": [["FunctionName"]],
-                "Metrics": metrics
-                    .iter()
-                    .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
-                    .collect::<Vec<_>>(),
-            }],
+            "Timestamp": at.timestamp_millis(),
+            "CloudWatchMetrics": directives,
         },
         "FunctionName": function,
-        "DryRun": report.dry_run,
+        "Mode": mode,
     });
     for (name, _, value) in metrics {
-        line[name] = json!(value);
+        line[*name] = json!(value);
+    }
+    if is_pass {
+        line["Passes"] = json!(1.0);
     }
     line.to_string()
 }
@@ -199,6 +259,40 @@ mod tests {
         }
         assert_eq!(v["GroupsSeen"], 3.0);
         assert_eq!(v["HourlySavings"], 0.25);
+        assert_eq!(v["MonthlySavings"], 0.25 * 730.0);
+        assert_eq!(v["Mode"], "live");
         assert_eq!(v["_aws"]["Timestamp"], 1_795_428_000_000_i64);
+        // No instance: no spot share to report.
+        assert!(v.get("SpotCapacityShare").is_none());
+    }
+
+    #[test]
+    fn a_dry_run_publishes_its_counts_under_its_own_mode_never_as_live() {
+        let report = PassReport {
+            started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+            dry_run: true,
+            totals: crate::report::Totals {
+                clones_launched: 2,
+                swaps: 1,
+                instances: 4,
+                spot_instances: 1,
+                ..Default::default()
+            },
+            regions: vec![],
+        };
+        let v: Value = serde_json::from_str(&pass_metrics(&report, "spotswap")).unwrap();
+        assert_eq!(v["Mode"], "dry-run");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FunctionName", "Mode"]])
+        );
+        assert_eq!(v["ClonesLaunched"], 2.0);
+        assert_eq!(v["SpotCapacityShare"], 25.0);
+        // Passes counts in either mode, under the function alone.
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][1]["Dimensions"],
+            json!([["FunctionName"]])
+        );
+        assert_eq!(v["Passes"], 1.0);
     }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cloud::CloudError;
-use crate::plan::{ActionKind, Plan};
+use crate::plan::{ActionKind, Plan, Skip};
 use crate::savings::Savings;
 
 /// What happened to one action.
@@ -104,6 +104,19 @@ pub struct Totals {
     pub hourly_savings_now: f64,
     /// AWS calls made in the regions (the one account-wide `DescribeRegions` is not counted).
     pub calls: u64,
+    /// In-service instances of the opted-in groups, and how many of them run on spot.
+    pub instances: u32,
+    pub spot_instances: u32,
+    /// Groups left alone for a setting tag spotswap cannot use (`invalid-setting`).
+    pub misconfigured_groups: u32,
+}
+
+impl Totals {
+    /// The spot share of the managed capacity, in percent; `None` without instances.
+    pub fn spot_share_percent(&self) -> Option<f64> {
+        (self.instances > 0)
+            .then(|| f64::from(self.spot_instances) * 100.0 / f64::from(self.instances))
+    }
 }
 
 impl Totals {
@@ -120,6 +133,16 @@ impl Totals {
             t.calls += r.calls.values().sum::<u64>();
             if let Some(s) = &r.savings {
                 t.hourly_savings_now += s.hourly_saving;
+                for g in &s.groups {
+                    t.instances += g.instances;
+                    t.spot_instances += g.spot;
+                }
+            }
+            if let Some(plan) = &r.plan {
+                t.misconfigured_groups += plan
+                    .skips()
+                    .filter(|(_, s)| matches!(s, Skip::InvalidSetting { .. }))
+                    .count() as u32;
             }
             t.groups_seen += r.groups;
             for o in &r.outcomes {

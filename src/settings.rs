@@ -391,6 +391,16 @@ impl TypeList {
         self.0.is_empty()
     }
 
+    /// The list as a setting value: its items separated by commas.
+    pub fn text(&self) -> String {
+        self.0.join(",")
+    }
+
+    /// Whether the list names the replaced instance's own type (`current`).
+    pub fn names_current(&self) -> bool {
+        self.0.iter().any(|p| p == "current")
+    }
+
     /// Whether `candidate` matches an item of the list, for an instance of type `current`.
     pub fn matches(&self, candidate: &str, current: &str) -> bool {
         self.0.iter().any(|p| {

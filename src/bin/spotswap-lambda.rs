@@ -9,7 +9,7 @@ use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn, tracing};
 use serde_json::Value;
 use spotswap::cloud::aws::{AwsAccount, load_config};
 use spotswap::interrupt::Outcome;
-use spotswap::lambda::{Handled, handle, pass_metrics, settings_from_env};
+use spotswap::lambda::{Handled, handle, interruption_metrics, pass_metrics, settings_from_env};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -79,6 +79,9 @@ async fn main() -> Result<(), Error> {
                             "replacement failed: {error}"
                         ),
                     },
+                }
+                if let Handled::Interruption(r) = &handled {
+                    println!("{}", interruption_metrics(r, function, chrono::Utc::now()));
                 }
                 Ok::<Value, Diagnostic>(handled.to_json())
             }

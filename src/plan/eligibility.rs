@@ -129,6 +129,26 @@ pub struct Launch<'a> {
     pub restates_interfaces: bool,
 }
 
+/// The group's allowed and disallowed lists leave no type of the region's catalog at all
+/// (`current`, the instance's own type, always leaves one): the skip that says so.
+pub fn no_type_allowed(snap: &Snapshot, policy: &GroupSettings) -> Option<Skip> {
+    let (allowed, disallowed) = (
+        &policy.allowed_instance_types,
+        &policy.disallowed_instance_types,
+    );
+    if (allowed.is_empty() && disallowed.is_empty()) || allowed.names_current() {
+        return None;
+    }
+    let any = snap
+        .instance_types
+        .keys()
+        .any(|t| (allowed.is_empty() || allowed.matches(t, "")) && !disallowed.matches(t, ""));
+    (!any).then(|| Skip::NoTypeAllowed {
+        allowed: allowed.text(),
+        disallowed: disallowed.text(),
+    })
+}
+
 /// The group's launch spec and AMI, or why they cannot be used.
 pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch<'a>, Skip> {
     let Some(launch_ref) = group.launch.as_ref() else {

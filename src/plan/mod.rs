@@ -244,6 +244,10 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
         out.push(costs::group_skip(g, skip));
         return;
     }
+    if let Some(skip) = eligibility::no_type_allowed(ctx.snap(), policy) {
+        out.push(costs::group_skip(g, skip));
+        return;
+    }
     let launches = launch::GroupLaunches {
         g,
         policy,

@@ -297,6 +297,14 @@ pub enum Skip {
         value: String,
         problem: String,
     },
+    /// The group's allowed and disallowed instance types (settings `allowed-instance-types` and
+    /// `disallowed-instance-types`, or their `spotswap:` tags) leave no known type at all: a
+    /// mistake in the lists, said once for the group rather than as no cheaper type for every
+    /// instance. Its clones are still cleaned up.
+    NoTypeAllowed {
+        allowed: String,
+        disallowed: String,
+    },
     /// A tag spotswap itself writes holds a value it cannot read: the group is left untouched.
     InvalidProtocolTag {
         tag: String,
@@ -517,6 +525,10 @@ mod tests {
         }
         let skips = [
             Skip::NotOptedIn,
+            Skip::NoTypeAllowed {
+                allowed: "c9.*".into(),
+                disallowed: String::new(),
+            },
             Skip::MixedInstancesPolicy,
             Skip::BatchLimit { limit: 2 },
             Skip::NoCheaperType {
@@ -536,7 +548,7 @@ mod tests {
             assert_eq!(s.kind().name(), s.name());
         }
         assert_eq!(
-            skips[5].details(),
+            skips.last().unwrap().details(),
             [
                 ("clone".to_string(), "\"i-2\"".to_string()),
                 ("ready_in_seconds".to_string(), "3".to_string())

@@ -1003,3 +1003,175 @@ fn kms_keys_are_usable_only_through_ec2_and_grants_only_for_aws_resources() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// What operators see: failed invocations, alarms, the dashboard
+// ---------------------------------------------------------------------------------------------
+
+fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
+    section(t, "Resources")
+        .get(name)
+        .unwrap_or_else(|| panic!("resource {name}"))
+}
+
+#[test]
+fn failed_invocations_of_both_functions_are_kept_in_a_queue_for_14_days() {
+    let t = load(MAIN);
+    for config in ["FunctionInvokeConfig", "EventsFunctionInvokeConfig"] {
+        assert_eq!(
+            resource(&t, config)["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
+            get_att("FailedInvocations", "Arn"),
+            "{config}"
+        );
+    }
+    let queue = resource(&t, "FailedInvocations");
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    assert_eq!(queue["Properties"]["MessageRetentionPeriod"], 1_209_600);
+    // The role may send there, and nowhere else.
+    for s in function_statements_granting("sqs:SendMessage") {
+        assert_eq!(strings(&s["Action"]), ["sqs:SendMessage"]);
+        assert_eq!(s["Resource"], get_att("FailedInvocations", "Arn"));
+    }
+}
+
+/// The names of the metrics the function publishes (its EMF lines), by namespace `spotswap`.
+fn published_metrics() -> BTreeSet<String> {
+    use spotswap::interrupt::{Outcome, Report};
+    use spotswap::report::{PassReport, Totals};
+    let report = PassReport {
+        started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+        dry_run: false,
+        totals: Totals {
+            instances: 2,
+            spot_instances: 1,
+            ..Totals::default()
+        },
+        regions: vec![],
+    };
+    let interruption = Report {
+        region: "us-east-1".into(),
+        instance_id: "i-1".into(),
+        signal: "interruption-warning",
+        outcome: Outcome::Ignored {
+            reason: "not a member".into(),
+        },
+        calls: Default::default(),
+    };
+    let lines = [
+        spotswap::lambda::pass_metrics(&report, "spotswap"),
+        spotswap::lambda::interruption_metrics(&interruption, "spotswap", report.started_at),
+    ];
+    let mut names = BTreeSet::new();
+    for line in lines {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        for d in v["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+            assert_eq!(d["Namespace"], "spotswap");
+            for m in d["Metrics"].as_array().unwrap() {
+                names.insert(m["Name"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn alarms_watch_failures_over_passes_missing_passes_and_function_errors() {
+    let t = load(MAIN);
+    let published = published_metrics();
+    let alarm = |name: &str| resource(&t, name)["Properties"].clone();
+    let topic = json!([r#ref("AlarmTopic")]);
+    // Failures in several passes in a row, live ones only.
+    let failures = alarm("FailuresAlarm");
+    assert_eq!(failures["Namespace"], "spotswap");
+    assert_eq!(failures["MetricName"], "Failures");
+    assert_eq!(
+        failures["Dimensions"],
+        json!([{"Name": "FunctionName", "Value": r#ref("FunctionName")},
+               {"Name": "Mode", "Value": "live"}])
+    );
+    assert_eq!(failures["EvaluationPeriods"], r#ref("FailureAlarmPasses"));
+    assert_eq!(failures["DatapointsToAlarm"], r#ref("FailureAlarmPasses"));
+    assert_eq!(
+        (
+            failures["Threshold"].as_f64(),
+            &failures["ComparisonOperator"]
+        ),
+        (Some(0.0), &json!("GreaterThanThreshold"))
+    );
+    // No completed pass: missing data is the alarm, in either mode.
+    let none = alarm("NoPassAlarm");
+    assert_eq!(none["MetricName"], "Passes");
+    assert_eq!(
+        none["Dimensions"],
+        json!([{"Name": "FunctionName", "Value": r#ref("FunctionName")}])
+    );
+    assert_eq!(none["ComparisonOperator"], "LessThanThreshold");
+    assert_eq!(none["TreatMissingData"], "breaching");
+    for a in [&failures, &none] {
+        let m = a["MetricName"].as_str().unwrap();
+        assert!(published.contains(m), "{m} is published: {published:?}");
+    }
+    // Function errors of both functions.
+    let errors = alarm("FunctionErrorsAlarm");
+    let watched: BTreeSet<String> = errors["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.get("MetricStat"))
+        .map(|s| {
+            assert_eq!(s["Metric"]["Namespace"], "AWS/Lambda");
+            assert_eq!(s["Metric"]["MetricName"], "Errors");
+            s["Metric"]["Dimensions"][0]["Value"].to_string()
+        })
+        .collect();
+    assert_eq!(
+        watched,
+        BTreeSet::from([
+            r#ref("Function").to_string(),
+            r#ref("EventsFunction").to_string()
+        ])
+    );
+    for a in [&failures, &none, &errors] {
+        assert_eq!(a["AlarmActions"], topic);
+    }
+    // An e-mail subscription only when an address is given.
+    let sub = resource(&t, "AlarmEmailSubscription");
+    assert_eq!(sub["Condition"], "HasAlarmEmail");
+    assert_eq!(sub["Properties"]["Endpoint"], r#ref("AlarmEmail"));
+    assert_eq!(sub["Properties"]["TopicArn"], r#ref("AlarmTopic"));
+}
+
+#[test]
+fn the_dashboard_charts_savings_spot_share_swaps_launches_failures_and_interruptions() {
+    let t = load(MAIN);
+    let body = resource(&t, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("a Fn::Sub string");
+    // As CloudFormation substitutes it.
+    let body = body
+        .replace("${AWS::Region}", "us-east-1")
+        .replace("${FunctionName}", "spotswap");
+    let v: Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let mut charted = BTreeSet::new();
+    for w in v["widgets"].as_array().unwrap() {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            assert_eq!(m[0], "spotswap", "{m}");
+            charted.insert(m[1].as_str().unwrap().to_string());
+        }
+    }
+    for wanted in [
+        "MonthlySavings",
+        "SpotCapacityShare",
+        "Swaps",
+        "ClonesLaunched",
+        "Failures",
+        "InterruptionsHandled",
+    ] {
+        assert!(charted.contains(wanted), "{wanted} in {charted:?}");
+    }
+    let published = published_metrics();
+    assert!(
+        charted.is_subset(&published),
+        "charted {charted:?}, published {published:?}"
+    );
+}

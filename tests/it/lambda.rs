@@ -242,16 +242,37 @@ impl World {
 fn assert_emf_matches(emf: &Value, report: &Value) {
     let cw = &emf["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(cw["Namespace"], "spotswap", "{emf}");
-    assert_eq!(cw["Dimensions"], json!([["FunctionName"]]), "{emf}");
+    // Dimensions independent of the groups: the function, and live or dry-run counts.
+    assert_eq!(cw["Dimensions"], json!([["FunctionName", "Mode"]]), "{emf}");
     assert_eq!(emf["FunctionName"], "spotswap");
-    assert_eq!(emf["DryRun"], report["dry_run"]);
+    let mode = if report["dry_run"] == json!(true) {
+        "dry-run"
+    } else {
+        "live"
+    };
+    assert_eq!(emf["Mode"], mode);
+    // Passes: under the function alone, so a "no pass" alarm sees either mode.
+    let passes = &emf["_aws"]["CloudWatchMetrics"][1];
+    assert_eq!(passes["Dimensions"], json!([["FunctionName"]]), "{emf}");
+    assert_eq!(passes["Metrics"][0]["Name"], "Passes");
+    assert_eq!(emf["Passes"], 1.0);
     let t = &report["totals"];
+    let monthly = t["hourly_savings_now"].as_f64().unwrap() * 730.0;
+    assert!((emf["MonthlySavings"].as_f64().unwrap() - monthly).abs() < 1e-9);
+    let (spot, all) = (
+        t["spot_instances"].as_f64().unwrap(),
+        t["instances"].as_f64().unwrap(),
+    );
+    if all > 0.0 {
+        assert!((emf["SpotCapacityShare"].as_f64().unwrap() - spot * 100.0 / all).abs() < 1e-9);
+    }
     for (metric, total) in [
         ("GroupsSeen", "groups_seen"),
         ("ClonesLaunched", "clones_launched"),
         ("Swaps", "swaps"),
         ("OrphansTerminated", "orphans_terminated"),
         ("Failures", "failures"),
+        ("MisconfiguredGroups", "misconfigured_groups"),
         ("HourlySavings", "hourly_savings_now"),
     ] {
         assert_eq!(

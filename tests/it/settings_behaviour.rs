@@ -530,6 +530,26 @@ fn allowed_instance_types_limits_the_candidates_to_the_listed_globs() {
         let rejected = no_cheaper_type(&plan);
         assert!(rejected.contains_key(&Reason::NotAllowed), "{}", way.label);
     }
+    // A list that matches no instance type at all (a typo) is said once, for the group,
+    // naming the value, instead of as no cheaper type for every instance.
+    for way in ways(&[], "allowed-instance-types", "m5.lrage") {
+        let plan = way.plan(snapshot(3));
+        assert!(launches(&plan).is_empty(), "{}", way.label);
+        let said: Vec<&Skip> = plan
+            .skips()
+            .map(|(_, s)| s)
+            .filter(|s| matches!(s, Skip::NoTypeAllowed { .. } | Skip::NoCheaperType { .. }))
+            .collect();
+        assert_eq!(
+            said,
+            [&Skip::NoTypeAllowed {
+                allowed: "m5.lrage".into(),
+                disallowed: String::new()
+            }],
+            "{}",
+            way.label
+        );
+    }
 }
 
 #[test]
