@@ -233,6 +233,7 @@ mod tests {
     #[test]
     fn metrics_are_one_embedded_metric_format_line() {
         let report = PassReport {
+            pass_id: "20261123T100000Z-1".into(),
             started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
             dry_run: false,
             totals: crate::report::Totals {
@@ -269,6 +270,7 @@ mod tests {
     #[test]
     fn a_dry_run_publishes_its_counts_under_its_own_mode_never_as_live() {
         let report = PassReport {
+            pass_id: "20261123T100000Z-1".into(),
             started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
             dry_run: true,
             totals: crate::report::Totals {

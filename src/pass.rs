@@ -51,7 +51,16 @@ pub async fn run<A: Account>(
     settings: &Settings,
     opts: &PassOptions,
 ) -> Result<PassReport, Error> {
-    let span = info_span!("pass", started_at = %opts.now, dry_run = opts.dry_run);
+    // One id per pass in every record and in the report, so an operator can find all of a
+    // pass's records (the CLI and the Lambda may run passes at the same second: the process
+    // id tells them apart).
+    let pass_id = format!(
+        "{}-{}",
+        opts.now.format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
+    let span =
+        info_span!("pass", pass_id = %pass_id, started_at = %opts.now, dry_run = opts.dry_run);
     async {
         let regions: Vec<String> = match account.regions().await {
             Ok(all) => all
@@ -90,6 +99,7 @@ pub async fn run<A: Account>(
             "pass done"
         );
         Ok(PassReport {
+            pass_id,
             started_at: opts.now,
             dry_run: opts.dry_run,
             totals,

@@ -177,6 +177,8 @@ impl Totals {
 /// A pass's report: the pass report JSON of the CLI and the Lambda.
 #[derive(Debug, Clone, Serialize)]
 pub struct PassReport {
+    /// The id every log record of the pass carries (its `pass` span's `pass_id`).
+    pub pass_id: String,
     pub started_at: DateTime<Utc>,
     pub dry_run: bool,
     pub totals: Totals,

@@ -1039,6 +1039,7 @@ fn published_metrics() -> BTreeSet<String> {
     use spotswap::interrupt::{Outcome, Report};
     use spotswap::report::{PassReport, Totals};
     let report = PassReport {
+        pass_id: "20261123T100000Z-1".into(),
         started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
         dry_run: false,
         totals: Totals {

@@ -677,3 +677,74 @@ async fn a_scheduled_invocation_past_its_deadline_launches_nothing() {
     assert!(t["deferred"].as_u64().unwrap() >= 1, "{r:#}");
     assert_eq!(w.state().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_that_fails_is_a_warn_record_naming_the_group_operation_and_code_and_no_record_holds_user_data()
+ {
+    let w = world().await;
+    let secret = "s3cr3t-hunter2";
+    let user_data = format!("#!/bin/sh\nexport DB_PASSWORD={secret}\n");
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .launch_template(&user_data)
+                .capacity(1, 3, 6)
+                .grace_secs(1),
+        )
+        .await;
+    // Someone deletes the subnets the group's instances run in: every launch into them fails.
+    for s in &w.account.subnet_ids {
+        w.account
+            .ec2
+            .delete_subnet()
+            .subnet_id(s)
+            .send()
+            .await
+            .expect("moto deletes the subnet");
+    }
+    let f = w.function(&[]);
+
+    let r = response(f.invoke(scheduled(), FAR));
+
+    assert!(r["totals"]["failures"].as_u64().unwrap() >= 1, "{r:#}");
+    let _ = f.wait_for_json("the pass summary", |v| message(v) == "pass done");
+    let lines = json_lines(&f.process);
+    let failed: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["level"] == "WARN" && v["fields"]["result"] == "failed")
+        .collect();
+    let [record, ..] = failed[..] else {
+        panic!("a failure record: {lines:#?}");
+    };
+    // Where and what, in the record's own fields and its spans.
+    let text = record.to_string();
+    assert!(text.contains("\"group\":\"web\""), "{record:#}");
+    assert!(
+        text.contains(&format!("\"region\":\"{REGION}\"")),
+        "{record:#}"
+    );
+    // The pass it belongs to, as the report names it.
+    let pass_id = r["pass_id"].as_str().expect("the report names its pass");
+    assert!(text.contains(pass_id), "{record:#}");
+    assert_eq!(record["fields"]["action"], "launch-clone", "{record:#}");
+    assert!(
+        matches!(
+            record["fields"]["operation"].as_str(),
+            Some("CreateFleet" | "RunInstances")
+        ),
+        "{record:#}"
+    );
+    assert_eq!(
+        record["fields"]["code"], "InvalidSubnetID.NotFound",
+        "{record:#}"
+    );
+    // No printed line, log record or metric, holds the user data, plain or base64.
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&user_data);
+    for l in f.process.lines() {
+        assert!(
+            !l.contains(secret) && !l.contains(&encoded),
+            "user data in a log line: {l}"
+        );
+    }
+}
