@@ -21,6 +21,10 @@ use crate::report::{PassReport, RegionReport, Totals};
 use crate::savings::{Swapped, savings};
 use crate::settings::Settings;
 
+/// The target of the one record per region done (`N/M regions`), which the CLI shows as a
+/// progress line on a terminal even when it shows no other info record.
+pub const PROGRESS_TARGET: &str = "spotswap::progress";
+
 /// How to run a pass.
 #[derive(Debug, Clone)]
 pub struct PassOptions {
@@ -77,8 +81,22 @@ pub async fn run<A: Account>(
                 return Err(Error::Regions(e));
             }
         };
+        let total = regions.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let done = &done;
         let mut reports: Vec<RegionReport> = stream::iter(regions.iter())
-            .map(|r| region_pass(account, r, settings, opts))
+            .map(|r| async move {
+                let report = region_pass(account, r, settings, opts).await;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                info!(
+                    target: PROGRESS_TARGET,
+                    region = %report.region,
+                    done = n,
+                    total,
+                    "{n}/{total} regions"
+                );
+                report
+            })
             // Every region at once: each has its own API buckets (EC2 API reference, "Request
             // throttling"), so a region waits for nothing but its own calls.
             .buffer_unordered(regions.len().max(1))

@@ -121,3 +121,80 @@ fn a_bad_environment_value_is_named_and_nothing_runs() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn types_limit_keeps_the_cheapest_candidates_in_price_order() {
+    let all = spotswap(&["types", "--like", "m5.large", "--output", "json"]);
+    let limited = spotswap(&[
+        "types", "--like", "m5.large", "--limit", "3", "--output", "json",
+    ]);
+    assert!(all.status.success() && limited.status.success());
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    let limited: serde_json::Value = serde_json::from_slice(&limited.stdout).unwrap();
+    let all = all["compatible"].as_array().unwrap();
+    let limited = limited["compatible"].as_array().unwrap();
+    assert!(all.len() > 3);
+    assert_eq!(limited[..], all[..3]);
+    let prices: Vec<f64> = all
+        .iter()
+        .filter_map(|c| c["on_demand_price"].as_f64())
+        .collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
+}
+
+#[test]
+fn settings_show_each_effective_value_and_where_it_came_from() {
+    use serde_json::json;
+    let out = Command::new(env!("CARGO_BIN_EXE_spotswap"))
+        .args(["--pools-per-az", "2", "settings", "--output", "json"])
+        .env_clear()
+        .env("REPLACEMENTS_PER_PASS", "50%")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    let find = |stem: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["setting"] == stem)
+            .unwrap()
+            .clone()
+    };
+    let flag = find("pools-per-az");
+    assert_eq!(
+        (&flag["value"], &flag["source"]),
+        (&json!("2"), &json!("flag"))
+    );
+    let env = find("replacements-per-pass");
+    assert_eq!(
+        (&env["value"], &env["source"], &env["environment"]),
+        (
+            &json!("50%"),
+            &json!("environment"),
+            &json!("REPLACEMENTS_PER_PASS")
+        )
+    );
+    let default = find("orphan-timeout-minutes");
+    assert_eq!(
+        (&default["value"], &default["source"]),
+        (&json!("60"), &json!("default"))
+    );
+    // The table says the same, one setting per line.
+    let out = Command::new(env!("CARGO_BIN_EXE_spotswap"))
+        .args(["--pools-per-az", "2", "settings"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("--pools-per-az = \"2\"  (from flag;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--orphan-timeout-minutes = \"60\"  (from default;"),
+        "{text}"
+    );
+}

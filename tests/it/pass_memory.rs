@@ -1813,6 +1813,37 @@ mod log_capture {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_multi_region_pass_logs_one_progress_record_per_region_done() {
+    let logs = log_capture::start();
+    let cloud = MemoryCloud::new();
+    for n in 0..3 {
+        let region = format!("xx-test-{n}");
+        let az = format!("{region}a");
+        seed_region(&cloud, &region, &[&az]);
+        cloud.put_group(&region, group("web", 2, 4, &[]));
+        cloud.launch_group_members(&region, "web", 2, "m5.large", &[]);
+    }
+    let opts = PassOptions {
+        dry_run: true,
+        now: cloud.now(),
+        deadline: None,
+    };
+    let report = pass::run(&cloud, &Settings::default(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(report.totals.regions, 3);
+    let text = logs.text();
+    let progress: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(pass::PROGRESS_TARGET))
+        .collect();
+    assert_eq!(progress.len(), 3, "{text}");
+    for (n, line) in progress.iter().enumerate() {
+        assert!(line.contains(&format!("{}/3 regions", n + 1)), "{line}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_spans() {
     // The test runtime is single-threaded: the whole pass runs on this thread.
     let logs = log_capture::start();

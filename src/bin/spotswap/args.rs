@@ -53,17 +53,33 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show what every opted-in group costs now against running all on-demand.
     Report(PassArgs),
-    /// Print every setting with its flag, environment variable, tag and default.
+    /// Print every setting: its effective value and where it came from (flag, environment,
+    /// default), with its flag, environment variable, tag and default.
     Settings {
+        /// table: the effective values; json: the same for programs; markdown: the reference
+        /// table of the README.
         #[arg(long, value_enum, default_value = "table")]
         output: SettingsOutput,
     },
 }
 
-/// Formats of the settings reference.
+impl Command {
+    /// Whether the command prints JSON for a program to read (no progress lines then).
+    pub fn json_output(&self) -> bool {
+        match self {
+            Command::Types(a) => a.output == Output::Json,
+            Command::Run(a) | Command::Report(a) => a.output == Output::Json,
+            Command::Plan(a) => a.output == Output::Json,
+            Command::Settings { output } => *output == SettingsOutput::Json,
+        }
+    }
+}
+
+/// Formats of `spotswap settings`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SettingsOutput {
     Table,
+    Json,
     Markdown,
 }
 
@@ -96,6 +112,9 @@ pub struct TypesArgs {
     /// Also list every rejected type with the first check it failed.
     #[arg(long)]
     pub explain: bool,
+    /// Show at most this many candidates (the cheapest; all by default).
+    #[arg(long)]
+    pub limit: Option<usize>,
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
 }
@@ -121,10 +140,22 @@ pub struct PlanArgs {
 }
 
 /// Every setting of the `SETTINGS` table as a global flag with its environment variable: the
-/// values given, as `(stem, value)` pairs.
+/// values given, as `(stem, value)` pairs, and where each came from.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SettingsArgs {
     pub given: Vec<(&'static str, String)>,
+    /// `flag` or `environment`, per stem given; a stem not given has its default.
+    pub sources: Vec<(&'static str, &'static str)>,
+}
+
+impl SettingsArgs {
+    /// Where the value of `stem` comes from: `flag`, `environment` or `default`.
+    pub fn source(&self, stem: &str) -> &'static str {
+        self.sources
+            .iter()
+            .find(|(s, _)| *s == stem)
+            .map_or("default", |(_, src)| *src)
+    }
 }
 
 impl SettingsArgs {
@@ -163,10 +194,19 @@ impl Args for SettingsArgs {
 
 impl FromArgMatches for SettingsArgs {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        use clap::parser::ValueSource;
         Ok(SettingsArgs {
             given: SETTINGS
                 .iter()
                 .filter_map(|d| m.get_one::<String>(d.stem).map(|v| (d.stem, v.clone())))
+                .collect(),
+            sources: SETTINGS
+                .iter()
+                .filter_map(|d| match m.value_source(d.stem) {
+                    Some(ValueSource::CommandLine) => Some((d.stem, "flag")),
+                    Some(ValueSource::EnvVariable) => Some((d.stem, "environment")),
+                    _ => None,
+                })
                 .collect(),
         })
     }

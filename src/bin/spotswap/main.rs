@@ -27,7 +27,13 @@ use render::{pass_table, plan_table, report_table, settings_reference, types_tab
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    // A progress line per region on a terminal, unless quiet or the output is JSON for a
+    // program to read.
+    let progress = {
+        use std::io::IsTerminal as _;
+        std::io::stderr().is_terminal() && !cli.quiet && !cli.command.json_output()
+    };
+    init_logging(cli.verbose, cli.quiet, progress);
     match run(cli) {
         Ok((text, code)) => {
             use std::io::Write as _;
@@ -47,7 +53,7 @@ fn main() -> ExitCode {
 /// outcomes), `-vv` (skips with their reasons) and `-vvv` (the AWS SDK's debug records too),
 /// only errors with `-q`. The SDK's own records stay out unless asked for: its warnings (a
 /// missing config file, say) are not the user's problem when credentials come from elsewhere.
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, progress: bool) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let default = match (quiet, verbose) {
@@ -56,6 +62,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "spotswap=info",
         (false, 2) => "spotswap=debug",
         (false, _) => "debug,spotswap=trace",
+    };
+    let default = if progress && verbose == 0 {
+        format!("{default},{}=info", spotswap::pass::PROGRESS_TARGET)
+    } else {
+        default.to_string()
     };
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
@@ -112,7 +123,7 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
             };
             Ok((text, 0))
         }
-        Command::Settings { output } => Ok((settings_reference(output), 0)),
+        Command::Settings { output } => Ok((settings_reference(output, &cli.settings), 0)),
     }
 }
 
@@ -224,8 +235,12 @@ fn types(args: &TypesArgs, settings: &Settings) -> Result<String, Error> {
         disallowed: settings.group.disallowed_instance_types.clone(),
         allow_burstable: settings.group.allow_burstable,
     };
-    let answer = like(Catalog::bundled(), prices.as_ref(), &query, args.explain)
+    let mut answer = like(Catalog::bundled(), prices.as_ref(), &query, args.explain)
         .map_err(|e| Error::Invalid(e.to_string()))?;
+    // Cheapest first already: the limit keeps the cheapest.
+    if let Some(n) = args.limit {
+        answer.compatible.truncate(n);
+    }
     Ok(match args.output {
         Output::Json => json(&answer),
         Output::Table => types_table(&answer, prices.is_some(), &args.region),

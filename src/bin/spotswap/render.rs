@@ -10,9 +10,9 @@ use spotswap::model::{Market, PriceSource};
 use spotswap::plan::{Action, Plan, Skip, Verdict};
 use spotswap::price_table::BundledPrices;
 use spotswap::report::{PassReport, Status};
-use spotswap::settings::{SETTINGS, Scope};
+use spotswap::settings::{SETTINGS, Scope, SettingDef};
 
-use crate::args::SettingsOutput;
+use crate::args::{SettingsArgs, SettingsOutput};
 
 /// A pass report as text: per region, every decision, what was done, and the money.
 pub fn pass_table(r: &PassReport) -> String {
@@ -457,7 +457,19 @@ fn describe_action(a: &Action) -> String {
 }
 
 /// The settings reference, from the [`SETTINGS`] table.
-pub fn settings_reference(output: SettingsOutput) -> String {
+/// The value a setting has in this invocation, and where it came from.
+fn effective<'a>(given: &'a SettingsArgs, d: &'a SettingDef) -> (&'a str, &'static str) {
+    let value = given
+        .given
+        .iter()
+        .find(|(stem, _)| *stem == d.stem)
+        .map_or(d.default, |(_, v)| v.as_str());
+    (value, given.source(d.stem))
+}
+
+/// `spotswap settings`: every setting's effective value and where it came from (table, JSON),
+/// or the README's reference table (markdown).
+pub fn settings_reference(output: SettingsOutput, given: &SettingsArgs) -> String {
     let mut s = String::new();
     match output {
         SettingsOutput::Markdown => {
@@ -493,8 +505,8 @@ pub fn settings_reference(output: SettingsOutput) -> String {
         }
         SettingsOutput::Table => {
             for d in SETTINGS {
-                let _ = writeln!(s, "--{}  (env {}", d.stem, d.env());
-                s.pop();
+                let (value, from) = effective(given, d);
+                let _ = write!(s, "--{} = {value:?}  (from {from}; env {}", d.stem, d.env());
                 match d.scope {
                     Scope::Group => {
                         let _ = write!(s, ", tag {}", d.tag());
@@ -507,6 +519,30 @@ pub fn settings_reference(output: SettingsOutput) -> String {
                 let _ = writeln!(s, ", default {:?})", d.default);
                 let _ = writeln!(s, "    {}", d.help);
             }
+        }
+        SettingsOutput::Json => {
+            let settings: Vec<serde_json::Value> = SETTINGS
+                .iter()
+                .map(|d| {
+                    let (value, from) = effective(given, d);
+                    serde_json::json!({
+                        "setting": d.stem,
+                        "value": value,
+                        "source": from,
+                        "flag": format!("--{}", d.stem),
+                        "environment": d.env(),
+                        "tag": (d.scope == Scope::Group).then(|| d.tag()),
+                        "default": d.default,
+                        "help": d.help,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({"schema_version": 1, "settings": settings});
+            let _ = writeln!(
+                s,
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("plain data")
+            );
         }
     }
     s
