@@ -191,3 +191,124 @@ impl PassReport {
         u8::from(self.totals.failures > 0)
     }
 }
+
+/// The version of spotswap's JSON outputs (`run`, `plan`, `report`, `types`, `settings`),
+/// documented in docs/json-output.md. It goes up when a field changes meaning or goes away;
+/// new fields may come without it.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// A JSON output as the CLI prints it: `value`'s object with `schema_version`, and money
+/// rounded as docs/json-output.md says: monthly figures to the cent, hourly costs and prices
+/// to 4 decimals (a float's last digits are noise, not money).
+pub fn json_output(value: impl Serialize) -> serde_json::Value {
+    let mut v = serde_json::to_value(value).expect("reports are plain data");
+    round_money(&mut v, None);
+    match &mut v {
+        serde_json::Value::Object(map) => {
+            map.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+            v
+        }
+        other => serde_json::json!({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "items": other.take(),
+        }),
+    }
+}
+
+/// Decimals a money field keeps, by its name: `None` for a field that is not money.
+fn money_decimals(key: &str) -> Option<i32> {
+    if key.starts_with("monthly") {
+        Some(2)
+    } else if key.starts_with("hourly") || key == "price" || key.ends_with("_price") {
+        Some(4)
+    } else {
+        None
+    }
+}
+
+fn round_money(v: &mut serde_json::Value, key: Option<&str>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                round_money(x, Some(k.as_str()));
+            }
+        }
+        serde_json::Value::Array(items) => {
+            // The items of a list of prices are prices too.
+            for x in items {
+                round_money(x, key);
+            }
+        }
+        serde_json::Value::Number(n) => {
+            if let (Some(d), Some(f)) = (key.and_then(money_decimals), n.as_f64())
+                && n.is_f64()
+            {
+                let scale = 10f64.powi(d);
+                let r = (f * scale).round() / scale;
+                // -0.0 reads as a loss that is not one.
+                let r = if r == 0.0 { 0.0 } else { r };
+                *v = serde_json::json!(r);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The account's totals of `spotswap report`: instances and costs over every region.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AccountSavings {
+    pub instances: u32,
+    pub spot: u32,
+    pub on_demand: u32,
+    pub hourly_now: f64,
+    pub hourly_all_on_demand: f64,
+    pub hourly_saving: f64,
+    pub monthly_saving: f64,
+}
+
+impl AccountSavings {
+    /// Sums the regions' savings.
+    pub fn of(report: &PassReport) -> Self {
+        let mut t = AccountSavings::default();
+        for s in report.regions.iter().filter_map(|r| r.savings.as_ref()) {
+            for g in &s.groups {
+                t.instances += g.instances;
+                t.spot += g.spot;
+                t.on_demand += g.on_demand;
+            }
+            t.hourly_now += s.hourly_now;
+            t.hourly_all_on_demand += s.hourly_all_on_demand;
+            t.hourly_saving += s.hourly_saving;
+            t.monthly_saving += s.monthly_saving;
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn json_outputs_carry_their_version_and_round_money_by_field() {
+        let v = json_output(serde_json::json!({
+            "hourly_saving": 0.123456789,
+            "monthly_saving": 90.12345,
+            "prices": [{"price": 0.0960000001, "instance_type": "m5.large"}],
+            "max_price": 0.0961234,
+            "spot_price": -0.00000001,
+            "vcpus": 2,
+            "ratio": 0.333333,
+        }));
+        assert_eq!(v["schema_version"], JSON_SCHEMA_VERSION);
+        assert_eq!(v["hourly_saving"], 0.1235);
+        assert_eq!(v["monthly_saving"], 90.12);
+        assert_eq!(v["prices"][0]["price"], 0.096);
+        assert_eq!(v["max_price"], 0.0961);
+        assert_eq!(v["spot_price"].as_f64(), Some(0.0));
+        assert!(v["spot_price"].as_f64().unwrap().is_sign_positive());
+        assert_eq!(v["vcpus"], 2);
+        // Not money: left as it is.
+        assert_eq!(v["ratio"], 0.333333);
+    }
+}

@@ -198,3 +198,49 @@ fn settings_show_each_effective_value_and_where_it_came_from() {
         "{text}"
     );
 }
+
+/// The top-level fields of a JSON document, each of which docs/json-output.md must name.
+fn documented_fields(out: &std::process::Output) -> Vec<String> {
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1, "every JSON output is versioned");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/json-output.md"))
+        .unwrap();
+    v.as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_json_outputs_are_versioned_and_their_fields_documented() {
+    let snapshot = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/plain_convergence.json"
+    );
+    for args in [
+        &[
+            "types",
+            "--like",
+            "m5.large",
+            "--explain",
+            "--output",
+            "json",
+        ][..],
+        &["settings", "--output", "json"],
+        &["plan", "--snapshot", snapshot, "--output", "json"],
+    ] {
+        let undocumented = documented_fields(&spotswap(args));
+        assert!(undocumented.is_empty(), "{args:?}: {undocumented:?}");
+    }
+    // Money to 4 decimals an hour, whatever the float's last digits.
+    let out = spotswap(&["plan", "--snapshot", snapshot, "--output", "json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines().filter(|l| l.contains("\"hourly_cost_")) {
+        let number = line.split(':').nth(1).unwrap().trim().trim_end_matches(',');
+        let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 4, "{line}");
+    }
+}

@@ -659,6 +659,8 @@ async fn the_cli_runs_a_pass_and_reports_savings_with_their_price_sources() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    assert!(report["pass_id"].is_string());
     assert_eq!(report["totals"]["clones_launched"], 1);
     let calls = report["regions"][0]["calls"].as_object().unwrap();
     assert_eq!(calls["RunInstances"], 1);
@@ -685,6 +687,31 @@ async fn the_cli_runs_a_pass_and_reports_savings_with_their_price_sources() {
         text.contains("$/month") || text.contains("/month"),
         "{text}"
     );
+    // As JSON: the regions' savings and the account's totals, money to the cent a month and
+    // to 4 decimals an hour.
+    let out = w
+        .spotswap(&["report", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    let totals = &v["totals"];
+    assert_eq!(totals["instances"], 2, "{v:#}");
+    assert_eq!(totals["spot"], 1, "{v:#}");
+    let decimals = |x: &serde_json::Value| {
+        let t = x.to_string();
+        t.split_once('.').map_or(0, |(_, d)| d.len())
+    };
+    assert!(decimals(&totals["monthly_saving"]) <= 2, "{totals}");
+    assert!(decimals(&totals["hourly_saving"]) <= 4, "{totals}");
+    let regions_monthly: f64 = v["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["monthly_saving"].as_f64().unwrap())
+        .sum();
+    assert!((totals["monthly_saving"].as_f64().unwrap() - regions_monthly).abs() < 0.011);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -165,13 +165,14 @@ fn live(
             ));
         }
         let text = match (output, kind) {
-            (Output::Json, Live::Report) => json(
-                &report
+            (Output::Json, Live::Report) => json(&serde_json::json!({
+                "regions": report
                     .regions
                     .iter()
                     .filter_map(|r| r.savings.as_ref())
                     .collect::<Vec<_>>(),
-            ),
+                "totals": spotswap::report::AccountSavings::of(&report),
+            })),
             (Output::Json, _) => json(&report),
             (Output::Table, Live::Report) => report_table(&report),
             (Output::Table, _) => pass_table(&report),
@@ -216,8 +217,10 @@ impl PlanInput {
     }
 }
 
+/// A JSON output: versioned, money rounded (docs/json-output.md).
 fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).expect("plain data serialises") + "\n"
+    let v = spotswap::report::json_output(value);
+    serde_json::to_string_pretty(&v).expect("plain data serialises") + "\n"
 }
 
 fn types(args: &TypesArgs, settings: &Settings) -> Result<String, Error> {

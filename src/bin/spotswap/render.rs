@@ -54,6 +54,7 @@ pub fn pass_table(r: &PassReport) -> String {
             .collect();
         if !done.is_empty() {
             let _ = writeln!(s, "Outcomes:");
+            let gw = group_width(done.iter().map(|o| o.group.as_str()));
             for o in done {
                 let status = match &o.status {
                     Status::Done {
@@ -68,7 +69,7 @@ pub fn pass_table(r: &PassReport) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "  {:<24} {:<20} {:<17} {status}",
+                    "  {:<gw$} {:<20} {:<17} {status}",
                     o.group,
                     o.instance.as_deref().unwrap_or("-"),
                     o.action.name()
@@ -109,6 +110,12 @@ pub fn pass_table(r: &PassReport) -> String {
     s
 }
 
+/// The width of a table's group column: the longest group name (at least 24), so a long
+/// name never shifts the columns after it.
+fn group_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|n| n.chars().count()).max().unwrap_or(0).max(24)
+}
+
 /// The savings report as text.
 pub fn report_table(r: &PassReport) -> String {
     let mut s = String::new();
@@ -129,15 +136,16 @@ pub fn report_table(r: &PassReport) -> String {
             source_with_age(&sv.on_demand_source),
             sv.spot_source
         );
+        let gw = group_width(sv.groups.iter().map(|g| g.group.as_str()));
         let _ = writeln!(
             s,
-            "  {:<24} {:>9} {:>5} {:>5} {:>10} {:>12} {:>10} {:>11}",
+            "  {:<gw$} {:>9} {:>5} {:>5} {:>10} {:>12} {:>10} {:>11}",
             "GROUP", "INSTANCES", "SPOT", "OD", "$/H NOW", "$/H ALL-OD", "SAVED $/H", "SAVED $/MO"
         );
         for g in &sv.groups {
             let _ = writeln!(
                 s,
-                "  {:<24} {:>9} {:>5} {:>5} {:>10.4} {:>12.4} {:>10.4} {:>11.2}{}",
+                "  {:<gw$} {:>9} {:>5} {:>5} {:>10.4} {:>12.4} {:>10.4} {:>11.2}{}",
                 g.group,
                 g.instances,
                 g.spot,
@@ -255,9 +263,10 @@ pub fn plan_table(p: &Plan) -> String {
         p.region,
         source_with_age(&p.on_demand_source)
     );
+    let gw = group_width(p.decisions.iter().map(|d| d.group.as_str()));
     let _ = writeln!(
         s,
-        "{:<24} {:<20} {:<18} {:>10} {:>10}  DECISION",
+        "{:<gw$} {:<20} {:<18} {:>10} {:>10}  DECISION",
         "GROUP", "INSTANCE", "TYPE/AZ", "$/H NOW", "$/H AFTER"
     );
     for d in &p.decisions {
@@ -295,7 +304,7 @@ pub fn plan_table(p: &Plan) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<24} {:<20} {:<18} {:>10} {:>10}  {}",
+            "{:<gw$} {:<20} {:<18} {:>10} {:>10}  {}",
             d.group,
             d.instance.as_deref().unwrap_or("-"),
             type_az,
@@ -537,7 +546,7 @@ pub fn settings_reference(output: SettingsOutput, given: &SettingsArgs) -> Strin
                     })
                 })
                 .collect();
-            let doc = serde_json::json!({"schema_version": 1, "settings": settings});
+            let doc = spotswap::report::json_output(serde_json::json!({"settings": settings}));
             let _ = writeln!(
                 s,
                 "{}",
@@ -551,6 +560,39 @@ pub fn settings_reference(output: SettingsOutput, given: &SettingsArgs) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_group_name_widens_its_column_and_keeps_the_others_aligned() {
+        use spotswap::plan::{Decision, Skip, Verdict};
+        let long = "payments-checkout-api-production-blue-eu-west-1";
+        let plan = Plan {
+            region: "eu-west-1".into(),
+            on_demand_source: PriceSource::Live,
+            decisions: ["web", long]
+                .iter()
+                .map(|g| Decision {
+                    group: g.to_string(),
+                    instance: Some("i-0123456789abcdef0".into()),
+                    verdict: Verdict::Skip(Skip::NotOptedIn),
+                    hourly_cost_before: None,
+                    hourly_cost_after: None,
+                    prices: Vec::new(),
+                })
+                .collect(),
+        };
+        let text = plan_table(&plan);
+        let columns: Vec<usize> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.find("i-0123456789abcdef0")
+                    .or_else(|| l.find("INSTANCE"))
+                    .expect("an instance column")
+            })
+            .collect();
+        assert_eq!(columns.len(), 3, "{text}");
+        assert!(columns.iter().all(|c| *c == long.len() + 1), "{text}");
+    }
 
     #[test]
     fn money_never_shows_a_negative_zero() {
