@@ -1,10 +1,13 @@
 //! Execute: carry out a plan's actions through the [`Actuator`] boundary, each yielding an
 //! outcome.
 //!
-//! Groups run concurrently (bounded); each group's actions run in plan order. One failure
-//! never stops the others. The swap follows the protocol (README, "How it decides"): record the
-//! MaxSize on the group before raising it, attach, terminate the on-demand instance through
-//! the group with `ShouldDecrementDesiredCapacity=true`, then restore MaxSize and drop the tag.
+//! Groups run concurrently (bounded); each group's actions run in plan order, the launches
+//! that share a fleet request as one `CreateFleet` (made when the first of them comes up). One
+//! failure never stops the others. The swap follows the protocol (README, "How it decides";
+//! ARCHITECTURE.md, "The swap protocol as a state machine"): pair an unpaired clone by its
+//! tags, record the MaxSize on the group before raising it, attach, terminate the on-demand
+//! instance through the group with `ShouldDecrementDesiredCapacity=true`, then restore MaxSize
+//! and drop the tag.
 //! A dry run calls nothing. It never decides: every choice was made by the planner. It logs
 //! one record per outcome and per skip, never the launch spec (user data may hold secrets).
 

@@ -6,9 +6,12 @@
 //! batch never drains one AZ. For each, every known instance type is judged: compatibility
 //! ([`crate::compat`]), offering in the AZ, the interruption cool-down, and a known spot price
 //! at most the on-demand price times the multiplier (an unknown price is never "free"). The
-//! eligible types are ranked by price, the closest in size first at equal prices, and launches
-//! rotate over the `pools-per-az` cheapest pools of the instance's AZ, least used first, instead
-//! of racing to the single cheapest one, which concentrates interruptions. Pure.
+//! eligible types are ranked by price, the closest in size first at equal prices, the
+//! `pools-per-az` cheapest pools of the AZ least used first, instead of racing to the single
+//! cheapest one, which concentrates interruptions. The clones of one AZ and replaced type form
+//! one batch, split over up to `pools-per-az` disjoint pool sets: one EC2 Fleet request each
+//! (or one `RunInstances` per clone for a spec whose network interfaces must be restated).
+//! Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 

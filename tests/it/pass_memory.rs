@@ -468,6 +468,21 @@ fn outcomes(report: &PassReport, action: ActionKind) -> Vec<&Outcome> {
         .collect()
 }
 
+/// The one launch of a pass, and the clone it launched.
+fn the_one_clone(report: &PassReport) -> (&Outcome, String) {
+    let [launch] = outcomes(report, ActionKind::LaunchClone)[..] else {
+        panic!("one launch expected: {report:#?}");
+    };
+    let Status::Done {
+        instance_id: Some(clone),
+        ..
+    } = &launch.status
+    else {
+        panic!("{launch:?}");
+    };
+    (launch, clone.clone())
+}
+
 fn is_done(o: &Outcome) -> bool {
     matches!(o.status, Status::Done { .. })
 }
@@ -1186,16 +1201,8 @@ async fn a_pass_that_dies_between_pairing_and_attach_is_finished_for_the_same_in
     account.add_group("web", 4, 10, &[]);
     let settings = Settings::default();
     let first = account.pass(&settings).await;
-    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
-        panic!("one launch expected: {first:#?}");
-    };
-    let Status::Done {
-        instance_id: Some(clone),
-        ..
-    } = &launch.status
-    else {
-        panic!("{launch:?}");
-    };
+    let (_, clone) = the_one_clone(&first);
+    let clone = &clone;
     assert_eq!(
         account
             .instance(clone)
@@ -1265,16 +1272,8 @@ async fn a_clone_whose_instance_was_terminated_out_of_band_replaces_another_of_i
     account.add_group("web", 4, 10, &[]);
     let settings = Settings::default();
     let first = account.pass(&settings).await;
-    let [launch] = outcomes(&first, ActionKind::LaunchClone)[..] else {
-        panic!("one launch expected: {first:#?}");
-    };
-    let Status::Done {
-        instance_id: Some(clone),
-        ..
-    } = &launch.status
-    else {
-        panic!("{launch:?}");
-    };
+    let (launch, clone) = the_one_clone(&first);
+    let clone = &clone;
     let launched_for = launch.instance.clone().unwrap();
     // Someone terminates the on-demand instance; the group replaces it.
     account.cloud.interrupt(REGION, &launched_for);
