@@ -62,10 +62,11 @@ pub enum Handled {
 }
 
 impl Handled {
-    /// The JSON the function returns.
+    /// The JSON the function returns: for a pass, its bounded summary (the decisions are in
+    /// the logs).
     pub fn to_json(&self) -> Value {
         match self {
-            Handled::Pass(r) => serde_json::to_value(r),
+            Handled::Pass(r) => serde_json::to_value(r.summary()),
             Handled::Interruption(r) => serde_json::to_value(r),
         }
         .expect("reports are plain data")
@@ -265,6 +266,59 @@ mod tests {
         assert_eq!(v["_aws"]["Timestamp"], 1_795_428_000_000_i64);
         // No instance: no spot share to report.
         assert!(v.get("SpotCapacityShare").is_none());
+    }
+
+    #[test]
+    fn a_pass_answers_with_a_summary_that_stays_small_however_many_instances_failed() {
+        use crate::cloud::{CloudError, ErrorKind};
+        use crate::plan::ActionKind;
+        use crate::report::{FAILURES_LISTED, Outcome, RegionReport, Status};
+        // 20 regions with 10,000 failed launches each: 200,000 outcomes.
+        let failed = |n: usize| Outcome {
+            group: format!("group-{:03}", n % 500),
+            instance: Some(format!("i-{n:017x}")),
+            action: ActionKind::LaunchClone,
+            status: Status::Failed {
+                error: CloudError::new(
+                    "CreateFleet",
+                    ErrorKind::CapacityUnavailable,
+                    Some("InsufficientInstanceCapacity"),
+                    "There is no Spot capacity available that matches your request.",
+                ),
+            },
+            hourly_saving: Some(0.05),
+            no_capacity: vec!["m5a.large".into()],
+        };
+        let regions: Vec<RegionReport> = (0..20)
+            .map(|r| RegionReport {
+                region: format!("xx-test-{r}"),
+                groups: 500,
+                error: None,
+                warnings: Vec::new(),
+                plan: None,
+                outcomes: (0..10_000).map(failed).collect(),
+                savings: None,
+                calls: std::collections::BTreeMap::from([("CreateFleet".to_string(), 9_000)]),
+            })
+            .collect();
+        let report = PassReport {
+            pass_id: "20261123T100000Z-1".into(),
+            started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+            dry_run: false,
+            totals: crate::report::Totals::of(&regions),
+            regions,
+        };
+        let answer = Handled::Pass(Box::new(report)).to_json();
+        let size = answer.to_string().len();
+        assert!(size < 256 * 1024, "{size} bytes");
+        let region = &answer["regions"][0];
+        assert_eq!(
+            region["failures"].as_array().unwrap().len(),
+            FAILURES_LISTED
+        );
+        assert_eq!(region["failures_not_listed"], 10_000 - FAILURES_LISTED);
+        assert_eq!(region["outcomes"]["launch-clone"]["failed"], 10_000);
+        assert_eq!(answer["totals"]["failures"], 200_000);
     }
 
     #[test]

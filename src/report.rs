@@ -192,6 +192,101 @@ impl PassReport {
     }
 }
 
+/// Failed outcomes a pass's summary lists in full, over all its regions (in region order);
+/// past that it counts them only. About 330 bytes each: 100 keep the summary near 35 KB.
+pub const FAILURES_LISTED: usize = 100;
+
+/// What the Lambda returns for a pass: the totals and, per region, its counts and its failures,
+/// so the answer stays small whatever the account (Lambda caps a response at 6 MB, and a full
+/// report is about 1 KB per instance). The decisions themselves are in the logs: one record
+/// per outcome, and per skip at debug level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PassSummary {
+    pub pass_id: String,
+    pub started_at: DateTime<Utc>,
+    pub dry_run: bool,
+    pub totals: Totals,
+    pub regions: Vec<RegionSummary>,
+}
+
+/// One region of a [`PassSummary`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionSummary {
+    pub region: String,
+    pub groups: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<CloudError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Outcomes counted by action and status (`launch-clone` -> `done` -> 3).
+    pub outcomes: BTreeMap<ActionKind, BTreeMap<&'static str, u32>>,
+    /// Its failed outcomes in full, as many as the pass's [`FAILURES_LISTED`] leave room for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Outcome>,
+    /// Failed outcomes past those.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failures_not_listed: u32,
+    pub calls: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Status {
+    /// The status's stable word, as the JSON names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Done { .. } => "done",
+            Status::Failed { .. } => "failed",
+            Status::DryRun => "dry-run",
+            Status::Deferred => "deferred",
+            Status::Held { .. } => "held",
+        }
+    }
+}
+
+impl PassReport {
+    /// The bounded summary of this report.
+    pub fn summary(&self) -> PassSummary {
+        let mut room = FAILURES_LISTED;
+        PassSummary {
+            pass_id: self.pass_id.clone(),
+            started_at: self.started_at,
+            dry_run: self.dry_run,
+            totals: self.totals.clone(),
+            regions: self
+                .regions
+                .iter()
+                .map(|r| {
+                    let mut outcomes: BTreeMap<ActionKind, BTreeMap<&'static str, u32>> =
+                        BTreeMap::new();
+                    for o in &r.outcomes {
+                        *outcomes
+                            .entry(o.action)
+                            .or_default()
+                            .entry(o.status.name())
+                            .or_default() += 1;
+                    }
+                    let failed: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.failed()).collect();
+                    let listed = failed.len().min(room);
+                    room -= listed;
+                    RegionSummary {
+                        region: r.region.clone(),
+                        groups: r.groups,
+                        error: r.error.clone(),
+                        warnings: r.warnings.clone(),
+                        outcomes,
+                        failures: failed[..listed].iter().map(|o| (*o).clone()).collect(),
+                        failures_not_listed: (failed.len() - listed) as u32,
+                        calls: r.calls.clone(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The version of spotswap's JSON outputs (`run`, `plan`, `report`, `types`, `settings`),
 /// documented in docs/json-output.md. It goes up when a field changes meaning or goes away;
 /// new fields may come without it.
