@@ -5,9 +5,10 @@
 //! Each number is at most the limit the AWS API reference gives for the call; this module
 //! holds nothing else (no retry policy, no concurrency) and decides nothing.
 
-/// Instance ids per `DescribeInstances` call, sent as an `instance-id` filter. EC2 advises at
-/// most 1,000 ids per describe call (EC2 Developer Guide, "Pagination"); spotswap asks 100.
-pub const INSTANCE_ID_BATCH: usize = 100;
+/// Instance ids per `DescribeInstances` call, sent as an `instance-id` filter: a filter takes
+/// at most 200 values (EC2 API reference, "Filters": "the maximum number of filter values
+/// specified on a single call is 200"), so a batch is 200.
+pub const INSTANCE_ID_BATCH: usize = 200;
 
 /// Instances per `DescribeInstances` page (`MaxResults`: 5 to 1,000).
 pub const INSTANCE_PAGE: i32 = 1000;
@@ -23,9 +24,9 @@ pub const GROUP_PAGE: i32 = 100;
 /// `MaxRecords` defaults to 50, so a batch is one page).
 pub const LAUNCH_CONFIG_BATCH: usize = 50;
 
-/// AMI ids per `DescribeImages` call, sent as an `image-id` filter. EC2 advises at most 1,000
-/// ids per describe call (EC2 Developer Guide, "Pagination"); spotswap asks 100.
-pub const IMAGE_BATCH: usize = 100;
+/// AMI ids per `DescribeImages` call, sent as an `image-id` filter: at most 200 filter values
+/// per call, as for [`INSTANCE_ID_BATCH`].
+pub const IMAGE_BATCH: usize = 200;
 
 /// Instance types per `DescribeInstanceTypes` page (`MaxResults`: 5 to 100).
 pub const TYPE_PAGE: i32 = 100;

@@ -211,7 +211,7 @@ async fn calls_are_counted_per_page_and_batch() {
     region.terminate(&[]).await.unwrap();
 
     let counts = region.call_counts();
-    assert_eq!(counts["DescribeInstances"], 3, "251 ids in batches of 100");
+    assert_eq!(counts["DescribeInstances"], 2, "251 ids in batches of 200");
     assert_eq!(
         counts["DescribeAutoScalingInstances"], 6,
         "251 ids in batches of 50"
