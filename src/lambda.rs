@@ -136,7 +136,13 @@ pub fn pass_metrics(report: &PassReport, function: &str) -> String {
     if let Some(share) = t.spot_share_percent() {
         metrics.push(("SpotCapacityShare", "Percent", share));
     }
-    emf(function, report.dry_run, report.started_at, &metrics)
+    emf(
+        function,
+        report.dry_run,
+        report.started_at,
+        &metrics,
+        &[("Passes", "Count", 1.0)],
+    )
 }
 
 /// The metric of one interruption warning or rebalance recommendation: `InterruptionsHandled`
@@ -152,15 +158,24 @@ pub fn interruption_metrics(r: &interrupt::Report, function: &str, at: DateTime<
         dry_run,
         at,
         &[("InterruptionsHandled", "Count", handled)],
+        &[],
     )
 }
 
-/// One EMF line: `metrics` under the function's name and mode, and `Passes` (for a pass's
-/// line) under the function's name alone.
-fn emf(function: &str, dry_run: bool, at: DateTime<Utc>, metrics: &[(&str, &str, f64)]) -> String {
+/// One EMF metric: name, unit, value.
+type Metric<'a> = (&'a str, &'a str, f64);
+
+/// One EMF line: `metrics` under the function's name and mode, `by_function` under the
+/// function's name alone.
+fn emf(
+    function: &str,
+    dry_run: bool,
+    at: DateTime<Utc>,
+    metrics: &[Metric],
+    by_function: &[Metric],
+) -> String {
     let mode = if dry_run { "dry-run" } else { "live" };
-    let is_pass = metrics.iter().any(|(n, _, _)| *n == "GroupsSeen");
-    let names = |ms: &[(&str, &str, f64)]| -> Vec<Value> {
+    let names = |ms: &[Metric]| -> Vec<Value> {
         ms.iter()
             .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
             .collect()
@@ -170,11 +185,11 @@ fn emf(function: &str, dry_run: bool, at: DateTime<Utc>, metrics: &[(&str, &str,
         "Dimensions": [["FunctionName", "Mode"]],
         "Metrics": names(metrics),
     })];
-    if is_pass {
+    if !by_function.is_empty() {
         directives.push(json!({
             "Namespace": METRICS_NAMESPACE,
             "Dimensions": [["FunctionName"]],
-            "Metrics": [{"Name": "Passes", "Unit": "Count"}],
+            "Metrics": names(by_function),
         }));
     }
     let mut line = json!({
@@ -185,11 +200,8 @@ fn emf(function: &str, dry_run: bool, at: DateTime<Utc>, metrics: &[(&str, &str,
         "FunctionName": function,
         "Mode": mode,
     });
-    for (name, _, value) in metrics {
+    for (name, _, value) in metrics.iter().chain(by_function) {
         line[*name] = json!(value);
-    }
-    if is_pass {
-        line["Passes"] = json!(1.0);
     }
     line.to_string()
 }

@@ -364,13 +364,15 @@ pub struct AccountSavings {
 impl AccountSavings {
     /// Sums the regions' savings.
     pub fn of(report: &PassReport) -> Self {
-        let mut t = AccountSavings::default();
+        // The pass's totals already count the instances (each is spot or on-demand).
+        let counted = &report.totals;
+        let mut t = AccountSavings {
+            instances: counted.instances,
+            spot: counted.spot_instances,
+            on_demand: counted.instances - counted.spot_instances,
+            ..AccountSavings::default()
+        };
         for s in report.regions.iter().filter_map(|r| r.savings.as_ref()) {
-            for g in &s.groups {
-                t.instances += g.instances;
-                t.spot += g.spot;
-                t.on_demand += g.on_demand;
-            }
             t.hourly_now += s.hourly_now;
             t.hourly_all_on_demand += s.hourly_all_on_demand;
             t.hourly_saving += s.hourly_saving;

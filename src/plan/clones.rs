@@ -6,7 +6,7 @@
 //! then the on-demand instance leaves through the group with desired capacity decremented, and
 //! a full group gets one more slot of MaxSize for the length of the swap. Pure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::Duration;
 
@@ -307,23 +307,35 @@ pub fn swaps<'a>(
         );
     }
     // Clones launched unpaired (a fleet's batch) take the oldest replaceable on-demand
-    // instance of their AZ that has no clone yet; one that finds none is not needed.
+    // instance of their AZ that has no clone yet; one that finds none is not needed. Those
+    // instances are queued per AZ once, oldest first, so pairing stays linear in a large group.
+    let mut free: BTreeMap<&str, VecDeque<&Instance>> = BTreeMap::new();
+    if !book.unpaired.is_empty() {
+        let mut replaceable: Vec<&Instance> = swap
+            .state
+            .on_demand_ids
+            .iter()
+            .filter(|id| !swap.state.in_flight.contains(*id))
+            .filter_map(|id| may_replace(g, id).ok())
+            .collect();
+        replaceable.sort_by(|a, b| {
+            a.launch_time
+                .cmp(&b.launch_time)
+                .then(a.instance_id.cmp(&b.instance_id))
+        });
+        for i in replaceable {
+            free.entry(i.availability_zone.as_str())
+                .or_default()
+                .push_back(i);
+        }
+    }
     for &(clone, ready) in &book.unpaired {
-        let victim = (swap.state.on_demand > swap.state.keep)
-            .then(|| {
-                swap.state
-                    .on_demand_ids
-                    .iter()
-                    .filter(|id| !swap.state.in_flight.contains(*id))
-                    .filter_map(|id| may_replace(g, id).ok())
-                    .filter(|i| i.availability_zone == clone.availability_zone)
-                    .min_by(|a, b| {
-                        a.launch_time
-                            .cmp(&b.launch_time)
-                            .then(a.instance_id.cmp(&b.instance_id))
-                    })
-            })
-            .flatten();
+        let victim = if swap.state.on_demand > swap.state.keep {
+            free.get_mut(clone.availability_zone.as_str())
+                .and_then(VecDeque::pop_front)
+        } else {
+            None
+        };
         let Some(victim) = victim else {
             out.push(not_needed(clone));
             continue;

@@ -923,16 +923,21 @@ async fn a_type_that_refuses_the_request_falls_through_until_three_refuse_it_ali
 
 #[tokio::test(start_paused = true)]
 async fn a_fleet_reads_each_refused_override_and_launches_in_the_first_pool_that_accepts() {
-    let mut account = Account::new();
-    account.add_group("web", 1, 10, &[]);
-    for t in ["m5a.large", "m6a.large"] {
-        let e = error(
-            "CreateFleet",
-            ErrorKind::InvalidRequest,
-            "InvalidParameterCombination",
-        );
-        account.cloud.refuse_launches(REGION, t, Some(e));
-    }
+    // A group of one m5.large whose launches of `types` are refused (InvalidParameterCombination).
+    let refusing = |types: &[&str]| {
+        let mut account = Account::new();
+        account.add_group("web", 1, 10, &[]);
+        for t in types {
+            let e = error(
+                "CreateFleet",
+                ErrorKind::InvalidRequest,
+                "InvalidParameterCombination",
+            );
+            account.cloud.refuse_launches(REGION, t, Some(e));
+        }
+        account
+    };
+    let account = refusing(&["m5a.large", "m6a.large"]);
     let before = account.cloud.total_call_counts();
     let report = account.pass(&Settings::default()).await;
     let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
@@ -953,16 +958,8 @@ async fn a_fleet_reads_each_refused_override_and_launches_in_the_first_pool_that
     assert_eq!(count(&calls, "RunInstances"), 0, "{calls:?}");
 
     // When every override refuses, the launch fails with the refusal, not a capacity error.
-    let mut account = Account::new();
-    account.add_group("web", 1, 10, &[]);
-    for (t, _) in SPOT {
-        let e = error(
-            "CreateFleet",
-            ErrorKind::InvalidRequest,
-            "InvalidParameterCombination",
-        );
-        account.cloud.refuse_launches(REGION, t, Some(e));
-    }
+    let every: Vec<&str> = SPOT.iter().map(|(t, _)| *t).collect();
+    let account = refusing(&every);
     let report = account.pass(&Settings::default()).await;
     let [launch] = outcomes(&report, ActionKind::LaunchClone)[..] else {
         panic!("one launch outcome expected: {report:#?}");
