@@ -11,7 +11,7 @@ VENV := .venv
 # compiled once for all of them: a different feature set would rebuild the whole SDK.
 FEATURES := --features lambda
 
-.PHONY: all build test lint fmt cfn-lint checkov data demo figures lambda bench-lambda package deploy clean
+.PHONY: all build test lint fmt cfn-lint checkov data demo figures bench bench-large lambda bench-lambda package deploy clean
 
 all: build
 
@@ -65,6 +65,19 @@ lambda: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 ## per group at the end, launch calls per pass for 10 and 100 groups. Prints figures; not a test.
 figures:
 	$(CARGO) run --locked $(FEATURES) --quiet --example launch_figures
+
+## Pass figures (docs/benchmarks.md): the real pass over the in-memory cloud with 50 ms per call
+## and AWS's request buckets, for accounts S (100 instances) and M (4,000): wall and CPU time of
+## a dry run and a first real pass, reads against the minimum read set, throttled calls, peak
+## heap, the Lambda's answer size; then the savings of a converged M against the oracle. A
+## release build, as the Lambda runs. Prints figures; not a test.
+bench:
+	$(CARGO) run --release --locked $(FEATURES) --example bench
+
+## The same with L (20 regions x 500 groups x 20 = 200,000 instances), and the chart of wall
+## time and memory against account size (docs/benchmarks.svg). About 10 minutes.
+bench-large:
+	$(CARGO) run --release --locked $(FEATURES) --example bench -- --large --svg docs/benchmarks.svg
 
 ## Lambda figures: zip size and initialisation time of the release binary `make lambda` built,
 ## through a local runtime API (the harness itself runs as a debug build).

@@ -117,6 +117,7 @@ async fn pass(cloud: &MemoryCloud, settings: &Settings) -> PassReport {
         dry_run: false,
         now: cloud.now(),
         deadline: None,
+        cache: None,
     };
     pass::run(cloud, settings, &opts)
         .await

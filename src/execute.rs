@@ -46,10 +46,9 @@ pub async fn execute<A: Actuator>(
     }
     let holds = Mutex::new(Holds::default());
     let holds = &holds;
-    // The region's request buckets for this pass: launches and terminations go no faster than
-    // EC2 refills them.
-    let pacer = Pacer::ec2();
-    let pacer = &pacer;
+    // The region's request buckets for this pass, which the handle's every call waits on: a
+    // launch that could only go after the deadline is deferred.
+    let pacer = act.pacer();
     let mut results: Vec<(usize, Vec<Outcome>)> = stream::iter(by_group.into_iter().enumerate())
         .map(|(i, (group, decisions))| {
             let span = info_span!("group", group = %group);
@@ -472,7 +471,6 @@ async fn run_fleet<A: Actuator>(
         tags: tags.clone(),
         client_token: fleet_token(&d0.group, &req.key, opts.now),
     };
-    pacer.wait("CreateFleet").await;
     let mut result = match act.launch_fleet(&f).await {
         Ok(r) => r,
         Err(e) => {
@@ -503,7 +501,6 @@ async fn run_fleet<A: Actuator>(
             client_token: format!("{}-more", f.client_token),
             ..f.clone()
         };
-        pacer.wait("CreateFleet").await;
         match act.launch_fleet(&second).await {
             Ok(r) => {
                 result.launched.extend(r.launched);
@@ -617,16 +614,7 @@ async fn run_action<A: Actuator>(
     let mut no_capacity = Vec::new();
     let result = match (a, &request) {
         (_, Some(r)) => {
-            let result = launch(
-                act,
-                snapshot,
-                &d.group,
-                r,
-                opts.now,
-                pacer,
-                &mut no_capacity,
-            )
-            .await;
+            let result = launch(act, snapshot, &d.group, r, opts.now, &mut no_capacity).await;
             if let Err(e) = &result {
                 holds
                     .lock()
@@ -663,12 +651,10 @@ async fn run_action<A: Actuator>(
             .terminate_in_group(replaces, true)
             .await
             .map(|()| (None, None)),
-        (Action::TerminateOrphan { clone, .. }, None) => {
-            pacer.wait("TerminateInstances").await;
-            act.terminate(std::slice::from_ref(clone))
-                .await
-                .map(|()| (None, None))
-        }
+        (Action::TerminateOrphan { clone, .. }, None) => act
+            .terminate(std::slice::from_ref(clone))
+            .await
+            .map(|()| (None, None)),
         (
             Action::RestoreMaxSize {
                 restored,
@@ -725,7 +711,6 @@ async fn launch<A: Actuator>(
     group: &str,
     r: &LaunchRequest<'_>,
     now: DateTime<Utc>,
-    pacer: &Pacer,
     no_capacity: &mut Vec<String>,
 ) -> Result<(String, String), CloudError> {
     let launch = r.launch;
@@ -760,7 +745,6 @@ async fn launch<A: Actuator>(
             tags: r.tags.clone(),
             client_token: client_token(r.replaces, ty, now),
         };
-        pacer.wait("RunInstances").await;
         match act.launch_clone(&l).await {
             Ok(id) => return Ok((id, ty.to_string())),
             Err(e) if e.kind == ErrorKind::CapacityUnavailable => {

@@ -178,12 +178,18 @@ async fn react<C: Inventory + Actuator>(
     // many groups the account has.
     let group = match membership.get(instance_id) {
         None => None,
-        Some(name) => cloud
-            .groups(&GroupQuery::named(name))
-            .await
-            .map_err(|e| (name.clone(), e))?
-            .into_iter()
-            .find(|g| &g.name == name),
+        Some(name) => {
+            let mut found = cloud
+                .groups(&GroupQuery::named(name))
+                .await
+                .map_err(|e| (name.clone(), e))?;
+            found.retain(|g| &g.name == name);
+            if !found.is_empty() {
+                let answers = cloud.refreshes(std::slice::from_ref(name)).await;
+                crate::cloud::apply_refreshes(&mut found, &answers);
+            }
+            found.pop()
+        }
     };
     let instance = match &group {
         Some(_) => cloud

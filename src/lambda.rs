@@ -13,6 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use crate::cache::ReadCache;
 use crate::cloud::Account;
 use crate::error::Error;
 use crate::events::{self, Event};
@@ -75,13 +78,14 @@ impl Handled {
 
 /// Handles one invocation. `Err` is an invocation error ([`Error::kind`] is its Lambda
 /// `errorType`): an event this function does not handle, a malformed one, or a pass that could
-/// not start.
+/// not start. `cache` is the container's: what its earlier passes read and may be reused.
 pub async fn handle<A: Account>(
     account: &A,
     settings: &Settings,
     payload: &Value,
     now: DateTime<Utc>,
     time_left: Option<Duration>,
+    cache: Option<&Arc<ReadCache>>,
 ) -> Result<Handled, Error> {
     let event = events::parse(payload)?;
     match event {
@@ -89,6 +93,7 @@ pub async fn handle<A: Account>(
             let opts = PassOptions {
                 deadline: time_left
                     .map(|left| tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN)),
+                cache: cache.cloned(),
                 ..PassOptions::new(settings, now)
             };
             let report = pass::run(account, settings, &opts).await?;
@@ -216,7 +221,7 @@ mod tests {
         let cloud = MemoryCloud::new();
         cloud.add_region("us-east-1", &["us-east-1a"]);
         let event = json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}});
-        let err = handle(&cloud, &Settings::default(), &event, Utc::now(), None)
+        let err = handle(&cloud, &Settings::default(), &event, Utc::now(), None, None)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), "UnsupportedEvent");
@@ -235,7 +240,9 @@ mod tests {
         cloud.add_region("eu-west-1", &["eu-west-1a"]);
         let event = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
         let s = Settings::from_pairs([("regions", "eu-*")]).unwrap();
-        let Handled::Pass(report) = handle(&cloud, &s, &event, Utc::now(), None).await.unwrap()
+        let Handled::Pass(report) = handle(&cloud, &s, &event, Utc::now(), None, None)
+            .await
+            .unwrap()
         else {
             panic!("a pass");
         };
@@ -307,6 +314,7 @@ mod tests {
                 groups: 500,
                 error: None,
                 warnings: Vec::new(),
+                cached: Vec::new(),
                 plan: None,
                 outcomes: (0..10_000).map(failed).collect(),
                 savings: None,

@@ -6,6 +6,7 @@
 //! ([`compat`], [`settings`], [`plan`]) is pure: it never touches the network, the clock or a
 //! logger, so every rule is tested by tables and the dry run is exactly what a real pass would do.
 
+pub mod cache;
 pub mod catalog;
 pub mod cloud;
 pub mod compat;

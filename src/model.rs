@@ -754,6 +754,17 @@ impl OsPrices {
             Os::Suse => self.suse,
         }
     }
+
+    /// Sets the price for one OS.
+    pub fn set(&mut self, os: Os, price: Option<f64>) {
+        let slot = match os {
+            Os::Linux => &mut self.linux,
+            Os::Windows => &mut self.windows,
+            Os::Rhel => &mut self.rhel,
+            Os::Suse => &mut self.suse,
+        };
+        *slot = price;
+    }
 }
 
 /// Where on-demand prices came from, so every report can say how fresh they are.

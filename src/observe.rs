@@ -3,17 +3,23 @@
 //! It makes the minimum read set: the selected groups (filtered server-side where the tag
 //! filter allows), their members and every clone in batches, the launch specs and AMIs in use,
 //! instance types and their offerings, spot price history for the products in use over the
-//! longest price window, and on-demand prices for the operating systems in use. Live data comes
-//! first; where instance types or on-demand prices cannot be read, the bundled catalog and
-//! price table stand in, and the snapshot says so. It decides nothing: that is the planner's job.
+//! longest price window, and on-demand prices for the operating systems in use. Reads that do
+//! not wait on each other's answers go out together. Instance types, offerings and on-demand
+//! prices come from the process's [`ReadCache`] while they are fresh, and the observation says
+//! how old each one is. Live data comes first; where instance types or on-demand prices cannot
+//! be read, the bundled catalog and price table stand in, and the snapshot says so. It decides
+//! nothing: that is the planner's job.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
+use std::sync::Arc;
+
+use crate::cache::{CachedRead, Offerings, OsPriceList, ReadCache};
 use crate::catalog::Catalog;
 use crate::cloud::{CloudError, GroupQuery, Inventory};
-use crate::model::{OnDemandPrices, Os, PriceSource, Snapshot};
+use crate::model::{OnDemandPrices, Os, OsPrices, PriceSource, Snapshot};
 use crate::price_table::BundledPrices;
 use crate::pricing::GroupPricing;
 use crate::settings::{GroupPolicy, Settings};
@@ -28,19 +34,24 @@ pub struct Observation {
     pub policies: BTreeMap<String, GroupPolicy>,
     /// Reads that failed and were replaced by bundled data, in plain words.
     pub warnings: Vec<String>,
+    /// Figures taken from the cache instead of read, with their age.
+    pub cached: Vec<CachedRead>,
 }
 
-/// Reads one region.
+/// Reads one region; `cache` holds what earlier passes of this process read.
 pub async fn observe<I: Inventory>(
     inv: &I,
     settings: &Settings,
+    cache: &ReadCache,
     now: DateTime<Utc>,
 ) -> Result<Observation, CloudError> {
     let region = inv.region().to_string();
     let mut warnings = Vec::new();
-    let groups = inv.groups(&GroupQuery::for_settings(settings)).await?;
+    let mut cached = Vec::new();
+    let query = GroupQuery::for_settings(settings);
+    let (groups, clones) = futures::try_join!(inv.groups(&query), inv.clones())?;
+    let mut clones = clones;
     let policies = settings.policies(&groups);
-    let mut clones = inv.clones().await?;
     let mut snapshot = Snapshot {
         region: region.clone(),
         groups: Vec::new(),
@@ -62,6 +73,7 @@ pub async fn observe<I: Inventory>(
             snapshot,
             policies,
             warnings,
+            cached,
         });
     }
 
@@ -81,53 +93,116 @@ pub async fn observe<I: Inventory>(
         .filter(|c| !c.state.is_gone())
         .map(|c| c.instance_id.clone())
         .collect();
-    if !unknown.is_empty() {
-        let membership = inv.group_membership(&unknown).await?;
-        for c in &mut clones {
-            if let Some(g) = membership.get(&c.instance_id) {
-                c.auto_scaling_group = Some(g.clone());
-            }
-        }
-    }
-    let clone_ids: BTreeSet<String> = clones.iter().map(|c| c.instance_id.clone()).collect();
+    let clone_ids: BTreeSet<&str> = clones.iter().map(|c| c.instance_id.as_str()).collect();
     let wanted: Vec<String> = members
         .iter()
         .filter(|id| !clone_ids.contains(**id))
         .map(|id| id.to_string())
         .collect();
-    for i in inv.instances(&wanted).await?.into_iter().chain(clones) {
-        snapshot.instances.insert(i.instance_id.clone(), i);
-    }
-
     let refs: Vec<_> = groups
         .iter()
         .filter_map(|g| g.launch.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    snapshot.launch_specs = inv.launch_specs(&refs).await?;
+
+    // Everything else at once: none of these waits on another's answer, except the AMIs (on
+    // the launch specs) and the prices (on the AMIs, which say the OS).
+    let specs_and_prices = async {
+        let specs = inv.launch_specs(&refs).await?;
+        let image_ids: Vec<String> = specs
+            .values()
+            .map(|s| s.image_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let amis = inv.images(&image_ids).await?;
+        let mut partial = Snapshot {
+            launch_specs: specs,
+            ..snapshot.clone()
+        };
+        for ami in amis {
+            partial.amis.insert(ami.image_id.clone(), ami);
+        }
+        // The products and OSes the groups are priced as, and the longest price window.
+        let mut oses: BTreeSet<Os> = BTreeSet::new();
+        let mut products: BTreeSet<String> = BTreeSet::new();
+        let mut window = settings.group.spot_price_window_minutes;
+        for g in &groups {
+            // Groups with unusable settings are left alone and costed under the global
+            // settings.
+            let policy = match &policies[&g.name] {
+                GroupPolicy::OptedIn(p) => p,
+                GroupPolicy::NotOptedIn | GroupPolicy::Invalid(_) => &settings.group,
+            };
+            let pricing = GroupPricing::for_group(&partial, g, policy);
+            window = window.max(pricing.window);
+            oses.insert(pricing.os);
+            products.insert(pricing.product);
+        }
+        // Orphans of groups not listed are costed as Linux.
+        oses.insert(Os::Linux);
+        products.insert(Os::Linux.spot_product_description().to_string());
+        let products: Vec<String> = products.into_iter().collect();
+        let start = now - Duration::minutes(i64::from(window));
+        let oses: Vec<Os> = oses.into_iter().collect();
+        let (spot, on_demand) = futures::join!(
+            inv.spot_prices(&products, start),
+            on_demand_prices(inv, cache, &oses, now)
+        );
+        Ok::<_, CloudError>((partial, spot?, on_demand))
+    };
+    let membership = async {
+        if unknown.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            inv.group_membership(&unknown).await
+        }
+    };
+    let (membership, instances, specs_and_prices, types, offerings, owned) = futures::join!(
+        membership,
+        inv.instances(&wanted),
+        specs_and_prices,
+        cached_read(cache.types(&region, now), || async {
+            let types = Arc::new(inv.instance_types().await?);
+            cache.put_types(&region, now, types.clone());
+            Ok(types)
+        }),
+        cached_read(cache.offerings(&region, now), || async {
+            let offerings: Arc<Offerings> = Arc::new(inv.offerings().await?);
+            cache.put_offerings(&region, now, offerings.clone());
+            Ok(offerings)
+        }),
+        inv.owned_templates(),
+    );
+
+    let membership = membership?;
+    for c in &mut clones {
+        if let Some(g) = membership.get(&c.instance_id) {
+            c.auto_scaling_group = Some(g.clone());
+        }
+    }
+    for i in instances?.into_iter().chain(clones) {
+        snapshot.instances.insert(i.instance_id.clone(), i);
+    }
+    let (partial, spot_prices, on_demand) = specs_and_prices?;
+    snapshot.launch_specs = partial.launch_specs;
+    snapshot.amis = partial.amis;
+    snapshot.spot_prices = spot_prices;
     // Only to remove the ones no group needs any more: a failed read removes none this pass.
-    match inv.owned_templates().await {
+    match owned {
         Ok(t) => snapshot.owned_templates = t,
         Err(e) => warnings.push(format!(
             "spotswap's launch templates unknown, none removed this pass: {e}"
         )),
     }
-    let image_ids: Vec<String> = snapshot
-        .launch_specs
-        .values()
-        .map(|s| s.image_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for ami in inv.images(&image_ids).await? {
-        snapshot.amis.insert(ami.image_id.clone(), ami);
-    }
-
-    match inv.instance_types().await {
-        Ok(types) => {
-            for t in types {
-                snapshot.instance_types.insert(t.instance_type.clone(), t);
+    match types {
+        Ok((types, from_cache)) => {
+            cached.extend(from_cache);
+            for t in types.iter() {
+                snapshot
+                    .instance_types
+                    .insert(t.instance_type.clone(), t.clone());
             }
         }
         Err(e) => warnings.push(format!(
@@ -136,38 +211,21 @@ pub async fn observe<I: Inventory>(
         )),
     }
     Catalog::bundled().fill_missing(&mut snapshot.instance_types);
-    match inv.offerings().await {
-        Ok(o) => snapshot.offerings = o,
+    match offerings {
+        Ok((o, from_cache)) => {
+            cached.extend(from_cache);
+            snapshot.offerings = Arc::unwrap_or_clone(o);
+        }
         Err(e) => warnings.push(format!(
             "instance type offerings unknown, spot prices stand for them: {e}"
         )),
     }
 
-    // The products and OSes the groups are priced as, and the longest price window.
-    let mut oses: BTreeSet<Os> = BTreeSet::new();
-    let mut products: BTreeSet<String> = BTreeSet::new();
-    let mut window = settings.group.spot_price_window_minutes;
-    for g in &groups {
-        // Groups with unusable settings are left alone and costed under the global settings.
-        let policy = match &policies[&g.name] {
-            GroupPolicy::OptedIn(p) => p,
-            GroupPolicy::NotOptedIn | GroupPolicy::Invalid(_) => &settings.group,
-        };
-        let pricing = GroupPricing::for_group(&snapshot, g, policy);
-        window = window.max(pricing.window);
-        oses.insert(pricing.os);
-        products.insert(pricing.product);
-    }
-    // Orphans of groups not listed are costed as Linux.
-    oses.insert(Os::Linux);
-    products.insert(Os::Linux.spot_product_description().to_string());
-    let products: Vec<String> = products.into_iter().collect();
-    let start = now - Duration::minutes(i64::from(window));
-    snapshot.spot_prices = inv.spot_prices(&products, start).await?;
-
-    let oses: Vec<Os> = oses.into_iter().collect();
-    match inv.on_demand_prices(&oses).await {
-        Ok(prices) if !prices.is_empty() => snapshot.on_demand.prices = prices,
+    match on_demand {
+        Ok((prices, from_cache)) if !prices.is_empty() => {
+            cached.extend(from_cache);
+            snapshot.on_demand.prices = prices;
+        }
         result => {
             let why = match result {
                 Err(e) => e.to_string(),
@@ -199,5 +257,66 @@ pub async fn observe<I: Inventory>(
         snapshot,
         policies,
         warnings,
+        cached,
     })
+}
+
+/// The cached value if fresh (and the record of its use), else what `read` returns.
+async fn cached_read<T, F, Fut>(
+    fresh: Option<(T, CachedRead)>,
+    read: F,
+) -> Result<(T, Option<CachedRead>), CloudError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
+    match fresh {
+        Some((value, used)) => Ok((value, Some(used))),
+        None => Ok((read().await?, None)),
+    }
+}
+
+/// On-demand prices for `oses`: each OS from the cache while fresh, the others in one read.
+async fn on_demand_prices<I: Inventory>(
+    inv: &I,
+    cache: &ReadCache,
+    oses: &[Os],
+    now: DateTime<Utc>,
+) -> Result<(BTreeMap<String, OsPrices>, Vec<CachedRead>), CloudError> {
+    let region = inv.region();
+    let mut lists: Vec<(Os, Arc<OsPriceList>)> = Vec::new();
+    let mut used = Vec::new();
+    let mut missing = Vec::new();
+    for &os in oses {
+        match cache.on_demand(region, os, now) {
+            Some((list, u)) => {
+                lists.push((os, list));
+                used.push(u);
+            }
+            None => missing.push(os),
+        }
+    }
+    if !missing.is_empty() {
+        let read = inv.on_demand_prices(&missing).await?;
+        for os in missing {
+            let list: OsPriceList = read
+                .iter()
+                .filter_map(|(t, p)| Some((t.clone(), p.get(os)?)))
+                .collect();
+            let list = Arc::new(list);
+            // An empty answer is not kept: the bundled table stands in, and the next pass asks
+            // again.
+            if !list.is_empty() {
+                cache.put_on_demand(region, os, now, list.clone());
+            }
+            lists.push((os, list));
+        }
+    }
+    let mut prices: BTreeMap<String, OsPrices> = BTreeMap::new();
+    for (os, list) in lists {
+        for (t, p) in list.iter() {
+            prices.entry(t.clone()).or_default().set(os, Some(*p));
+        }
+    }
+    Ok((prices, used))
 }

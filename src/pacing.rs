@@ -1,11 +1,13 @@
-//! Pacing: a pass's calls kept under EC2's request token buckets, so it neither meets
-//! `RequestLimitExceeded` nor spends its time in the SDK's retries.
+//! Pacing: every AWS call of a pass kept under its documented request token bucket, so a pass
+//! neither meets `RequestLimitExceeded` nor spends its time in the SDK's retries.
 //!
 //! EC2 throttles each account per region with a token bucket per API action: a call takes a
 //! token, the bucket refills at a fixed rate up to its size (EC2 API reference, "Request
-//! throttling for the Amazon EC2 API"). A pass paces each region's launches and terminations
-//! with buckets of the documented sizes, starting full; every region has its own, as EC2's
-//! are per region. This module only keeps time: it decides nothing about what to call.
+//! throttling for the Amazon EC2 API": "each API is evaluated individually"). A region handle
+//! (`cloud::aws`, and the in-memory cloud) holds one [`Pacer`] for its pass and waits on it
+//! before each call it sends, reads and writes alike; the buckets start full, and every region
+//! has its own, as EC2's are per region. This module only keeps time: it decides nothing about
+//! what to call.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,16 +15,26 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// EC2's request token buckets for the calls a pass makes in bulk: (action, bucket size,
-/// refill per second). RunInstances has the smallest bucket of all (5, refilled at 2 a
-/// second); TerminateInstances and CreateFleet are mutating actions (50, 5 a second; EC2's
-/// throttling page lists no bucket of CreateFleet's own, so it is in the mutating one). Other
-/// calls are a few per group and pass, well inside their buckets.
-pub const EC2_BUCKETS: [(&str, f64, f64); 3] = [
-    ("RunInstances", 5.0, 2.0),
-    ("TerminateInstances", 50.0, 5.0),
-    ("CreateFleet", 50.0, 5.0),
-];
+/// The request bucket of an AWS operation: (bucket size, refill per second).
+///
+/// EC2's documented categories: non-mutating actions (`Describe*`, `Get*`, `List*`) 100,
+/// refilled at 20 a second; mutating actions 50, refilled at 5; RunInstances has the smallest
+/// bucket of all, 5 refilled at 2. CreateFleet is not listed on the throttling page, so it is
+/// taken as mutating. Auto Scaling and the Pricing API publish no bucket sizes: they are
+/// assumed to be like EC2's (reads 100/20, writes 50/5), which a pass's few calls per group
+/// stay well inside.
+pub fn documented_bucket(operation: &str) -> (f64, f64) {
+    match operation {
+        "RunInstances" => (5.0, 2.0),
+        op if ["Describe", "Get", "List"]
+            .iter()
+            .any(|p| op.starts_with(p)) =>
+        {
+            (100.0, 20.0)
+        }
+        _ => (50.0, 5.0),
+    }
+}
 
 /// One token bucket.
 #[derive(Debug, Clone)]
@@ -84,44 +96,37 @@ impl Bucket {
     }
 }
 
-/// One region's buckets for a pass.
-#[derive(Debug)]
+/// One region's buckets for a pass: one per operation, made full on its first call.
+#[derive(Debug, Default)]
 pub struct Pacer {
-    buckets: Mutex<HashMap<&'static str, Bucket>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl Pacer {
-    /// Full buckets of [`EC2_BUCKETS`], from now.
-    pub fn ec2() -> Self {
-        let now = Instant::now();
-        let buckets = EC2_BUCKETS
-            .iter()
-            .map(|(op, size, refill)| (*op, Bucket::full(*size, *refill, now)))
-            .collect();
-        Pacer {
-            buckets: Mutex::new(buckets),
-        }
+    /// Buckets of the documented sizes ([`documented_bucket`]), from now.
+    pub fn new() -> Self {
+        Pacer::default()
     }
 
-    /// When a call of `operation` could go, from now (now for an unpaced operation): a pass
-    /// does not start a launch it could only make after its deadline.
+    fn with_bucket<T>(&self, operation: &str, f: impl FnOnce(&mut Bucket, Instant) -> T) -> T {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("pacer lock");
+        let bucket = buckets.entry(operation.to_string()).or_insert_with(|| {
+            let (size, refill) = documented_bucket(operation);
+            Bucket::full(size, refill, now)
+        });
+        f(bucket, now)
+    }
+
+    /// When a call of `operation` could go, from now: a pass does not start a launch it could
+    /// only make after its deadline.
     pub fn next_slot(&self, operation: &str) -> Instant {
-        let now = Instant::now();
-        let buckets = self.buckets.lock().expect("pacer lock");
-        now + buckets
-            .get(operation)
-            .map_or(Duration::ZERO, |b| b.delay(now))
+        self.with_bucket(operation, |b, now| now + b.delay(now))
     }
 
-    /// Waits until a call of `operation` fits its bucket (at once for an unpaced operation).
+    /// Waits until a call of `operation` fits its bucket, and takes the token.
     pub async fn wait(&self, operation: &str) {
-        let wait = {
-            let mut buckets = self.buckets.lock().expect("pacer lock");
-            match buckets.get_mut(operation) {
-                Some(b) => b.reserve(Instant::now()),
-                None => Duration::ZERO,
-            }
-        };
+        let wait = self.with_bucket(operation, |b, now| b.reserve(now));
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -154,5 +159,34 @@ mod tests {
         let later = t0 + Duration::from_secs(60);
         assert!((0..5).all(|_| idle.try_take(later)));
         assert!(!idle.try_take(later));
+    }
+
+    #[test]
+    fn every_operation_has_the_bucket_of_its_category() {
+        assert_eq!(documented_bucket("RunInstances"), (5.0, 2.0));
+        assert_eq!(documented_bucket("DescribeInstances"), (100.0, 20.0));
+        assert_eq!(
+            documented_bucket("DescribeInstanceRefreshes"),
+            (100.0, 20.0)
+        );
+        assert_eq!(documented_bucket("GetProducts"), (100.0, 20.0));
+        assert_eq!(documented_bucket("CreateFleet"), (50.0, 5.0));
+        assert_eq!(documented_bucket("TerminateInstances"), (50.0, 5.0));
+        assert_eq!(documented_bucket("AttachInstances"), (50.0, 5.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pacer_lets_a_bucket_go_at_once_then_at_its_refill_rate() {
+        let pacer = Pacer::new();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            pacer.wait("DescribeInstances").await;
+        }
+        assert_eq!(Instant::now(), t0);
+        pacer.wait("DescribeInstances").await;
+        assert_eq!(Instant::now() - t0, Duration::from_millis(50));
+        // Another operation has its own bucket.
+        pacer.wait("DescribeImages").await;
+        assert_eq!(Instant::now() - t0, Duration::from_millis(50));
     }
 }

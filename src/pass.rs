@@ -12,7 +12,10 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::cloud::{Account, Inventory};
+use std::sync::Arc;
+
+use crate::cache::ReadCache;
+use crate::cloud::{Account, Inventory, apply_refreshes};
 use crate::error::Error;
 use crate::execute::execute;
 use crate::observe::observe;
@@ -35,6 +38,9 @@ pub struct PassOptions {
     /// No launch or swap starts after this instant (the Lambda's deadline less a margin);
     /// what is left is picked up by the next pass.
     pub deadline: Option<tokio::time::Instant>,
+    /// Slow-changing reads kept by this process across passes (a warm Lambda's); none, and
+    /// every pass reads them.
+    pub cache: Option<Arc<ReadCache>>,
 }
 
 impl PassOptions {
@@ -45,6 +51,7 @@ impl PassOptions {
             dry_run: settings.dry_run,
             now,
             deadline: None,
+            cache: None,
         }
     }
 }
@@ -137,7 +144,15 @@ async fn region_pass<A: Account>(
     let cloud = account.region(region);
     let span = info_span!("region", region = %region);
     async {
-        let observation = match observe(&cloud, settings, opts.now).await {
+        let no_cache;
+        let cache = match &opts.cache {
+            Some(c) => c.as_ref(),
+            None => {
+                no_cache = ReadCache::new(0);
+                &no_cache
+            }
+        };
+        let observation = match observe(&cloud, settings, cache, opts.now).await {
             Ok(o) => o,
             Err(e) => {
                 error!(
@@ -151,6 +166,7 @@ async fn region_pass<A: Account>(
                     groups: 0,
                     error: Some(e),
                     warnings: Vec::new(),
+                    cached: Vec::new(),
                     plan: None,
                     outcomes: Vec::new(),
                     savings: None,
@@ -159,15 +175,39 @@ async fn region_pass<A: Account>(
             }
         };
         let crate::observe::Observation {
-            snapshot,
+            mut snapshot,
             policies,
             warnings,
+            cached,
         } = observation;
         for w in &warnings {
             warn!("{w}");
         }
+        let first = plan_with(&Inputs::with_policies(
+            &snapshot,
+            settings,
+            policies.clone(),
+            opts.now,
+        ));
+        // Whether an instance refresh is under way, only for the groups the plan would change
+        // (one call per group: a group with nothing to do needs none), then the plan again if
+        // a refresh (or a failed read) leaves one of them alone.
+        let changed: std::collections::BTreeSet<&str> =
+            first.actions().map(|(d, _)| d.group.as_str()).collect();
+        let acting: Vec<String> = snapshot
+            .groups
+            .iter()
+            .filter(|g| changed.contains(g.name.as_str()))
+            .map(|g| g.name.clone())
+            .collect();
+        let refreshes = if acting.is_empty() {
+            Default::default()
+        } else {
+            cloud.refreshes(&acting).await
+        };
+        let replan = apply_refreshes(&mut snapshot.groups, &refreshes);
         let inputs = Inputs::with_policies(&snapshot, settings, policies, opts.now);
-        let p = plan_with(&inputs);
+        let p = if replan { plan_with(&inputs) } else { first };
         info!(
             groups = snapshot.groups.len(),
             actions = p.actions().count(),
@@ -188,6 +228,7 @@ async fn region_pass<A: Account>(
             groups: snapshot.groups.len() as u32,
             error: None,
             warnings,
+            cached,
             savings: Some(savings),
             plan: Some(p),
             outcomes,

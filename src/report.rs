@@ -76,6 +76,9 @@ pub struct RegionReport {
     /// Reads replaced by bundled data.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Figures taken from the process's cache instead of read this pass, with their age.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cached: Vec<crate::cache::CachedRead>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
     pub outcomes: Vec<Outcome>,

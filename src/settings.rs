@@ -159,6 +159,17 @@ pub const SETTINGS: &[SettingDef] = &[
         Check::Choices(&["true", "false"]),
     ),
     def(
+        "cache-hours",
+        "6",
+        Scope::Global,
+        None,
+        "Hours a process (a warm Lambda) reuses the instance types, their offerings and the on-demand prices it read in a region; 0 reads them every pass. Spot prices are read every pass",
+        Check::Number {
+            min: 0.0,
+            max: 168.0,
+        },
+    ),
+    def(
         "min-on-demand-number",
         "0",
         Scope::Group,
@@ -476,6 +487,9 @@ pub struct Settings {
     pub dry_run: bool,
     pub interruption_action: InterruptionAction,
     pub handle_rebalance_recommendations: bool,
+    /// How long slow-changing reads (instance types, offerings, on-demand prices) are reused
+    /// by later passes of the same process.
+    pub cache_hours: u32,
     /// Defaults for every group, before its tags.
     pub group: GroupSettings,
     /// The global values of the group-scoped settings as given (or defaulted), with where each
@@ -568,6 +582,8 @@ impl Settings {
         );
         let dry_run = parse_bool(value("dry-run"));
         global("dry-run", dry_run.as_ref().err().cloned());
+        let cache_hours = parse_cache_hours(value("cache-hours"));
+        global("cache-hours", cache_hours.as_ref().err().cloned());
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -578,6 +594,7 @@ impl Settings {
             dry_run: dry_run.expect("checked above"),
             interruption_action: interruption_action.expect("checked above"),
             handle_rebalance_recommendations: rebalance.expect("checked above"),
+            cache_hours: cache_hours.expect("checked above"),
             group: group.expect("checked above"),
             group_values: values
                 .into_iter()
@@ -855,6 +872,13 @@ fn parse_window(v: &str) -> Result<u32, String> {
     match parse_count(v)? {
         0 => Err("expected at least 1 minute".into()),
         n => Ok(n),
+    }
+}
+
+fn parse_cache_hours(v: &str) -> Result<u32, String> {
+    match parse_count(v.trim())? {
+        n if n <= 168 => Ok(n),
+        _ => Err("expected hours from 0 to 168 (a week)".into()),
     }
 }
 

@@ -3,10 +3,12 @@
 //! library, which logs through `tracing` (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`); this shell
 //! adds the pass's metrics in CloudWatch embedded metric format and the interruption outcome.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn, tracing};
 use serde_json::Value;
+use spotswap::cache::ReadCache;
 use spotswap::cloud::aws::{AwsAccount, load_config};
 use spotswap::interrupt::Outcome;
 use spotswap::lambda::{Handled, handle, interruption_metrics, pass_metrics, settings_from_env};
@@ -25,8 +27,11 @@ async fn main() -> Result<(), Error> {
         }
     };
     let account = AwsAccount::new(load_config(None, None).await);
+    // Kept for the container's life: a warm invocation reuses instance types, offerings and
+    // on-demand prices for `cache-hours`.
+    let cache = Arc::new(ReadCache::new(settings.cache_hours));
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "spotswap".into());
-    let (account, settings, function) = (&account, &settings, &function);
+    let (account, settings, function, cache) = (&account, &settings, &function, &cache);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
         // A deadline already passed leaves no time at all, not an unlimited pass.
@@ -41,6 +46,7 @@ async fn main() -> Result<(), Error> {
             &event.payload,
             chrono::Utc::now(),
             time_left,
+            Some(cache),
         )
         .await
         {

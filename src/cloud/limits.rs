@@ -43,3 +43,12 @@ pub const PRODUCT_PAGE: i32 = 100;
 /// Instance ids per `TerminateInstances` call, as the in-memory cloud counts them. The AWS
 /// adapter sends all of a call's ids in one request (the few orphans a pass terminates).
 pub const TERMINATE_BATCH: usize = 1000;
+
+/// Calls of one read (pages by id, per-group reads) in flight at once within a region: each
+/// still waits for its request token (`crate::pacing`), so this only bounds the answers held
+/// in memory at once.
+pub const READ_CONCURRENCY: usize = 8;
+
+/// Launch template versions per `DescribeLaunchTemplateVersions` page (its `MaxResults` is
+/// 1-200).
+pub const TEMPLATE_VERSION_PAGE: i32 = 200;

@@ -197,14 +197,21 @@ pub trait Inventory: Send + Sync {
     /// The region this inventory reads.
     fn region(&self) -> &str;
 
-    /// Auto Scaling groups, with their members (`DescribeAutoScalingGroups`) and whether an
-    /// instance refresh is under way (`DescribeInstanceRefreshes`, one call per group: Auto
-    /// Scaling has no batched form). A failed per-group read is recorded on that group
-    /// ([`Group::read_failures`]), never an error of the listing.
+    /// Auto Scaling groups, with their members (`DescribeAutoScalingGroups`). Whether an
+    /// instance refresh is under way is not read here: see [`Inventory::refreshes`].
     fn groups(
         &self,
         query: &GroupQuery,
     ) -> impl Future<Output = Result<Vec<Group>, CloudError>> + Send;
+
+    /// Whether an instance refresh is under way, for each group named
+    /// (`DescribeInstanceRefreshes`, one call per group: Auto Scaling has no batched form, so
+    /// a pass asks only for the groups it is about to change). One group's failed read is that
+    /// group's answer, never the others'.
+    fn refreshes(
+        &self,
+        groups: &[String],
+    ) -> impl Future<Output = BTreeMap<String, Result<bool, CloudError>>> + Send;
 
     /// Instances by id, in batches (`DescribeInstances`). Unknown ids are left out.
     fn instances(
@@ -225,6 +232,9 @@ pub trait Inventory: Send + Sync {
 
     /// Launch configurations and launch template versions (`$Latest` and `$Default`
     /// resolved), keyed by [`LaunchRef::key`]. References that do not exist are left out.
+    /// Templates named by `$Latest` or `$Default` are read for the whole region at once
+    /// (`DescribeLaunchTemplateVersions` without a template id answers both versions of every
+    /// template); only numbered versions that answer does not hold take a call per template.
     fn launch_specs(
         &self,
         refs: &[LaunchRef],
@@ -266,6 +276,24 @@ pub trait Inventory: Send + Sync {
 
     /// Calls made so far, by operation name.
     fn call_counts(&self) -> BTreeMap<String, u64>;
+}
+
+/// Puts the answers of [`Inventory::refreshes`] on their groups: a refresh under way, or the
+/// failed read (which leaves the group alone). Returns whether any group changed.
+pub fn apply_refreshes(
+    groups: &mut [Group],
+    answers: &BTreeMap<String, Result<bool, CloudError>>,
+) -> bool {
+    let mut changed = false;
+    for g in groups {
+        match answers.get(&g.name) {
+            Some(Ok(true)) => g.instance_refresh_in_progress = true,
+            Some(Err(e)) => g.read_failures.push(e.as_read_failure()),
+            Some(Ok(false)) | None => continue,
+        }
+        changed = true;
+    }
+    changed
 }
 
 /// Everything needed to launch one spot clone of one type.
@@ -347,6 +375,11 @@ pub struct OwnedTemplate {
 
 /// The write side of one region.
 pub trait Actuator: Send + Sync {
+    /// The region's request buckets for this pass, which every call of the handle waits on:
+    /// a pass asks it when a launch could go, and defers one that could only go after its
+    /// deadline.
+    fn pacer(&self) -> &crate::pacing::Pacer;
+
     /// Launches a batch of spot clones with one `CreateFleet` of type `instant`.
     fn launch_fleet(
         &self,

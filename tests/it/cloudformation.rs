@@ -438,6 +438,7 @@ fn the_deploy_checks_take_what_the_settings_take_and_refuse_the_usual_mistakes()
         ),
         ("tag-filtering-mode", &["opt-in", "opt-out"], &["sometimes"]),
         ("dry-run", &["true", "false"], &["yes"]),
+        ("cache-hours", &["0", "6", "168"], &["-1", "169", "soon"]),
         ("interruption-action", &["terminate", "detach"], &["stop"]),
         (
             "handle-rebalance-recommendations",

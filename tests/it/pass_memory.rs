@@ -7,9 +7,11 @@
 //! group's grace period plus the orphan timeout, and groups that are not opted in untouched.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use spotswap::cache::ReadCache;
 use spotswap::cloud::memory::{GroupBuilder, InstanceBuilder, MemoryCloud};
 use spotswap::cloud::{CloudError, ErrorKind};
 use spotswap::model::{
@@ -306,6 +308,7 @@ impl Account {
             dry_run: false,
             now: chrono::Utc::now(),
             deadline: None,
+            cache: None,
         };
         self.pass_with(settings, &opts).await
     }
@@ -670,6 +673,7 @@ async fn dry_run_changes_nothing_in_the_account() {
         dry_run: true,
         now: chrono::Utc::now(),
         deadline: None,
+        cache: None,
     };
     let setting = Settings::from_pairs([("dry-run", "true")]).unwrap();
     assert!(setting.dry_run);
@@ -677,6 +681,7 @@ async fn dry_run_changes_nothing_in_the_account() {
         dry_run: setting.dry_run,
         now: chrono::Utc::now(),
         deadline: None,
+        cache: None,
     };
     for (settings, opts) in [
         (Settings::default(), flag),
@@ -1407,6 +1412,7 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
         dry_run: false,
         now: chrono::Utc::now(),
         deadline: Some(tokio::time::Instant::now()),
+        cache: None,
     };
     let report = account.pass_with(&settings, &opts).await;
 
@@ -1686,6 +1692,7 @@ async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
         dry_run: false,
         now: chrono::Utc::now(),
         deadline: None,
+        cache: None,
     };
     let mut converged = false;
     for _ in 0..MAX_PASSES + 4 {
@@ -1823,6 +1830,7 @@ async fn a_multi_region_pass_logs_one_progress_record_per_region_done() {
         dry_run: true,
         now: cloud.now(),
         deadline: None,
+        cache: None,
     };
     let report = pass::run(&cloud, &Settings::default(), &opts)
         .await
@@ -1862,6 +1870,7 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
                 dry_run: false,
                 now: chrono::Utc::now(),
                 deadline: None,
+                cache: None,
             },
         )
         .await;
@@ -2059,6 +2068,7 @@ async fn a_group_that_scaled_out_to_a_raised_max_size_gets_its_own_back_once_it_
         dry_run: false,
         now: chrono::Utc::now(),
         deadline: None,
+        cache: None,
     };
 
     let report = account.run(&Settings::default(), &opts).await;
@@ -2550,6 +2560,7 @@ async fn every_region_runs_at_once_so_a_busy_region_does_not_hold_up_the_others(
         dry_run: false,
         now: cloud.now(),
         deadline: None,
+        cache: None,
     };
     let started = tokio::time::Instant::now();
     let report = pass::run(&cloud, &settings, &opts).await.unwrap();
@@ -2575,6 +2586,7 @@ async fn a_launch_that_would_wait_for_ec2s_bucket_past_the_deadline_is_left_to_t
         dry_run: false,
         now: chrono::Utc::now(),
         deadline: Some(tokio::time::Instant::now() + Duration::from_secs(5)),
+        cache: None,
     };
     let report = account.run(&settings, &opts).await;
     let launched = report.totals.clones_launched;
@@ -2582,4 +2594,73 @@ async fn a_launch_that_would_wait_for_ec2s_bucket_past_the_deadline_is_left_to_t
     assert_eq!(report.totals.deferred, 40 - launched, "{report:#?}");
     assert!(account.cloud.throttled(REGION).is_empty());
     assert_eq!(report.totals.failures, 0);
+}
+
+/// `cache-hours` (a warm Lambda container's passes share one cache): a pass within the hours of
+/// an earlier one reuses its instance types, offerings and on-demand prices and the report says
+/// how old each is; spot prices are read every pass; past the hours, or with 0, they are read
+/// again.
+#[tokio::test(start_paused = true)]
+async fn cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_gives_their_age() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 4, &[]);
+    const SLOW: [&str; 3] = [
+        "DescribeInstanceTypes",
+        "DescribeInstanceTypeOfferings",
+        "GetProducts",
+    ];
+    let calls = |r: &PassReport, op: &str| r.regions[0].calls.get(op).copied().unwrap_or(0);
+    let with_cache = |settings: &Settings| PassOptions {
+        cache: Some(Arc::new(ReadCache::new(settings.cache_hours))),
+        ..PassOptions::new(settings, chrono::Utc::now())
+    };
+
+    let settings = Settings::from_pairs([("cache-hours", "1")]).unwrap();
+    let opts = with_cache(&settings);
+    let first = account.pass_with(&settings, &opts).await;
+    assert!(
+        SLOW.iter().all(|op| calls(&first, op) >= 1),
+        "{:?}",
+        first.regions[0].calls
+    );
+    assert!(first.regions[0].cached.is_empty());
+    account.wait();
+    let second = account.pass_with(&settings, &opts).await;
+    assert!(
+        SLOW.iter().all(|op| calls(&second, op) == 0),
+        "{:?}",
+        second.regions[0].calls
+    );
+    assert_eq!(calls(&second, "DescribeSpotPriceHistory"), 1);
+    let cached: Vec<(&str, i64)> = second.regions[0]
+        .cached
+        .iter()
+        .map(|c| (c.read.as_str(), c.age_minutes))
+        .collect();
+    assert_eq!(
+        cached,
+        [
+            ("instance-types", 5),
+            ("offerings", 5),
+            ("on-demand-prices:linux", 5)
+        ]
+    );
+    // The decisions are the ones fresh reads give.
+    let json = serde_json::to_value(&second).unwrap();
+    assert_eq!(json["regions"][0]["cached"][0]["age_minutes"], 5);
+    account.cloud.advance(Duration::from_secs(3600));
+    let third = account.pass_with(&settings, &opts).await;
+    assert!(
+        SLOW.iter().all(|op| calls(&third, op) >= 1),
+        "past the hours"
+    );
+    assert!(third.regions[0].cached.is_empty());
+
+    let never = Settings::from_pairs([("cache-hours", "0")]).unwrap();
+    let opts = with_cache(&never);
+    for _ in 0..2 {
+        account.wait();
+        let r = account.pass_with(&never, &opts).await;
+        assert!(SLOW.iter().all(|op| calls(&r, op) >= 1), "0 hours");
+    }
 }

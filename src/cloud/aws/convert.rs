@@ -35,7 +35,7 @@ pub fn group_launch(g: &asg::AutoScalingGroup) -> Option<LaunchRef> {
 }
 
 /// A group as the model sees it. `refreshing` says whether an instance refresh is running.
-pub fn group(g: &asg::AutoScalingGroup, refreshing: bool) -> Option<Group> {
+pub fn group(g: &asg::AutoScalingGroup) -> Option<Group> {
     let mut tags = BTreeMap::new();
     let mut propagated = BTreeSet::new();
     for t in g.tags() {
@@ -57,7 +57,8 @@ pub fn group(g: &asg::AutoScalingGroup, refreshing: bool) -> Option<Group> {
         launch: group_launch(g),
         mixed_instances_policy: g.mixed_instances_policy().is_some(),
         warm_pool: g.warm_pool_configuration().is_some(),
-        instance_refresh_in_progress: refreshing,
+        // Read for the groups a pass is about to change (`Inventory::refreshes`).
+        instance_refresh_in_progress: false,
         read_failures: Vec::new(),
         suspended_processes: g
             .suspended_processes()
@@ -632,7 +633,7 @@ mod tests {
                     .build(),
             )
             .build();
-        let m = group(&g, false).unwrap();
+        let m = group(&g).unwrap();
         assert_eq!(m.propagated_tag_keys, BTreeSet::from(["team".to_string()]));
         assert_eq!(m.tags.len(), 2);
         assert_eq!(

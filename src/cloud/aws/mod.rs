@@ -26,7 +26,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::{
     Account, Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetResult, GroupQuery,
@@ -36,10 +36,7 @@ use crate::model::{
     Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
     OwnedTemplateRecord, SpotPricePoint,
 };
-
-/// Concurrent per-group reads (instance refreshes) within one region: Auto Scaling's calls
-/// share one throttling bucket per account and region.
-const GROUP_READ_CONCURRENCY: usize = 4;
+use crate::pacing::Pacer;
 
 /// Loads the standard AWS configuration: credentials from the default chain (environment,
 /// profile, SSO, instance or task role), the region from the environment or profile unless
@@ -159,6 +156,8 @@ pub struct AwsRegion {
     autoscaling: autoscaling::Client,
     pricing: aws_sdk_pricing::Client,
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// The region's request buckets for this handle's pass: every call waits for its token.
+    pacer: Arc<Pacer>,
 }
 
 impl AwsRegion {
@@ -182,10 +181,13 @@ impl AwsRegion {
             autoscaling,
             pricing,
             calls: Arc::default(),
+            pacer: Arc::default(),
         }
     }
 
-    fn count(&self, operation: &str) {
+    /// Before each call: waits for the operation's request token, and counts the call.
+    async fn call(&self, operation: &str) {
+        self.pacer.wait(operation).await;
         let mut calls = self.calls.lock().expect("call counter lock");
         *calls.entry(operation.to_string()).or_default() += 1;
     }
@@ -200,7 +202,7 @@ impl AwsRegion {
         let mut out = Vec::new();
         let mut token = None;
         loop {
-            self.count(operation);
+            self.call(operation).await;
             let (items, next) = page(token).await?;
             out.extend(items);
             token = next.filter(|t| !t.is_empty());
@@ -213,7 +215,7 @@ impl AwsRegion {
     /// Whether an instance refresh is running for `group`: the newest refresh is listed
     /// first, and only these statuses mean instances are being replaced behind our back.
     async fn refreshing(&self, group: &str) -> Result<bool, CloudError> {
-        self.count("DescribeInstanceRefreshes");
+        self.call("DescribeInstanceRefreshes").await;
         let out = self
             .autoscaling
             .describe_instance_refreshes()
@@ -419,47 +421,35 @@ impl Inventory for AwsRegion {
                 }
             })
             .await?;
-        let names: Vec<String> = raw
-            .iter()
-            .filter_map(|g| g.auto_scaling_group_name().map(str::to_string))
-            .collect();
+        Ok(raw.iter().filter_map(convert::group).collect())
+    }
+
+    async fn refreshes(&self, groups: &[String]) -> BTreeMap<String, Result<bool, CloudError>> {
         // One group's failed read (plain moto has no DescribeInstanceRefreshes; a role may
-        // lack the permission) leaves that group alone, not the region.
-        let refreshing: BTreeMap<String, Result<bool, CloudError>> = stream::iter(names)
+        // lack the permission) is that group's answer, not the region's.
+        stream::iter(groups.to_vec())
             .map(|n| async move {
                 let r = self.refreshing(&n).await;
                 (n, r)
             })
-            .buffer_unordered(GROUP_READ_CONCURRENCY)
+            .buffer_unordered(limits::READ_CONCURRENCY)
             .collect()
-            .await;
-        Ok(raw
-            .iter()
-            .filter_map(|g| {
-                let name = g.auto_scaling_group_name()?;
-                match refreshing.get(name) {
-                    Some(Err(e)) => {
-                        let mut group = convert::group(g, false)?;
-                        group.read_failures.push(e.as_read_failure());
-                        Some(group)
-                    }
-                    Some(Ok(r)) => convert::group(g, *r),
-                    None => convert::group(g, false),
-                }
-            })
-            .collect())
+            .await
     }
 
     async fn instances(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError> {
-        let mut out = Vec::new();
         // A filter, not InstanceIds: an id that vanished meanwhile must not fail the batch.
-        for chunk in ids.chunks(limits::INSTANCE_ID_BATCH) {
-            out.extend(
-                self.describe_instances(vec![filter("instance-id", chunk.iter().cloned())])
-                    .await?,
-            );
-        }
-        Ok(out)
+        // Batches go out a few at a time: each waits for its token anyway.
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(limits::INSTANCE_ID_BATCH)
+            .map(<[String]>::to_vec)
+            .collect();
+        let batches: Vec<Vec<Instance>> = stream::iter(chunks)
+            .map(|chunk| self.describe_instances(vec![filter("instance-id", chunk)]))
+            .buffer_unordered(limits::READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(batches.into_iter().flatten().collect())
     }
 
     async fn clones(&self) -> Result<Vec<Instance>, CloudError> {
@@ -548,9 +538,56 @@ impl Inventory for AwsRegion {
                 .await?;
             out.extend(found);
         }
-        // One call per template, asking for every version its groups name.
-        for (id, versions) in templates {
-            self.count("DescribeLaunchTemplateVersions");
+        // `$Latest` and `$Default` of every template of the region in one paginated read, when
+        // more than one template needs them (for one, its own call is as cheap): "to describe
+        // all the latest or default launch template versions in your account, omit the
+        // launch template id and name" (EC2 API reference, DescribeLaunchTemplateVersions).
+        let floating = templates
+            .values()
+            .filter(|vs| vs.iter().any(|v| v.starts_with('$')))
+            .count();
+        let mut found: BTreeMap<String, Vec<ec2::types::LaunchTemplateVersion>> = BTreeMap::new();
+        let region_wide = floating > 1;
+        if region_wide {
+            let versions = self
+                .paginate("DescribeLaunchTemplateVersions", |token| async move {
+                    let page = self
+                        .ec2
+                        .describe_launch_template_versions()
+                        .versions("$Latest")
+                        .versions("$Default")
+                        .max_results(limits::TEMPLATE_VERSION_PAGE)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| self.error("DescribeLaunchTemplateVersions", e))?;
+                    Ok((
+                        page.launch_template_versions().to_vec(),
+                        page.next_token().map(str::to_string),
+                    ))
+                })
+                .await?;
+            for v in versions {
+                if let Some(id) = v.launch_template_id() {
+                    found.entry(id.to_string()).or_default().push(v);
+                }
+            }
+        }
+        for (&id, versions) in &templates {
+            let have = found.get(id).map(Vec::as_slice).unwrap_or_default();
+            let answered = |requested: &str| {
+                requested.starts_with('$')
+                    || have.iter().any(|v| {
+                        v.version_number().map(|n| n.to_string()).as_deref() == Some(requested)
+                    })
+            };
+            // A template the region-wide answer does not hold is gone: its groups have no spec.
+            let gone = region_wide && have.is_empty();
+            if gone || (region_wide && versions.iter().all(|v| answered(v))) {
+                continue;
+            }
+            // One call for this template, asking for every version its groups name.
+            self.call("DescribeLaunchTemplateVersions").await;
             let result = self
                 .ec2
                 .describe_launch_template_versions()
@@ -558,18 +595,24 @@ impl Inventory for AwsRegion {
                 .set_versions(Some(versions.iter().map(|v| v.to_string()).collect()))
                 .send()
                 .await;
-            let page = match result {
-                Ok(p) => p,
+            match result {
+                Ok(page) => found
+                    .entry(id.to_string())
+                    .or_default()
+                    .extend(page.launch_template_versions().iter().cloned()),
                 Err(e) => {
                     let e = self.error("DescribeLaunchTemplateVersions", e);
                     // A deleted template leaves its groups without a spec: the planner says so.
-                    if e.kind == ErrorKind::NotFound {
-                        continue;
+                    if e.kind != ErrorKind::NotFound {
+                        return Err(e);
                     }
-                    return Err(e);
                 }
+            }
+        }
+        for (id, versions) in templates {
+            let Some(found) = found.get(id) else {
+                continue;
             };
-            let found = page.launch_template_versions();
             for requested in versions {
                 let chosen = match requested {
                     "$Latest" => found.iter().max_by_key(|v| v.version_number()),
@@ -736,14 +779,7 @@ impl Inventory for AwsRegion {
                 })
                 .await?;
             for (t, price) in entries {
-                let prices = out.entry(t).or_default();
-                let slot = match os {
-                    Os::Linux => &mut prices.linux,
-                    Os::Windows => &mut prices.windows,
-                    Os::Rhel => &mut prices.rhel,
-                    Os::Suse => &mut prices.suse,
-                };
-                *slot = Some(price);
+                out.entry(t).or_default().set(*os, Some(price));
             }
         }
         Ok(out)
@@ -792,8 +828,12 @@ impl Inventory for AwsRegion {
 }
 
 impl Actuator for AwsRegion {
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
     async fn launch_fleet(&self, f: &FleetLaunch) -> Result<FleetResult, CloudError> {
-        self.count("CreateFleet");
+        self.call("CreateFleet").await;
         let out = fleet::request(f)
             .send_with(&self.ec2)
             .await
@@ -802,7 +842,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn ensure_template(&self, t: &OwnedTemplate) -> Result<(), CloudError> {
-        self.count("CreateLaunchTemplate");
+        self.call("CreateLaunchTemplate").await;
         match fleet::template_request(t).send_with(&self.ec2).await {
             Ok(_) => Ok(()),
             // Made by an earlier pass: a launch configuration never changes, nor its template.
@@ -814,7 +854,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn delete_template(&self, template_id: &str) -> Result<(), CloudError> {
-        self.count("DeleteLaunchTemplate");
+        self.call("DeleteLaunchTemplate").await;
         self.ec2
             .delete_launch_template()
             .launch_template_id(template_id)
@@ -829,7 +869,7 @@ impl Actuator for AwsRegion {
         instance: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), CloudError> {
-        self.count("CreateTags");
+        self.call("CreateTags").await;
         let tags: Vec<ec2::types::Tag> = tags
             .iter()
             .map(|(k, v)| ec2::types::Tag::builder().key(k).value(v).build())
@@ -845,7 +885,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn launch_clone(&self, l: &CloneLaunch) -> Result<String, CloudError> {
-        self.count("RunInstances");
+        self.call("RunInstances").await;
         let out = run::request(l)
             .send_with(&self.ec2)
             .await
@@ -865,7 +905,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn attach(&self, group: &str, instance: &str) -> Result<(), CloudError> {
-        self.count("AttachInstances");
+        self.call("AttachInstances").await;
         self.autoscaling
             .attach_instances()
             .auto_scaling_group_name(group)
@@ -877,7 +917,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn terminate_in_group(&self, instance: &str, decrement: bool) -> Result<(), CloudError> {
-        self.count("TerminateInstanceInAutoScalingGroup");
+        self.call("TerminateInstanceInAutoScalingGroup").await;
         self.autoscaling
             .terminate_instance_in_auto_scaling_group()
             .instance_id(instance)
@@ -889,7 +929,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn detach(&self, group: &str, instance: &str, decrement: bool) -> Result<(), CloudError> {
-        self.count("DetachInstances");
+        self.call("DetachInstances").await;
         self.autoscaling
             .detach_instances()
             .auto_scaling_group_name(group)
@@ -905,7 +945,7 @@ impl Actuator for AwsRegion {
         if instances.is_empty() {
             return Ok(());
         }
-        self.count("TerminateInstances");
+        self.call("TerminateInstances").await;
         self.ec2
             .terminate_instances()
             .set_instance_ids(Some(instances.to_vec()))
@@ -916,7 +956,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn set_max_size(&self, group: &str, max_size: u32) -> Result<(), CloudError> {
-        self.count("UpdateAutoScalingGroup");
+        self.call("UpdateAutoScalingGroup").await;
         self.autoscaling
             .update_auto_scaling_group()
             .auto_scaling_group_name(group)
@@ -928,7 +968,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn tag_group(&self, group: &str, key: &str, value: &str) -> Result<(), CloudError> {
-        self.count("CreateOrUpdateTags");
+        self.call("CreateOrUpdateTags").await;
         self.autoscaling
             .create_or_update_tags()
             .tags(
@@ -947,7 +987,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn untag_group(&self, group: &str, key: &str) -> Result<(), CloudError> {
-        self.count("DeleteTags");
+        self.call("DeleteTags").await;
         self.autoscaling
             .delete_tags()
             .tags(

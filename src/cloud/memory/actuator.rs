@@ -131,9 +131,13 @@ fn launch_one(
 }
 
 impl Actuator for MemoryRegion {
+    fn pacer(&self) -> &crate::pacing::Pacer {
+        &self.pacer
+    }
+
     async fn launch_clone(&self, l: &CloneLaunch) -> Result<String, CloudError> {
         const OP: &str = "RunInstances";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             if let Some(id) = ctx.region.client_tokens.get(&l.client_token) {
                 return Ok(id.clone());
@@ -161,7 +165,7 @@ impl Actuator for MemoryRegion {
 
     async fn launch_fleet(&self, f: &FleetLaunch) -> Result<FleetResult, CloudError> {
         const OP: &str = "CreateFleet";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             if let Some(launched) = ctx.region.fleet_tokens.get(&f.client_token) {
                 return Ok(FleetResult {
@@ -237,7 +241,7 @@ impl Actuator for MemoryRegion {
 
     async fn ensure_template(&self, t: &OwnedTemplate) -> Result<(), CloudError> {
         const OP: &str = "CreateLaunchTemplate";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             let exists = ctx
                 .region
@@ -266,7 +270,7 @@ impl Actuator for MemoryRegion {
 
     async fn delete_template(&self, template_id: &str) -> Result<(), CloudError> {
         const OP: &str = "DeleteLaunchTemplate";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             match ctx.region.templates.remove(template_id) {
                 Some(_) => Ok(()),
@@ -287,7 +291,7 @@ impl Actuator for MemoryRegion {
         tags: &BTreeMap<String, String>,
     ) -> Result<(), CloudError> {
         const OP: &str = "CreateTags";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             let Some(i) = ctx.region.instances.get_mut(instance) else {
                 let message = format!("The instance ID '{instance}' does not exist");
@@ -313,7 +317,7 @@ impl Actuator for MemoryRegion {
 
     async fn attach(&self, group: &str, instance: &str) -> Result<(), CloudError> {
         const OP: &str = "AttachInstances";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             let r = &mut *ctx.region;
             let g = r
@@ -361,7 +365,7 @@ impl Actuator for MemoryRegion {
         decrement_desired: bool,
     ) -> Result<(), CloudError> {
         const OP: &str = "TerminateInstanceInAutoScalingGroup";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             let Some(group) = ctx.region.membership.get(instance).cloned() else {
                 let message = format!("Instance Id not found - No managed instance found for instance ID: {instance}");
@@ -391,7 +395,7 @@ impl Actuator for MemoryRegion {
         decrement_desired: bool,
     ) -> Result<(), CloudError> {
         const OP: &str = "DetachInstances";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             if ctx.region.membership.get(instance).map(String::as_str) != Some(group) {
                 let message =
@@ -423,7 +427,7 @@ impl Actuator for MemoryRegion {
 
     async fn terminate(&self, instances: &[String]) -> Result<(), CloudError> {
         const OP: &str = "TerminateInstances";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.batches(OP, instances.len(), TERMINATE_BATCH)?;
             if let Some(id) = instances
                 .iter()
@@ -447,7 +451,7 @@ impl Actuator for MemoryRegion {
 
     async fn set_max_size(&self, group: &str, max_size: u32) -> Result<(), CloudError> {
         const OP: &str = "UpdateAutoScalingGroup";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             let g = ctx.region.groups.get_mut(group).ok_or_else(|| group_not_found(OP, group))?;
             if max_size < g.desired_capacity || max_size < g.min_size {
@@ -465,7 +469,7 @@ impl Actuator for MemoryRegion {
 
     async fn tag_group(&self, group: &str, key: &str, value: &str) -> Result<(), CloudError> {
         const OP: &str = "CreateOrUpdateTags";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             let g = ctx
                 .region
@@ -481,7 +485,7 @@ impl Actuator for MemoryRegion {
 
     async fn untag_group(&self, group: &str, key: &str) -> Result<(), CloudError> {
         const OP: &str = "DeleteTags";
-        self.run(|ctx| {
+        self.run(OP, |ctx| {
             ctx.call(OP)?;
             let g = ctx
                 .region

@@ -15,25 +15,19 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::MemoryRegion;
 use crate::catalog::Catalog;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::state::pages;
 use crate::cloud::limits::{
     GROUP_PAGE, IMAGE_BATCH, INSTANCE_ID_BATCH, INSTANCE_PAGE, LAUNCH_CONFIG_BATCH,
-    MEMBERSHIP_BATCH, OFFERING_PAGE, PRODUCT_PAGE, SPOT_PRICE_PAGE, TYPE_PAGE,
+    MEMBERSHIP_BATCH, OFFERING_PAGE, PRODUCT_PAGE, READ_CONCURRENCY, SPOT_PRICE_PAGE,
+    TEMPLATE_VERSION_PAGE, TYPE_PAGE,
 };
 use crate::cloud::{CloudError, GroupQuery, Inventory};
 use crate::model::{
     Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
     OwnedTemplateRecord, SpotPricePoint,
 };
-
-fn set_price(prices: &mut OsPrices, os: Os, price: Option<f64>) {
-    let slot = match os {
-        Os::Linux => &mut prices.linux,
-        Os::Windows => &mut prices.windows,
-        Os::Rhel => &mut prices.rhel,
-        Os::Suse => &mut prices.suse,
-    };
-    *slot = price;
-}
 
 /// The bundled catalog as a list, cloned once for every cloud.
 fn bundled_types() -> Arc<Vec<InstanceTypeSpec>> {
@@ -49,7 +43,7 @@ impl Inventory for MemoryRegion {
     }
 
     async fn groups(&self, query: &GroupQuery) -> Result<Vec<Group>, CloudError> {
-        self.run(|ctx| {
+        self.read("DescribeAutoScalingGroups", |ctx| {
             let r = &*ctx.region;
             let found: Vec<Group> = r
                 .groups
@@ -62,38 +56,67 @@ impl Inventory for MemoryRegion {
                         && query.tag_keys.iter().all(|k| g.tags.contains_key(k))
                         && (query.names.is_empty() || query.names.contains(&g.name))
                 })
-                .map(|g| r.observe_group(g, ctx.clock))
+                .map(|g| Group {
+                    // Only `refreshes` tells, as in AWS.
+                    instance_refresh_in_progress: false,
+                    ..r.observe_group(g, ctx.clock)
+                })
                 .collect();
-            ctx.pages("DescribeAutoScalingGroups", found.len(), GROUP_PAGE)?;
-            // The AWS adapter asks for each group's latest instance refresh, one call each; a
-            // failed one is that group's, as in the adapter.
-            let mut found = found;
-            for g in &mut found {
-                if let Err(e) = ctx.call("DescribeInstanceRefreshes") {
-                    g.read_failures.push(e.as_read_failure());
-                }
-            }
-            Ok(found)
+            let calls = pages(found.len(), GROUP_PAGE);
+            (found, calls)
         })
         .await
+    }
+
+    async fn refreshes(&self, groups: &[String]) -> BTreeMap<String, Result<bool, CloudError>> {
+        // One call per group, a few at a time, as in the AWS adapter; a failed one is that
+        // group's answer.
+        stream::iter(groups.to_vec())
+            .map(|name| async move {
+                let refreshing = self
+                    .run("DescribeInstanceRefreshes", |ctx| {
+                        ctx.call("DescribeInstanceRefreshes")?;
+                        Ok(ctx
+                            .region
+                            .groups
+                            .get(&name)
+                            .is_some_and(|g| g.instance_refresh_in_progress))
+                    })
+                    .await;
+                (name, refreshing)
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await
     }
 
     async fn instances(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError> {
-        self.run(|ctx| {
-            ctx.batches("DescribeInstances", ids.len(), INSTANCE_ID_BATCH)?;
-            let mut seen = HashSet::new();
-            Ok(ids
-                .iter()
-                .filter(|id| seen.insert(id.as_str()))
-                .filter_map(|id| ctx.region.instances.get(id))
-                .map(|i| ctx.clock.observe(i))
-                .collect())
-        })
-        .await
+        let mut seen = HashSet::new();
+        let ids: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(INSTANCE_ID_BATCH)
+            .map(|c| c.iter().map(|id| id.to_string()).collect())
+            .collect();
+        // One call per batch, a few at a time, as in the AWS adapter.
+        let batches: Vec<Vec<Instance>> = stream::iter(chunks)
+            .map(|chunk| {
+                self.run("DescribeInstances", move |ctx| {
+                    ctx.call("DescribeInstances")?;
+                    Ok(chunk
+                        .iter()
+                        .filter_map(|id| ctx.region.instances.get(id.as_str()))
+                        .map(|i| ctx.clock.observe(i))
+                        .collect())
+                })
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(batches.into_iter().flatten().collect())
     }
 
     async fn clones(&self) -> Result<Vec<Instance>, CloudError> {
-        self.run(|ctx| {
+        self.read("DescribeInstances", |ctx| {
             let r = &mut *ctx.region;
             let (instances, terminated_at) = (&r.instances, &r.terminated_at);
             // EC2 lists a terminated instance for about an hour (EC2 User Guide, "Terminate
@@ -112,8 +135,8 @@ impl Inventory for MemoryRegion {
                 .iter()
                 .map(|id| ctx.clock.observe(&instances[id]))
                 .collect();
-            ctx.pages("DescribeInstances", found.len(), INSTANCE_PAGE)?;
-            Ok(found)
+            let calls = pages(found.len(), INSTANCE_PAGE);
+            (found, calls)
         })
         .await
     }
@@ -122,12 +145,15 @@ impl Inventory for MemoryRegion {
         &self,
         ids: &[String],
     ) -> Result<BTreeMap<String, String>, CloudError> {
-        self.run(|ctx| {
-            ctx.batches("DescribeAutoScalingInstances", ids.len(), MEMBERSHIP_BATCH)?;
-            Ok(ids
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.read("DescribeAutoScalingInstances", |ctx| {
+            let found = ids
                 .iter()
                 .filter_map(|id| Some((id.clone(), ctx.region.membership.get(id)?.clone())))
-                .collect())
+                .collect();
+            (found, ids.len().div_ceil(MEMBERSHIP_BATCH))
         })
         .await
     }
@@ -136,52 +162,99 @@ impl Inventory for MemoryRegion {
         &self,
         refs: &[LaunchRef],
     ) -> Result<BTreeMap<String, LaunchSpec>, CloudError> {
-        self.run(|ctx| {
-            let mut configurations = BTreeSet::new();
-            let mut templates = BTreeSet::new();
-            for r in refs {
-                match r {
-                    LaunchRef::LaunchConfiguration { name } => configurations.insert(name),
-                    LaunchRef::LaunchTemplate { id, .. } => templates.insert(id),
-                };
+        let mut configurations = BTreeSet::new();
+        let mut templates: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for r in refs {
+            match r {
+                LaunchRef::LaunchConfiguration { name } => {
+                    configurations.insert(name);
+                }
+                LaunchRef::LaunchTemplate { id, version, .. } => {
+                    templates.entry(id).or_default().insert(version);
+                }
             }
-            ctx.batches(
-                "DescribeLaunchConfigurations",
-                configurations.len(),
-                LAUNCH_CONFIG_BATCH,
-            )?;
-            ctx.batches("DescribeLaunchTemplateVersions", templates.len(), 1)?;
+        }
+        if !configurations.is_empty() {
+            let calls = configurations.len().div_ceil(LAUNCH_CONFIG_BATCH);
+            self.read("DescribeLaunchConfigurations", |_| ((), calls))
+                .await?;
+        }
+        // As the AWS adapter: `$Latest` and `$Default` of every template of the region in one
+        // paginated read when more than one template needs them, and a call per template for
+        // the numbered versions that answer does not hold.
+        let floating = templates
+            .values()
+            .filter(|vs| vs.iter().any(|v| v.starts_with('$')))
+            .count();
+        let region_wide = floating > 1;
+        const OP: &str = "DescribeLaunchTemplateVersions";
+        let answered: BTreeMap<String, BTreeSet<i64>> = if region_wide {
+            self.read(OP, |ctx| {
+                let answer: BTreeMap<String, BTreeSet<i64>> = ctx
+                    .region
+                    .templates
+                    .iter()
+                    .filter_map(|(id, t)| {
+                        let latest = *t.versions.keys().next_back()?;
+                        Some((id.clone(), BTreeSet::from([latest, t.default_version])))
+                    })
+                    .collect();
+                let versions = answer.values().map(BTreeSet::len).sum();
+                let calls = pages(versions, TEMPLATE_VERSION_PAGE);
+                (answer, calls)
+            })
+            .await?
+        } else {
+            BTreeMap::new()
+        };
+        for (id, versions) in &templates {
+            let have = answered.get(*id);
+            let gone = region_wide && have.is_none();
+            let held = |v: &str| {
+                v.starts_with('$')
+                    || v.parse()
+                        .is_ok_and(|n| have.is_some_and(|h| h.contains(&n)))
+            };
+            if !(gone || (region_wide && versions.iter().all(|v| held(v)))) {
+                self.run(OP, |ctx| ctx.call(OP)).await?;
+            }
+        }
+        // What those calls answered, resolved: no call of its own.
+        let (resolved, _) = self.cloud.operate(&self.name, |ctx| {
             Ok(refs
                 .iter()
                 .filter_map(|r| Some((r.key(), ctx.region.resolve(r)?)))
                 .collect())
-        })
-        .await
+        });
+        resolved
     }
 
     async fn images(&self, ids: &[String]) -> Result<Vec<Ami>, CloudError> {
-        self.run(|ctx| {
-            ctx.batches("DescribeImages", ids.len(), IMAGE_BATCH)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read("DescribeImages", |ctx| {
             let mut seen = HashSet::new();
-            Ok(ids
+            let found = ids
                 .iter()
                 .filter(|id| seen.insert(id.as_str()))
                 .filter_map(|id| ctx.region.amis.get(id).cloned())
-                .collect())
+                .collect();
+            (found, ids.len().div_ceil(IMAGE_BATCH))
         })
         .await
     }
 
     async fn instance_types(&self) -> Result<Vec<InstanceTypeSpec>, CloudError> {
         let types = self
-            .run(|ctx| {
+            .read("DescribeInstanceTypes", |ctx| {
                 let types = ctx
                     .region
                     .instance_types
                     .clone()
                     .unwrap_or_else(bundled_types);
-                ctx.pages("DescribeInstanceTypes", types.len(), TYPE_PAGE)?;
-                Ok(types)
+                let calls = pages(types.len(), TYPE_PAGE);
+                (types, calls)
             })
             .await?;
         // Cloned outside the lock: the catalog is the one large read.
@@ -189,7 +262,7 @@ impl Inventory for MemoryRegion {
     }
 
     async fn offerings(&self) -> Result<BTreeMap<String, BTreeSet<String>>, CloudError> {
-        self.run(|ctx| {
+        self.read("DescribeInstanceTypeOfferings", |ctx| {
             let offerings = match &ctx.region.offerings {
                 Some(o) => o.clone(),
                 None => {
@@ -208,8 +281,7 @@ impl Inventory for MemoryRegion {
                 }
             };
             let pairs = offerings.values().map(BTreeSet::len).sum();
-            ctx.pages("DescribeInstanceTypeOfferings", pairs, OFFERING_PAGE)?;
-            Ok(offerings)
+            (offerings, pages(pairs, OFFERING_PAGE))
         })
         .await
     }
@@ -219,7 +291,7 @@ impl Inventory for MemoryRegion {
         products: &[String],
         start: DateTime<Utc>,
     ) -> Result<Vec<SpotPricePoint>, CloudError> {
-        self.run(|ctx| {
+        self.read("DescribeSpotPriceHistory", |ctx| {
             let now = ctx.clock.now;
             let mut found = Vec::new();
             for ((product, instance_type, az), series) in &ctx.region.spot_prices {
@@ -241,8 +313,8 @@ impl Inventory for MemoryRegion {
                     found.extend(series.range(since).map(point));
                 }
             }
-            ctx.pages("DescribeSpotPriceHistory", found.len(), SPOT_PRICE_PAGE)?;
-            Ok(found)
+            let calls = pages(found.len(), SPOT_PRICE_PAGE);
+            (found, calls)
         })
         .await
     }
@@ -251,32 +323,32 @@ impl Inventory for MemoryRegion {
         &self,
         oses: &[Os],
     ) -> Result<BTreeMap<String, OsPrices>, CloudError> {
-        self.run(|ctx| {
-            let oses: BTreeSet<Os> = oses.iter().copied().collect();
-            let mut found: BTreeMap<String, OsPrices> = BTreeMap::new();
-            for &os in &oses {
-                let mut products = 0;
-                for (instance_type, prices) in &ctx.region.on_demand {
-                    if let Some(price) = prices.get(os) {
-                        set_price(
-                            found.entry(instance_type.clone()).or_default(),
-                            os,
-                            Some(price),
-                        );
-                        products += 1;
-                    }
-                }
-                ctx.pages("GetProducts", products, PRODUCT_PAGE)?;
+        let oses: BTreeSet<Os> = oses.iter().copied().collect();
+        let mut found: BTreeMap<String, OsPrices> = BTreeMap::new();
+        // One paginated query per OS, as in the AWS adapter.
+        for os in oses {
+            let prices: Vec<(String, f64)> = self
+                .read("GetProducts", |ctx| {
+                    let prices: Vec<(String, f64)> = ctx
+                        .region
+                        .on_demand
+                        .iter()
+                        .filter_map(|(t, p)| Some((t.clone(), p.get(os)?)))
+                        .collect();
+                    let calls = pages(prices.len(), PRODUCT_PAGE);
+                    (prices, calls)
+                })
+                .await?;
+            for (instance_type, price) in prices {
+                found.entry(instance_type).or_default().set(os, Some(price));
             }
-            Ok(found)
-        })
-        .await
+        }
+        Ok(found)
     }
 
     async fn owned_templates(&self) -> Result<Vec<OwnedTemplateRecord>, CloudError> {
-        self.run(|ctx| {
-            ctx.call("DescribeLaunchTemplates")?;
-            Ok(ctx
+        self.read("DescribeLaunchTemplates", |ctx| {
+            let found = ctx
                 .region
                 .templates
                 .iter()
@@ -288,7 +360,8 @@ impl Inventory for MemoryRegion {
                         created: t.created,
                     })
                 })
-                .collect())
+                .collect();
+            (found, 1)
         })
         .await
     }

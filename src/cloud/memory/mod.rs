@@ -52,6 +52,8 @@ pub struct MemoryRegion {
     /// The region's call counts when this handle was made: a handle reports its own calls,
     /// as the AWS adapter's per-pass handles do.
     baseline: BTreeMap<&'static str, u64>,
+    /// This handle's request buckets: every call waits for its token, as in the AWS adapter.
+    pacer: Arc<crate::pacing::Pacer>,
 }
 
 impl MemoryCloud {
@@ -378,6 +380,15 @@ impl MemoryCloud {
         self
     }
 
+    /// Throttles every operation in the region as AWS documents it ([`documented_bucket`]),
+    /// except those given a bucket of their own.
+    ///
+    /// [`documented_bucket`]: crate::pacing::documented_bucket
+    pub fn set_documented_buckets(&self, region: &str) -> &Self {
+        self.with_region(region, |ctx| ctx.region.documented_buckets = true);
+        self
+    }
+
     /// Calls of the region refused for an empty request bucket, by operation.
     pub fn throttled(&self, region: &str) -> BTreeMap<String, u64> {
         self.with_region(region, |ctx| {
@@ -462,6 +473,7 @@ impl Account for MemoryCloud {
             cloud: self.clone(),
             name: name.to_string(),
             baseline,
+            pacer: Arc::default(),
         }
     }
 }
@@ -473,13 +485,36 @@ async fn pause(latency: Duration) {
 }
 
 impl MemoryRegion {
-    /// Runs one operation on this region, then sleeps the latency of the calls it made.
+    /// Runs one call of `operation` on this region once its request token is there, then
+    /// sleeps the call's latency.
     async fn run<T>(
         &self,
+        operation: &'static str,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {
+        self.pacer.wait(operation).await;
         let (result, latency) = self.cloud.operate(&self.name, f);
         pause(latency).await;
         result
+    }
+
+    /// A read of `operation` whose answer `f` computes and takes the number of calls `f`
+    /// returns with it (its pages or batches; at least one): each call waits for its token,
+    /// is counted, and may fail, as the AWS adapter makes them one after another.
+    async fn read<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&mut Ctx<'_>) -> (T, usize),
+    ) -> Result<T, CloudError> {
+        let (answer, calls) = self
+            .run(operation, |ctx| {
+                ctx.call(operation)?;
+                Ok(f(ctx))
+            })
+            .await?;
+        for _ in 1..calls {
+            self.run(operation, |ctx| ctx.call(operation)).await?;
+        }
+        Ok(answer)
     }
 }

@@ -95,6 +95,8 @@ pub(super) struct RegionState {
     /// EC2's request token buckets, by operation, when the test sets them: a call that finds
     /// its bucket empty fails with `RequestLimitExceeded`, as EC2's does.
     pub(super) buckets: HashMap<&'static str, crate::pacing::Bucket>,
+    /// Every operation without a bucket of its own gets its documented one on first use.
+    pub(super) documented_buckets: bool,
     /// Calls refused by those buckets, by operation.
     pub(super) throttled: BTreeMap<&'static str, u64>,
     /// Launches die at boot with this `StateReason` code (a clone that can never boot, such
@@ -213,6 +215,13 @@ impl RegionState {
     }
 }
 
+/// The calls of a paginated listing of `items`, `page` items a call (a page size as sent to
+/// AWS): at least one.
+pub(super) fn pages(items: usize, page: i32) -> usize {
+    let page = usize::try_from(page).expect("a positive page size");
+    items.div_ceil(page).max(1)
+}
+
 /// One operation's view of the state: its region, the clock, the fault queues and the number
 /// of AWS calls it made.
 pub(super) struct Ctx<'a> {
@@ -228,6 +237,11 @@ impl Ctx<'_> {
     pub(super) fn call(&mut self, operation: &'static str) -> Result<(), CloudError> {
         self.calls += 1;
         *self.region.calls.entry(operation).or_default() += 1;
+        if self.region.documented_buckets && !self.region.buckets.contains_key(operation) {
+            let (size, refill) = crate::pacing::documented_bucket(operation);
+            let bucket = crate::pacing::Bucket::full(size, refill, tokio::time::Instant::now());
+            self.region.buckets.insert(operation, bucket);
+        }
         if let Some(b) = self.region.buckets.get_mut(operation)
             && !b.try_take(tokio::time::Instant::now())
         {
@@ -240,21 +254,6 @@ impl Ctx<'_> {
             ));
         }
         pop_fault(self.faults, operation)
-    }
-
-    /// Counts the calls of a paginated listing of `items`, `page` items a call (a page size
-    /// as sent to AWS): at least one.
-    pub(super) fn pages(
-        &mut self,
-        operation: &'static str,
-        items: usize,
-        page: i32,
-    ) -> Result<(), CloudError> {
-        let page = usize::try_from(page).expect("a positive page size");
-        for _ in 0..items.div_ceil(page).max(1) {
-            self.call(operation)?;
-        }
-        Ok(())
     }
 
     /// Counts the calls of a read by `ids` in batches: none for no ids.
