@@ -15,7 +15,8 @@
 //!   pool set, so calls grow with groups x AZs, not with instances.
 //!
 //! The account has three AZs, one launch configuration (m5.large, Linux) and six compatible
-//! spot-priced types within a few cents of each other, every pool with capacity.
+//! spot-priced types, five of them within 5% of the cheapest (the default
+//! `spread-price-margin`), every pool with capacity.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -33,14 +34,15 @@ const REGION: &str = "us-east-1";
 const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 const AMI: &str = "ami-0123456789abcdef0";
 const GRACE_SECS: u32 = 300;
-/// Linux spot prices, the same in every AZ; m5.large is $0.096 on-demand.
+/// Linux spot prices, the same in every AZ; m5.large is $0.096 on-demand. Five are within 5%
+/// of the cheapest, so groups spread over three pools per AZ (`spread-price-margin`).
 const SPOT: [(&str, f64); 6] = [
-    ("m5a.large", 0.034),
-    ("m6a.large", 0.036),
-    ("m6i.large", 0.038),
-    ("m5.large", 0.040),
-    ("m5d.large", 0.042),
-    ("m7i.large", 0.044),
+    ("m5a.large", 0.0340),
+    ("m6a.large", 0.0344),
+    ("m6i.large", 0.0348),
+    ("m5.large", 0.0352),
+    ("m5d.large", 0.0356),
+    ("m7i.large", 0.0380),
 ];
 
 fn launch_ref() -> LaunchRef {

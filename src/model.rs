@@ -669,7 +669,8 @@ pub struct Group {
 }
 
 impl Group {
-    /// The member record of an instance, if it belongs to this group.
+    /// The member record of an instance, if it belongs to this group: a scan of the members,
+    /// for one-off questions (the planner looks members up in an index of its own).
     pub fn member(&self, instance_id: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.instance_id == instance_id)
     }

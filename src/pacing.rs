@@ -65,7 +65,8 @@ impl Bucket {
     /// Takes a token if there is one at `now`: what EC2 does with a call.
     pub fn try_take(&mut self, now: Instant) -> bool {
         self.refill(now);
-        if self.tokens >= 1.0 {
+        // A caller that waited exactly for its token gets it, float rounding notwithstanding.
+        if self.tokens >= 1.0 - 1e-9 {
             self.tokens -= 1.0;
             true
         } else {

@@ -251,10 +251,21 @@ pub const SETTINGS: &[SettingDef] = &[
         "3",
         Scope::Group,
         None,
-        "Spot pools (type and AZ) a group's spot instances spread over in each AZ: launches take the least used of this many cheapest pools, so one pool's interruption takes out a share of the group, not all of it",
+        "Most spot pools (type and AZ) a group's spot instances spread over in each AZ: launches take the least used of this many cheapest pools (those within spread-price-margin of the cheapest), so one pool's interruption takes out a share of the group, not all of it",
         Check::Number {
             min: 1.0,
             max: 50.0,
+        },
+    ),
+    def(
+        "spread-price-margin",
+        "5",
+        Scope::Group,
+        None,
+        "Percentage above the cheapest pool of its AZ within which a pool joins a group's spread over pools-per-az: diversity is bought only where it is nearly free, except that a group always spreads over at least 3 pools in all (1 per AZ over 3 AZs, 3 in a single AZ); 100 always spreads over pools-per-az",
+        Check::Number {
+            min: 0.0,
+            max: 100.0,
         },
     ),
     def(
@@ -458,6 +469,8 @@ pub struct GroupSettings {
     pub replacements_per_pass: Budget,
     /// Spot pools per AZ a group's launches rotate over, least used first.
     pub pools_per_az: u32,
+    /// Percent above an AZ's cheapest pool within which a pool joins the spread.
+    pub spread_price_margin: f64,
     /// How EC2 Fleet chooses among the pools a launch offers.
     pub allocation_strategy: AllocationStrategy,
     pub spot_price_window_minutes: u32,
@@ -741,6 +754,7 @@ fn parse_group<'v>(
         }),
         field("replacements-per-pass", &|v| parse_budget(v).map(P::Budget)),
         field("pools-per-az", &|v| parse_pools(v).map(P::Count)),
+        field("spread-price-margin", &|v| parse_percent(v).map(P::Number)),
         field("allocation-strategy", &|v| v.parse().map(P::Strategy)),
         field("spot-price-window-minutes", &|v| {
             parse_window(v).map(P::Count)
@@ -776,6 +790,7 @@ fn parse_group<'v>(
         spot_product_description: next().product(),
         replacements_per_pass: next().budget(),
         pools_per_az: next().count(),
+        spread_price_margin: next().number(),
         allocation_strategy: next().strategy(),
         spot_price_window_minutes: next().count(),
         cron_schedule: next().schedule(),

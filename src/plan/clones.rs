@@ -17,8 +17,8 @@ use crate::settings::GroupSettings;
 use super::{Action, Ctx, Decision, GroupCtx, MaxSizeChange, OrphanReason, Skip, Verdict, costs};
 
 /// Whether a clone is outside its group: not attached, as EC2 and the group both say.
-pub fn is_unattached(group: &Group, clone: &Instance) -> bool {
-    clone.auto_scaling_group.is_none() && group.member(&clone.instance_id).is_none()
+pub fn is_unattached(ctx: &Ctx, group: &Group, clone: &Instance) -> bool {
+    clone.auto_scaling_group.is_none() && ctx.member(group, &clone.instance_id).is_none()
 }
 
 /// The group's clones, classified.
@@ -53,13 +53,13 @@ pub fn classify<'a>(
     let mut by_target: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
     for &c in clones {
         let (_, replaces) = protocol::clone_of(c).expect("clones are tagged");
-        if !is_unattached(group, c) {
+        if !is_unattached(ctx, group, c) {
             // A clone is paired before it is attached; an attached one without a pair is an
             // ordinary member.
             let replaced_still_member = !replaces.is_empty()
-                && group.member(&c.instance_id).is_some()
-                && group
-                    .member(replaces)
+                && ctx.member(group, &c.instance_id).is_some()
+                && ctx
+                    .member(group, replaces)
                     .is_some_and(|m| !m.lifecycle_state.starts_with("Terminating"));
             if replaced_still_member {
                 book.half_done.push(c);
@@ -77,7 +77,9 @@ pub fn classify<'a>(
             }
             continue;
         }
-        let target_ok = group.member(replaces).is_some_and(Member::is_in_service)
+        let target_ok = ctx
+            .member(group, replaces)
+            .is_some_and(Member::is_in_service)
             && ctx
                 .snap()
                 .instances
@@ -430,7 +432,7 @@ impl<'a> SwapState<'a, '_> {
 /// Whether the in-service member `id` may be replaced now: it is in the snapshot, healthy,
 /// unprotected from scale-in and running. The one rule for spot clones and floor restores.
 pub fn may_replace<'a>(g: GroupCtx<'a>, id: &str) -> Result<&'a Instance, Skip> {
-    let member = g.group.member(id).ok_or(Skip::InstanceNotFound)?;
+    let member = g.ctx.member(g.group, id).ok_or(Skip::InstanceNotFound)?;
     match g.ctx.snap().instances.get(id) {
         None => Err(Skip::InstanceNotFound),
         Some(_) if !member.is_healthy() => Err(Skip::Unhealthy),

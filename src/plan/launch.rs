@@ -6,10 +6,12 @@
 //! batch never drains one AZ. For each, every known instance type is judged: compatibility
 //! ([`crate::compat`]), offering in the AZ, the interruption cool-down, and a known spot price
 //! at most the on-demand price times the multiplier (an unknown price is never "free"). The
-//! eligible types are ranked by price, the closest in size first at equal prices, the
-//! `pools-per-az` cheapest pools of the AZ least used first, instead of racing to the single
-//! cheapest one, which concentrates interruptions. The clones of one AZ and replaced type form
-//! one batch, split over up to `pools-per-az` disjoint pool sets: one EC2 Fleet request each
+//! eligible types are ranked by price, the closest in size first at equal prices, the AZ's
+//! preferred pools least used first (up to `pools-per-az` cheapest, within
+//! `spread-price-margin` of the cheapest, and enough for the group to span 3 pools: [`spread`]),
+//! instead of racing to the single cheapest one, which concentrates interruptions. The clones
+//! of one AZ and replaced type form one batch, split over one disjoint pool set per preferred
+//! pool: one EC2 Fleet request each
 //! (or one `RunInstances` per clone for a spec whose network interfaces must be restated).
 //! Pure.
 
@@ -37,6 +39,10 @@ pub const PRICE_MARGIN: f64 = 0.02;
 /// Candidate types handed to one launch, in order: capacity errors fall through to the next.
 pub const MAX_CANDIDATES: usize = 8;
 
+/// The fewest spot pools a group spreads over in all, whatever `spread-price-margin` says: one
+/// pool's interruption then takes out at most about a third of the group.
+pub const MIN_POOLS_PER_GROUP: usize = 3;
+
 /// What every launch of one group reads.
 pub struct GroupLaunches<'a> {
     pub g: GroupCtx<'a>,
@@ -44,6 +50,9 @@ pub struct GroupLaunches<'a> {
     pub launch: &'a Launch<'a>,
     /// Pools that recently interrupted the group.
     pub interruptions: &'a [Interruption],
+    /// The AZs the group's instances run in: how many pools per AZ give it
+    /// [`MIN_POOLS_PER_GROUP`] in all.
+    pub azs: usize,
 }
 
 impl<'a> GroupLaunches<'a> {
@@ -148,8 +157,8 @@ impl<'a> GroupLaunches<'a> {
         }
 
         // One launch per AZ and replaced type: its clones share their candidates, split over
-        // up to `pools-per-az` disjoint pool sets (one fleet each), so a batch spreads over
-        // that many pools while EC2 picks, within each set, a pool with capacity.
+        // one disjoint pool set per preferred pool (one fleet each), so a batch spreads over
+        // those pools while EC2 picks, within each set, a pool with capacity.
         let mut batches: BTreeMap<(&str, &str), Vec<&Instance>> = BTreeMap::new();
         for v in chosen {
             batches
@@ -161,11 +170,7 @@ impl<'a> GroupLaunches<'a> {
             let Some(Ok(ranked)) = ranked.get(&(az, ty)) else {
                 unreachable!("a chosen instance has candidates")
             };
-            let sets = pool_sets(
-                &ranked.candidates,
-                batch.len(),
-                policy.pools_per_az as usize,
-            );
+            let sets = pool_sets(&ranked.candidates, batch.len(), ranked.spread);
             for (n, v) in batch.iter().enumerate() {
                 let set = n % sets.len();
                 let candidates = sets[set].clone();
@@ -376,6 +381,8 @@ pub struct Ranked {
     pub candidates: Vec<Candidate>,
     pub avoided: Vec<AvoidedPool>,
     pub rejected: BTreeMap<Reason, u32>,
+    /// How many of the first candidates the AZ's launches spread over (see [`spread`]).
+    pub spread: usize,
     /// The replaced type's on-demand price, as the group pays it.
     pub on_demand: PriceUsed,
     /// Its list price: the spot max price.
@@ -460,8 +467,16 @@ fn ranked_for(
             .get(t)
             .map_or((u32::MAX, u64::MAX), |s| (s.vcpus, s.memory_mib))
     };
+    let prices: Vec<f64> = ok.iter().map(|c| c.spot_price).collect();
+    let spread = spread(
+        &prices,
+        policy.pools_per_az as usize,
+        policy.spread_price_margin,
+        gl.azs,
+    );
     Ok(Ranked {
-        candidates: rank(ok, &used, &size, policy.pools_per_az as usize),
+        candidates: rank(ok, &used, &size, spread),
+        spread,
         avoided,
         rejected,
         on_demand: od,
@@ -469,8 +484,21 @@ fn ranked_for(
     })
 }
 
+/// How many pools of an AZ a group's launches spread over: those priced within
+/// `margin_percent` of the AZ's cheapest, at most `pools_per_az`, and at least what spreads
+/// the group over [`MIN_POOLS_PER_GROUP`] pools across the `azs` AZs it runs in.
+pub fn spread(prices: &[f64], pools_per_az: usize, margin_percent: f64, azs: usize) -> usize {
+    let cheapest = prices.iter().copied().fold(f64::INFINITY, f64::min);
+    let within = prices
+        .iter()
+        .filter(|p| **p <= cheapest * (1.0 + margin_percent / 100.0))
+        .count();
+    let floor = MIN_POOLS_PER_GROUP.div_ceil(azs.max(1));
+    within.max(floor).min(pools_per_az).min(prices.len()).max(1)
+}
+
 /// Splits a batch's ranked candidates into disjoint pool sets, one fleet each: as many sets
-/// as the batch has clones, at most `width` (the group's `pools-per-az`), each led by one of
+/// as the batch has clones, at most `width` (the AZ's preferred pools, [`spread`]), each led by one of
 /// the first `width` candidates and then every `sets`-th after it, so each keeps fallbacks in
 /// rank order. One clone, or a width of 1, gets every candidate in one set.
 pub fn pool_sets(ranked: &[Candidate], clones: usize, width: usize) -> Vec<Vec<Candidate>> {
@@ -563,6 +591,30 @@ pub fn rank(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_spreads_over_the_pools_near_the_cheapest_and_over_three_pools_at_least() {
+        let prices = [0.0300, 0.0310, 0.0315, 0.0400, 0.0500];
+        // (pools-per-az, margin %, AZs the group runs in) -> pools per AZ.
+        let cases = [
+            ((3, 5.0, 3), 3),   // three within 5% of 0.030
+            ((2, 5.0, 3), 2),   // pools-per-az caps it
+            ((3, 1.0, 3), 1),   // only the cheapest within 1%: 3 AZs give 3 pools
+            ((3, 1.0, 2), 2),   // 2 AZs: 2 pools each
+            ((3, 1.0, 1), 3),   // 1 AZ: 3 pools, whatever they cost
+            ((3, 100.0, 3), 3), // always pools-per-az
+            ((5, 100.0, 3), 5),
+            ((1, 1.0, 1), 1), // pools-per-az 1 is 1
+        ];
+        for ((pools, margin, azs), want) in cases {
+            assert_eq!(
+                spread(&prices, pools, margin, azs),
+                want,
+                "{pools} {margin} {azs}"
+            );
+        }
+        assert_eq!(spread(&[0.03], 3, 5.0, 1), 1, "one candidate, one pool");
+    }
     use crate::cloud::memory::InstanceBuilder;
     use chrono::{DateTime, Utc};
 

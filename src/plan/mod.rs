@@ -24,11 +24,11 @@ pub mod inputs;
 pub mod launch;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Group, Instance, Snapshot};
+use crate::model::{Group, Instance, Member, Snapshot};
 use crate::pricing::GroupPricing;
 use crate::protocol;
 use crate::settings::{GroupPolicy, Settings};
@@ -123,6 +123,9 @@ pub struct Ctx<'a> {
     pub clones: BTreeMap<&'a str, Vec<&'a Instance>>,
     /// Clones shutting down or terminated (EC2 lists them for about an hour), by group.
     pub gone_clones: BTreeMap<&'a str, Vec<&'a Instance>>,
+    /// Every group member by instance id, with its group's name: one lookup per instance, where
+    /// a scan of the group's members for each would grow with the square of its size.
+    members: HashMap<&'a str, (&'a str, &'a Member)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -139,11 +142,30 @@ impl<'a> Ctx<'a> {
                 by_group.entry(group).or_default().push(i);
             }
         }
+        let members = inputs
+            .snapshot
+            .groups
+            .iter()
+            .flat_map(|g| {
+                g.members
+                    .iter()
+                    .map(|m| (m.instance_id.as_str(), (g.name.as_str(), m)))
+            })
+            .collect();
         Ctx {
             inputs,
             clones,
             gone_clones,
+            members,
         }
+    }
+
+    /// The member record of an instance, if it belongs to `group`.
+    pub fn member(&self, group: &Group, instance_id: &str) -> Option<&'a Member> {
+        self.members
+            .get(instance_id)
+            .filter(|(g, _)| *g == group.name)
+            .map(|(_, m)| *m)
     }
 
     /// The snapshot being planned.
@@ -177,7 +199,10 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
     let policy = match &gi.policy {
         GroupPolicy::NotOptedIn => {
             out.push(costs::group_skip(g, Skip::NotOptedIn));
-            for c in clones.iter().filter(|c| clones::is_unattached(group, c)) {
+            for c in clones
+                .iter()
+                .filter(|c| clones::is_unattached(ctx, group, c))
+            {
                 out.push(costs::orphan(
                     ctx,
                     &group.name,
@@ -248,11 +273,19 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
         out.push(costs::group_skip(g, skip));
         return;
     }
+    let azs = group
+        .members
+        .iter()
+        .filter_map(|m| ctx.snap().instances.get(&m.instance_id))
+        .map(|i| i.availability_zone.as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
     let launches = launch::GroupLaunches {
         g,
         policy,
         launch: &launch,
         interruptions: &state.interruptions,
+        azs,
     };
     launches.plan(next, out);
 }

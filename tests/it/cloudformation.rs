@@ -490,6 +490,11 @@ fn the_deploy_checks_take_what_the_settings_take_and_refuse_the_usual_mistakes()
         ),
         ("pools-per-az", &["1", "3"], &["0", "many"]),
         (
+            "spread-price-margin",
+            &["0", "5", "100"],
+            &["-1", "101", "cheap"],
+        ),
+        (
             "allocation-strategy",
             &["price-capacity-optimized", "capacity-optimized-prioritized"],
             &["lowest-price"],

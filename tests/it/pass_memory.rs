@@ -50,13 +50,14 @@ const ON_DEMAND: [(&str, f64); 5] = [
     ("m5.xlarge", 0.192),
 ];
 
-/// Linux spot prices, the same in every AZ: three cheap compatible types and a dearer fourth,
-/// all below m5.large's on-demand price. Every other type has no spot price, so is not a
+/// Linux spot prices, the same in every AZ: three cheap compatible types within 5% of each other
+/// (so a group spreads over all three, `spread-price-margin`) and a dearer fourth, all below
+/// m5.large's on-demand price. Every other type has no spot price, so is not a
 /// candidate.
 const SPOT: [(&str, f64); 4] = [
     ("m5a.large", 0.034),
-    ("m6a.large", 0.036),
-    ("m6i.large", 0.038),
+    ("m6a.large", 0.035),
+    ("m6i.large", 0.0355),
     ("m5.xlarge", 0.080),
 ];
 
@@ -2663,4 +2664,97 @@ async fn cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_
         let r = account.pass_with(&never, &opts).await;
         assert!(SLOW.iter().all(|op| calls(&r, op) >= 1), "0 hours");
     }
+}
+
+/// A dry-run pass over `groups` opted-in groups of 4 on-demand instances, every other one on
+/// its own launch template (`$Latest` or `$Default`), the rest on the launch configuration:
+/// its calls by operation.
+async fn reads_of_a_fresh_account(groups: usize) -> BTreeMap<String, u64> {
+    let mut account = Account::new();
+    for g in 0..groups {
+        let name = format!("g{g:03}");
+        if g % 2 == 0 {
+            account.add_group(&name, 4, 8, &[]);
+            continue;
+        }
+        let id = format!("lt-{g:017x}");
+        let stored = LaunchRef::LaunchTemplate {
+            id: id.clone(),
+            name: None,
+            version: "1".into(),
+        };
+        account
+            .cloud
+            .put_launch_spec(REGION, &stored, fixture_spec());
+        let mut grp = group(&name, 4, 8, &[]);
+        grp.launch = Some(LaunchRef::LaunchTemplate {
+            id,
+            name: None,
+            version: if g % 4 == 1 { "$Latest" } else { "$Default" }.into(),
+        });
+        account.cloud.put_group(REGION, grp);
+        account
+            .cloud
+            .launch_group_members(REGION, &name, 4, "m5.large", &[]);
+    }
+    let opts = PassOptions {
+        dry_run: true,
+        ..PassOptions::new(&Settings::default(), chrono::Utc::now())
+    };
+    let report = account.run(&Settings::default(), &opts).await;
+    assert_eq!(
+        report.totals.clones_launched as usize, groups,
+        "one clone a group"
+    );
+    report.regions[0].calls.clone()
+}
+
+/// The reads of a pass grow with pages, not with groups: ten times the groups is the same
+/// calls of every operation but two, the instances by id (200 a call) and the one read Auto
+/// Scaling has no batched form of, `DescribeInstanceRefreshes`, made only for the groups the
+/// pass acts on; launch templates on `$Latest`/`$Default` are one call, however many.
+#[tokio::test(start_paused = true)]
+async fn reads_grow_with_pages_not_with_groups_and_refreshes_only_for_groups_acted_on() {
+    let (ten, hundred) = (
+        reads_of_a_fresh_account(10).await,
+        reads_of_a_fresh_account(100).await,
+    );
+    let count = |calls: &BTreeMap<String, u64>, op: &str| calls.get(op).copied().unwrap_or(0);
+    for op in ten.keys().chain(hundred.keys()) {
+        match op.as_str() {
+            // The clone listing, and the members 200 ids a call: 40 and 400 of them.
+            "DescribeInstances" => {
+                assert_eq!(count(&ten, op), 1 + 1);
+                assert_eq!(count(&hundred, op), 1 + 2);
+            }
+            "DescribeInstanceRefreshes" => {
+                assert_eq!(count(&ten, op), 10);
+                assert_eq!(count(&hundred, op), 100);
+            }
+            _ => assert_eq!(
+                count(&ten, op),
+                count(&hundred, op),
+                "{op}: {ten:?} {hundred:?}"
+            ),
+        }
+    }
+    assert_eq!(count(&hundred, "DescribeLaunchTemplateVersions"), 1);
+    assert_eq!(count(&hundred, "DescribeAutoScalingGroups"), 1);
+    assert_eq!(count(&hundred, "DescribeLaunchConfigurations"), 1);
+
+    // A converged account: no group has anything to do, so no refresh read at all.
+    let mut account = Account::new();
+    for g in 0..3 {
+        account.add_group(&format!("g{g}"), 2, 4, &[]);
+    }
+    account.converge(&Settings::default()).await;
+    account.wait();
+    let last = account.pass(&Settings::default()).await;
+    assert!(actions(&last).is_empty());
+    assert_eq!(
+        count(&last.regions[0].calls, "DescribeInstanceRefreshes"),
+        0,
+        "{:?}",
+        last.regions[0].calls
+    );
 }

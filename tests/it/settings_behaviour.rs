@@ -32,6 +32,7 @@ const COVERED: &[&str] = &[
     "spot-product-description",
     "replacements-per-pass",
     "pools-per-az",
+    "spread-price-margin",
     "allocation-strategy",
     "spot-price-window-minutes",
     "cron-schedule",
@@ -696,18 +697,12 @@ fn replacements_per_pass_sets_how_many_clones_a_pass_launches() {
 
 #[test]
 fn pools_per_az_sets_how_many_spot_pools_each_az_spreads_over() {
-    // Nine instances, three per AZ, all launched at once: the pools each AZ gets.
-    let pools = |plan: &Plan| {
-        let mut by_az: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for l in launches(plan) {
-            by_az
-                .entry(l.az)
-                .or_default()
-                .insert(l.candidates[0].clone());
-        }
-        by_az
-    };
-    let default = pools(&default_way(&ALL_AT_ONCE).plan(snapshot(9)));
+    // Nine instances, three per AZ, all launched at once, every pool near enough in price.
+    let base = [
+        ("replacements-per-pass", "100%"),
+        ("spread-price-margin", "100"),
+    ];
+    let default = first_pools(&default_way(&base).plan(snapshot(9)));
     assert_eq!(default.len(), 3, "{default:?}");
     for (az, p) in &default {
         assert_eq!(p.len(), 3, "{az}: three pools by default: {default:?}");
@@ -716,14 +711,53 @@ fn pools_per_az_sets_how_many_spot_pools_each_az_spreads_over() {
         ("1", vec!["m5a.large"]),
         ("2", vec!["m5a.large", "m6i.large"]),
     ] {
-        for way in ways(&ALL_AT_ONCE, "pools-per-az", value) {
-            let got = pools(&way.plan(snapshot(9)));
+        for way in ways(&base, "pools-per-az", value) {
+            let got = first_pools(&way.plan(snapshot(9)));
             for (az, p) in &got {
                 let p: Vec<&str> = p.iter().map(String::as_str).collect();
                 assert_eq!(p, want, "{}: {az}", way.label);
             }
         }
     }
+}
+
+/// The pools each AZ's launches lead with (the first candidate of each clone).
+fn first_pools(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
+    let mut by_az: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for l in launches(plan) {
+        by_az
+            .entry(l.az)
+            .or_default()
+            .insert(l.candidates[0].clone());
+    }
+    by_az
+}
+
+#[test]
+fn spread_price_margin_spreads_only_over_pools_near_the_cheapest_but_over_three_in_all() {
+    // m5a.large 0.035, m6i.large 0.045 (29% more), m5.large 0.055: three AZs of three.
+    for (value, want) in [
+        ("5", vec!["m5a.large"]),
+        ("30", vec!["m5a.large", "m6i.large"]),
+        ("100", vec!["m5.large", "m5a.large", "m6i.large"]),
+    ] {
+        for way in ways(&ALL_AT_ONCE, "spread-price-margin", value) {
+            let got = first_pools(&way.plan(snapshot(9)));
+            assert_eq!(got.len(), 3, "{}: {got:?}", way.label);
+            for (az, p) in &got {
+                let p: Vec<&str> = p.iter().map(String::as_str).collect();
+                assert_eq!(p, want, "{}: {az}", way.label);
+            }
+        }
+    }
+    // A group in one AZ spreads over three pools there, whatever they cost.
+    let mut one_az = snapshot(9);
+    for i in one_az.instances.values_mut() {
+        i.availability_zone = "us-east-1a".into();
+    }
+    let got = first_pools(&default_way(&ALL_AT_ONCE).plan(one_az));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got["us-east-1a"].len(), 3, "{got:?}");
 }
 
 #[test]
