@@ -5,7 +5,8 @@
 //! them).
 //!
 //! ```text
-//! cargo run --release --example bench -- [--large] [--latency-ms 50] [--svg docs/benchmarks.svg]
+//! cargo run --release --example bench -- [--large | --only S|M|L] [--latency-ms 50]
+//!     [--svg docs/benchmarks.svg] [--no-savings]
 //! ```
 //!
 //! Sizes: S is 1 region x 10 groups x 10 instances, M 4 x 100 x 10, L 20 x 500 x 20 (200,000
@@ -372,6 +373,8 @@ struct PassFigures {
     wall: Duration,
     cpu: Duration,
     peak_heap: usize,
+    /// Heap the pass's report holds once the pass is done.
+    report_heap: usize,
     calls: BTreeMap<String, u64>,
     throttled: u64,
     summary_bytes: usize,
@@ -400,6 +403,7 @@ async fn measure(cloud: &MemoryCloud, size: Size, dry_run: bool) -> PassFigures 
         .expect("the pass starts");
     let (wall, cpu) = (t0.elapsed(), cpu_time().saturating_sub(cpu0));
     let peak_heap = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let report_heap = LIVE.load(Ordering::Relaxed).saturating_sub(base);
     let after = cloud.total_call_counts();
     let calls = after
         .iter()
@@ -419,6 +423,7 @@ async fn measure(cloud: &MemoryCloud, size: Size, dry_run: bool) -> PassFigures 
         wall,
         cpu,
         peak_heap,
+        report_heap,
         calls,
         throttled,
         summary_bytes,
@@ -488,11 +493,12 @@ async fn run_size(size: Size, latency: Duration) -> SizeFigures {
     );
     for (label, f) in [("dry-run pass", &dry), ("first real pass", &real)] {
         println!(
-            "{label:<16} wall {:>7.2} s  cpu {:>7.2} s  peak heap {:>7.1} MB  throttled {:>4}  \
-             calls {:>6}  answer {:>6.1} KB",
+            "{label:<16} wall {:>7.2} s  cpu {:>7.2} s  peak heap {:>7.1} MB (report {:>6.1} MB)  \
+             throttled {:>4}  calls {:>6}  answer {:>6.1} KB",
             f.wall.as_secs_f64(),
             f.cpu.as_secs_f64(),
             mb(f.peak_heap),
+            mb(f.report_heap),
             f.throttled,
             f.calls.values().sum::<u64>(),
             f.summary_bytes as f64 / 1024.0
@@ -794,7 +800,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let sizes: Vec<Size> = if large { vec![S, M, L] } else { vec![S, M] };
+    let sizes: Vec<Size> = match arg("--only") {
+        Some(name) => [S, M, L]
+            .into_iter()
+            .filter(|s| s.name == name.as_str())
+            .collect(),
+        None if large => vec![S, M, L],
+        None => vec![S, M],
+    };
     let mut figures = Vec::new();
     for size in sizes {
         figures.push(runtime.block_on(run_size(size, latency)));

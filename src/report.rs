@@ -221,6 +221,9 @@ pub struct RegionSummary {
     pub error: Option<CloudError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Figures a warm Lambda reused instead of reading them, with their age.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cached: Vec<crate::cache::CachedRead>,
     /// Outcomes counted by action and status (`launch-clone` -> `done` -> 3).
     pub outcomes: BTreeMap<ActionKind, BTreeMap<&'static str, u32>>,
     /// Its failed outcomes in full, as many as the pass's [`FAILURES_LISTED`] leave room for.
@@ -279,6 +282,7 @@ impl PassReport {
                         groups: r.groups,
                         error: r.error.clone(),
                         warnings: r.warnings.clone(),
+                        cached: r.cached.clone(),
                         outcomes,
                         failures: failed[..listed].iter().map(|o| (*o).clone()).collect(),
                         failures_not_listed: (failed.len() - listed) as u32,

@@ -2646,9 +2646,14 @@ async fn cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_
             ("on-demand-prices:linux", 5)
         ]
     );
-    // The decisions are the ones fresh reads give.
+    // The report and the Lambda's answer both say so.
     let json = serde_json::to_value(&second).unwrap();
     assert_eq!(json["regions"][0]["cached"][0]["age_minutes"], 5);
+    let answer = serde_json::to_value(second.summary()).unwrap();
+    assert_eq!(
+        answer["regions"][0]["cached"][2]["read"],
+        "on-demand-prices:linux"
+    );
     account.cloud.advance(Duration::from_secs(3600));
     let third = account.pass_with(&settings, &opts).await;
     assert!(
