@@ -176,6 +176,18 @@ fn spot_price(instance_type: &str, az: &str) -> Option<f64> {
     Some(base * az_factor(instance_type, az))
 }
 
+/// The one AMI of every region: Linux, x86_64, HVM, ENA.
+fn bench_ami() -> Ami {
+    Ami {
+        image_id: AMI.into(),
+        architecture: Some(Architecture::X86_64),
+        virtualization: Some(Virtualization::Hvm),
+        ena_support: Some(true),
+        platform_details: Some("Linux/UNIX".into()),
+        ..Ami::default()
+    }
+}
+
 /// The account of a size, every group opted in and all on-demand.
 fn account(size: Size) -> MemoryCloud {
     let cloud = MemoryCloud::new();
@@ -191,17 +203,7 @@ fn account(size: Size) -> MemoryCloud {
         let zone_refs: Vec<&str> = zones.iter().map(String::as_str).collect();
         cloud.add_region(region, &zone_refs);
         cloud.set_on_demand(region, on_demand.clone());
-        cloud.put_ami(
-            region,
-            Ami {
-                image_id: AMI.into(),
-                architecture: Some(Architecture::X86_64),
-                virtualization: Some(Virtualization::Hvm),
-                ena_support: Some(true),
-                platform_details: Some("Linux/UNIX".into()),
-                ..Ami::default()
-            },
-        );
+        cloud.put_ami(region, bench_ami());
         for t in prices.instance_types() {
             for az in &zones {
                 if let Some(price) = spot_price(t, az) {
@@ -552,14 +554,7 @@ async fn savings_against_the_oracle() {
     let (mut ours, mut oracle, mut on_demand_left) = (0.0, 0.0, 0u32);
     let (mut groups_3plus, mut groups_3pools) = (0u32, 0u32);
     let mut pools_per_group: Vec<usize> = Vec::new();
-    let ami = Ami {
-        image_id: AMI.into(),
-        architecture: Some(Architecture::X86_64),
-        virtualization: Some(Virtualization::Hvm),
-        ena_support: Some(true),
-        platform_details: Some("Linux/UNIX".into()),
-        ..Ami::default()
-    };
+    let ami = bench_ami();
     for region in REGIONS.iter().take(size.regions) {
         for g in 0..size.groups {
             let name = format!("team-{g:04}");

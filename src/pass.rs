@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cache::ReadCache;
@@ -27,6 +28,39 @@ use crate::settings::Settings;
 /// The target of the one record per region done (`N/M regions`), which the CLI shows as a
 /// progress line on a terminal even when it shows no other info record.
 pub const PROGRESS_TARGET: &str = "spotswap::progress";
+
+/// How long after its deadline (no new launch or swap) a region's pass may still be finishing
+/// calls before it is cut short and reported as such. The Lambda keeps 30 s free after the
+/// deadline; this leaves 10 s of them to report.
+pub const HARD_STOP_AFTER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What a call (or a region's calls) still running at the hard stop fails with.
+fn deadline_error(operation: &str) -> crate::cloud::CloudError {
+    crate::cloud::CloudError::new(
+        operation,
+        crate::cloud::ErrorKind::Other,
+        Some("DeadlineExceeded"),
+        "not finished when the invocation's time ran out (an endpoint that does not answer, or \
+         more work than one pass can do); the next pass takes up where this one stopped",
+    )
+}
+
+/// The report of a region whose pass was still making calls at its hard stop.
+fn cut_short(region: &str) -> RegionReport {
+    let e = deadline_error("Pass");
+    error!(region = %region, error = %e.message, "region cut short");
+    RegionReport {
+        region: region.to_string(),
+        groups: 0,
+        error: Some(e),
+        warnings: Vec::new(),
+        cached: Vec::new(),
+        plan: None,
+        outcomes: Vec::new(),
+        savings: None,
+        calls: BTreeMap::new(),
+    }
+}
 
 /// How to run a pass.
 #[derive(Debug, Clone)]
@@ -73,7 +107,13 @@ pub async fn run<A: Account>(
     let span =
         info_span!("pass", pass_id = %pass_id, started_at = %opts.now, dry_run = opts.dry_run);
     async {
-        let regions: Vec<String> = match account.regions().await {
+        let listed = match opts.deadline {
+            Some(d) => tokio::time::timeout_at(d + HARD_STOP_AFTER_DEADLINE, account.regions())
+                .await
+                .unwrap_or_else(|_| Err(deadline_error("DescribeRegions"))),
+            None => account.regions().await,
+        };
+        let regions: Vec<String> = match listed {
             Ok(all) => all
                 .into_iter()
                 .filter(|r| settings.region_enabled(r))
@@ -93,7 +133,20 @@ pub async fn run<A: Account>(
         let done = &done;
         let mut reports: Vec<RegionReport> = stream::iter(regions.iter())
             .map(|r| async move {
-                let report = region_pass(account, r, settings, opts).await;
+                let report = match opts.deadline {
+                    // Past the deadline a region's calls are abandoned, not waited on: each
+                    // call's own timeouts bound it too, but its retries could still outlast
+                    // the invocation, which would then end with nothing reported. A region cut
+                    // short is like a pass that crashed there: the next pass finishes it from
+                    // the tags.
+                    Some(d) => tokio::time::timeout_at(
+                        d + HARD_STOP_AFTER_DEADLINE,
+                        region_pass(account, r, settings, opts),
+                    )
+                    .await
+                    .unwrap_or_else(|_| cut_short(r)),
+                    None => region_pass(account, r, settings, opts).await,
+                };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 info!(
                     target: PROGRESS_TARGET,

@@ -170,6 +170,39 @@ pub const SETTINGS: &[SettingDef] = &[
         },
     ),
     def(
+        "connect-timeout-seconds",
+        "5",
+        Scope::Global,
+        None,
+        "Seconds an AWS call may take to connect before it fails (and is retried)",
+        Check::Number {
+            min: 1.0,
+            max: 300.0,
+        },
+    ),
+    def(
+        "attempt-timeout-seconds",
+        "20",
+        Scope::Global,
+        None,
+        "Seconds one attempt of an AWS call may take before it fails (and is retried)",
+        Check::Number {
+            min: 1.0,
+            max: 300.0,
+        },
+    ),
+    def(
+        "operation-timeout-seconds",
+        "60",
+        Scope::Global,
+        None,
+        "Seconds an AWS call may take in all, its retries included, before it fails: an endpoint that never answers ends the pass in bounded time",
+        Check::Number {
+            min: 1.0,
+            max: 900.0,
+        },
+    ),
+    def(
         "min-on-demand-number",
         "0",
         Scope::Group,
@@ -503,11 +536,22 @@ pub struct Settings {
     /// How long slow-changing reads (instance types, offerings, on-demand prices) are reused
     /// by later passes of the same process.
     pub cache_hours: u32,
+    /// How long an AWS call may take: to connect, per attempt, and in all.
+    pub timeouts: CallTimeouts,
     /// Defaults for every group, before its tags.
     pub group: GroupSettings,
     /// The global values of the group-scoped settings as given (or defaulted), with where each
     /// came from: a group's tags are overlaid on these and parsed as one.
     group_values: BTreeMap<&'static str, Sourced>,
+}
+
+/// How long an AWS call may take, in seconds: to connect, per attempt, and in all with its
+/// retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimeouts {
+    pub connect_secs: u32,
+    pub attempt_secs: u32,
+    pub operation_secs: u32,
 }
 
 /// A setting's value as text, with where it came from.
@@ -597,6 +641,16 @@ impl Settings {
         global("dry-run", dry_run.as_ref().err().cloned());
         let cache_hours = parse_cache_hours(value("cache-hours"));
         global("cache-hours", cache_hours.as_ref().err().cloned());
+        let mut seconds = |stem: &'static str| {
+            let n = parse_seconds(value(stem));
+            global(stem, n.as_ref().err().cloned());
+            n.unwrap_or(1)
+        };
+        let timeouts = CallTimeouts {
+            connect_secs: seconds("connect-timeout-seconds"),
+            attempt_secs: seconds("attempt-timeout-seconds"),
+            operation_secs: seconds("operation-timeout-seconds"),
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -608,6 +662,7 @@ impl Settings {
             interruption_action: interruption_action.expect("checked above"),
             handle_rebalance_recommendations: rebalance.expect("checked above"),
             cache_hours: cache_hours.expect("checked above"),
+            timeouts,
             group: group.expect("checked above"),
             group_values: values
                 .into_iter()
@@ -887,6 +942,13 @@ fn parse_window(v: &str) -> Result<u32, String> {
     match parse_count(v)? {
         0 => Err("expected at least 1 minute".into()),
         n => Ok(n),
+    }
+}
+
+fn parse_seconds(v: &str) -> Result<u32, String> {
+    match parse_count(v.trim()) {
+        Ok(0) | Err(_) => Err("expected a whole number of seconds, at least 1".into()),
+        Ok(n) => Ok(n),
     }
 }
 

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
             return Err(Error::from(e));
         }
     };
-    let account = AwsAccount::new(load_config(None, None).await);
+    let account = AwsAccount::new(load_config(None, None, settings.timeouts).await);
     // Kept for the container's life: a warm invocation reuses instance types, offerings and
     // on-demand prices for `cache-hours`.
     let cache = Arc::new(ReadCache::new(settings.cache_hours));

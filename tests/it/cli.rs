@@ -244,3 +244,66 @@ fn the_json_outputs_are_versioned_and_their_fields_documented() {
         assert!(decimals <= 4, "{line}");
     }
 }
+
+/// An endpoint that accepts connections and never answers (a proxy that hangs, a black-holed
+/// VPC endpoint): `spotswap run` gives up within its call timeouts, in one line that names the
+/// call, instead of hanging for as long as the socket lives. The server is a listener of this
+/// test's own on 127.0.0.1, stopped before the test returns.
+#[test]
+fn a_hung_endpoint_ends_the_pass_within_the_call_timeouts_with_a_one_line_error() {
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a local port");
+    listener.set_nonblocking(true).expect("non-blocking accept");
+    let addr = listener.local_addr().expect("its address");
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => held.push(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            held.len()
+        })
+    };
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_spotswap"))
+        .args([
+            "run",
+            "--connect-timeout-seconds",
+            "1",
+            "--attempt-timeout-seconds",
+            "1",
+            "--operation-timeout-seconds",
+            "3",
+        ])
+        .env_clear()
+        .env("AWS_ENDPOINT_URL", format!("http://{addr}"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .expect("the spotswap binary runs");
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let connections = server.join().expect("the server thread");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(connections >= 1, "the pass reached the endpoint");
+    assert!(took < Duration::from_secs(20), "took {took:?}: {stderr}");
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() <= 2, "one or two lines: {stderr}");
+    assert!(
+        stderr.contains("DescribeRegions"),
+        "names the call: {stderr}"
+    );
+    assert!(stderr.contains("no answer in time"), "says why: {stderr}");
+}

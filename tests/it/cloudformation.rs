@@ -439,6 +439,21 @@ fn the_deploy_checks_take_what_the_settings_take_and_refuse_the_usual_mistakes()
         ("tag-filtering-mode", &["opt-in", "opt-out"], &["sometimes"]),
         ("dry-run", &["true", "false"], &["yes"]),
         ("cache-hours", &["0", "6", "168"], &["-1", "169", "soon"]),
+        (
+            "connect-timeout-seconds",
+            &["1", "5", "300"],
+            &["0", "301", "fast"],
+        ),
+        (
+            "attempt-timeout-seconds",
+            &["1", "20", "300"],
+            &["0", "301", "fast"],
+        ),
+        (
+            "operation-timeout-seconds",
+            &["1", "60", "900"],
+            &["0", "901", "fast"],
+        ),
         ("interruption-action", &["terminate", "detach"], &["stop"]),
         (
             "handle-rebalance-recommendations",

@@ -2763,3 +2763,55 @@ async fn reads_grow_with_pages_not_with_groups_and_refreshes_only_for_groups_act
         last.regions[0].calls
     );
 }
+
+/// An account whose every call hangs (an hour each) still ends a pass with a deadline in bounded
+/// time: at the deadline plus `HARD_STOP_AFTER_DEADLINE`, with an error that says what happened.
+#[tokio::test(start_paused = true)]
+async fn a_pass_whose_calls_never_answer_ends_at_its_hard_stop_with_a_clear_error() {
+    let mut account = Account::new();
+    account.add_group("web", 2, 4, &[]);
+    account.cloud.set_latency(Duration::from_secs(3600));
+    let t0 = tokio::time::Instant::now();
+    let opts = PassOptions {
+        deadline: Some(t0 + Duration::from_secs(5)),
+        ..PassOptions::new(&Settings::default(), account.cloud.now())
+    };
+    let err = pass::run(&account.cloud, &Settings::default(), &opts)
+        .await
+        .expect_err("the regions could not be listed in time");
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(5) + pass::HARD_STOP_AFTER_DEADLINE
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("DescribeRegions") && text.contains("DeadlineExceeded"),
+        "{text}"
+    );
+    assert!(text.contains("time ran out"), "{text}");
+}
+
+/// A region whose calls hang is cut short at the hard stop and reported as such; the pass ends.
+#[tokio::test(start_paused = true)]
+async fn a_region_whose_calls_never_answer_is_cut_short_at_the_hard_stop_and_reported() {
+    let mut account = Account::new();
+    account.add_group("web", 2, 4, &[]);
+    account
+        .cloud
+        .set_region_latency(REGION, Duration::from_secs(3600));
+    let t0 = tokio::time::Instant::now();
+    let opts = PassOptions {
+        deadline: Some(t0 + Duration::from_secs(5)),
+        ..PassOptions::new(&Settings::default(), account.cloud.now())
+    };
+    let report = pass::run(&account.cloud, &Settings::default(), &opts)
+        .await
+        .expect("the regions are listed");
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(5) + pass::HARD_STOP_AFTER_DEADLINE
+    );
+    let e = report.regions[0].error.as_ref().expect("cut short");
+    assert_eq!(e.code.as_deref(), Some("DeadlineExceeded"));
+    assert_ne!(report.exit_code(), 0);
+}

@@ -48,10 +48,15 @@ const COVERED: &[&str] = &[
 /// `dry-run` in `pass_memory.rs` (`dry_run_changes_nothing_in_the_account`) and `e2e.rs`;
 /// `interruption-action` in `src/interrupt.rs` and `lambda.rs`; `handle-rebalance-recommendations`
 /// in `lambda.rs`; `cache-hours` in `pass_memory.rs`
-/// (`cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_gives_their_age`).
+/// (`cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_gives_their_age`);
+/// the three call timeouts in `cli.rs`
+/// (`a_hung_endpoint_ends_the_pass_within_the_call_timeouts_with_a_one_line_error`).
 const NOT_HERE: &[&str] = &[
     "dry-run",
     "cache-hours",
+    "connect-timeout-seconds",
+    "attempt-timeout-seconds",
+    "operation-timeout-seconds",
     "interruption-action",
     "handle-rebalance-recommendations",
 ];

@@ -148,7 +148,7 @@ fn live(
         .build()
         .map_err(|e| Error::System(format!("starting the async runtime: {e}")))?;
     runtime.block_on(async {
-        let config = load_config(profile, None).await;
+        let config = load_config(profile, None, settings.timeouts).await;
         if config.region().is_none() {
             return Err(Error::NoRegion);
         }

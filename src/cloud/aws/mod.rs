@@ -37,16 +37,29 @@ use crate::model::{
     OwnedTemplateRecord, SpotPricePoint,
 };
 use crate::pacing::Pacer;
+use crate::settings::CallTimeouts;
 
 /// Loads the standard AWS configuration: credentials from the default chain (environment,
 /// profile, SSO, instance or task role), the region from the environment or profile unless
-/// given, `AWS_ENDPOINT_URL` honoured, and adaptive retries. A named profile is used for the
+/// given, `AWS_ENDPOINT_URL` honoured, adaptive retries, and `timeouts` on every call (the SDK
+/// sets none by default, so an endpoint that accepts a connection and never answers would hold
+/// a call, and the pass, for as long as the socket lives). A named profile is used for the
 /// credentials even when the environment holds others, as the AWS CLI's `--profile` is; a
 /// profile that does not exist is then an error when credentials are loaded, never a pass with
 /// the environment's credentials (another account, perhaps).
-pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
+pub async fn load_config(
+    profile: Option<&str>,
+    region: Option<&str>,
+    timeouts: CallTimeouts,
+) -> SdkConfig {
+    let timeout_config = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(secs(timeouts.connect_secs))
+        .operation_attempt_timeout(secs(timeouts.attempt_secs))
+        .operation_timeout(secs(timeouts.operation_secs))
+        .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive().with_max_attempts(8));
+        .retry_config(RetryConfig::adaptive().with_max_attempts(8))
+        .timeout_config(timeout_config);
     if let Some(p) = profile {
         let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
             .profile_name(p)
@@ -57,6 +70,10 @@ pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConf
         loader = loader.region(Region::new(r.to_string()));
     }
     loader.load().await
+}
+
+fn secs(n: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(n.into())
 }
 
 /// Checks that credentials can be found, so a pass that cannot run says so in one line; with

@@ -126,7 +126,8 @@ impl MemoryCloud {
             calls: 0,
         };
         let result = f(&mut ctx);
-        (result, *latency * ctx.calls)
+        let latency = ctx.region.latency.unwrap_or(*latency);
+        (result, latency * ctx.calls)
     }
 
     /// The simulated time.
@@ -157,6 +158,12 @@ impl MemoryCloud {
     /// Latency added to every AWS call, slept with `tokio::time::sleep` (default 0).
     pub fn set_latency(&self, latency: Duration) -> &Self {
         self.lock().latency = latency;
+        self
+    }
+
+    /// Latency of one region's calls only (listing the regions keeps the account's).
+    pub fn set_region_latency(&self, region: &str, latency: Duration) -> &Self {
+        self.with_region(region, |ctx| ctx.region.latency = Some(latency));
         self
     }
 

@@ -97,6 +97,8 @@ pub(super) struct RegionState {
     pub(super) buckets: HashMap<&'static str, crate::pacing::Bucket>,
     /// Every operation without a bucket of its own gets its documented one on first use.
     pub(super) documented_buckets: bool,
+    /// Latency of this region's calls, instead of the account's.
+    pub(super) latency: Option<Duration>,
     /// Calls refused by those buckets, by operation.
     pub(super) throttled: BTreeMap<&'static str, u64>,
     /// Launches die at boot with this `StateReason` code (a clone that can never boot, such
