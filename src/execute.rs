@@ -19,7 +19,8 @@ use futures::stream::{self, StreamExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cloud::{
-    Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetTemplate, OwnedTemplate,
+    Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetTemplate, Inventory,
+    OwnedTemplate,
 };
 use crate::model::{LaunchRef, Market, Snapshot};
 use crate::pacing::Pacer;
@@ -34,7 +35,7 @@ pub const GROUP_CONCURRENCY: usize = 4;
 
 /// Carries out every action of `plan`, group by group, logging each group's skips (debug) and
 /// each action's outcome (info, or warn for a failure) inside a span for the group.
-pub async fn execute<A: Actuator>(
+pub async fn execute<A: Actuator + Inventory>(
     act: &A,
     snapshot: &Snapshot,
     plan: &Plan,
@@ -304,6 +305,13 @@ fn log_outcome(o: &Outcome) {
             reason = %reason,
             "{action} held back: {reason}"
         ),
+        Status::Superseded { reason } => info!(
+            instance,
+            action,
+            result = "superseded",
+            reason = %reason,
+            "{action} not needed: {reason}"
+        ),
         Status::Failed { error } => warn!(
             instance,
             action,
@@ -572,7 +580,7 @@ async fn run_fleet<A: Actuator>(
 }
 
 /// Carries out one action.
-async fn run_action<A: Actuator>(
+async fn run_action<A: Actuator + Inventory>(
     act: &A,
     snapshot: &Snapshot,
     d: &Decision,
@@ -593,6 +601,30 @@ async fn run_action<A: Actuator>(
             .is_some_and(|d| tokio::time::Instant::now() >= d)
     {
         return outcome(Status::Deferred);
+    }
+    // A read made now, after the plan, before a call that would be wrong if another pass
+    // (the CLI beside the Lambda, a deploy's first pass) attached the clone meanwhile: a
+    // second attach would raise desired capacity twice, and terminating a member through EC2
+    // is a capacity dip until the group replaces it.
+    let unattached = match a {
+        Action::Swap { clone, .. } | Action::TerminateOrphan { clone, .. } => Some(clone),
+        _ => None,
+    };
+    if let Some(clone) = unattached {
+        match act.group_membership(std::slice::from_ref(clone)).await {
+            Ok(m) => {
+                if let Some(g) = m.get(clone) {
+                    return outcome(Status::Superseded {
+                        reason: format!(
+                            "{clone} joined group {g} after this pass read it (another pass \
+                             swapped it in): nothing to attach or terminate"
+                        ),
+                    });
+                }
+            }
+            // Unconfirmed is not confirmed: the next pass decides again.
+            Err(error) => return outcome(Status::Failed { error }),
+        }
     }
     if let Some(r) = &request {
         // A launch that must wait for the region's RunInstances bucket past the deadline is

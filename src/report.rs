@@ -37,6 +37,12 @@ pub enum Status {
     Held {
         reason: String,
     },
+    /// Not done, because a read made just before the call showed it was no longer wanted: the
+    /// clone had joined a group since the pass read it (another pass, running at the same time,
+    /// swapped it in). `reason` says so.
+    Superseded {
+        reason: String,
+    },
 }
 
 /// The outcome of one action.
@@ -248,6 +254,7 @@ impl Status {
             Status::DryRun => "dry-run",
             Status::Deferred => "deferred",
             Status::Held { .. } => "held",
+            Status::Superseded { .. } => "superseded",
         }
     }
 }

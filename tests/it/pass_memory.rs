@@ -2815,3 +2815,87 @@ async fn a_region_whose_calls_never_answer_is_cut_short_at_the_hard_stop_and_rep
     assert_eq!(e.code.as_deref(), Some("DeadlineExceeded"));
     assert_ne!(report.exit_code(), 0);
 }
+
+/// Between this pass's reads and its calls, another pass (the CLI beside the Lambda, say) swaps
+/// in the clone this one planned to swap, and attaches the stray clone this one planned to
+/// terminate as an orphan: a read made just before each call sees it, so nothing is attached
+/// twice (desired capacity would rise twice) and no member is terminated through EC2.
+#[tokio::test(start_paused = true)]
+async fn a_clone_another_pass_attached_after_this_one_read_it_is_not_attached_again_nor_terminated()
+{
+    use spotswap::cloud::{Account as _, Actuator as _};
+    let mut account = Account::new();
+    account.add_group("web", 2, 4, &[]);
+    account.add_group("other", 1, 4, &[]);
+    account.pass(&Settings::default()).await;
+    put_stray_clone(&account);
+    account
+        .cloud
+        .advance(Duration::from_secs(u64::from(GRACE_SECS) + 60));
+
+    let settings = Settings::default();
+    let now = account.cloud.now();
+    let region = account.cloud.region(REGION);
+    let seen = spotswap::observe::observe(&region, &settings, &ReadCache::new(0), now)
+        .await
+        .unwrap();
+    let plan = spotswap::plan::plan(&seen.snapshot, &settings, now);
+    let planned = |kind: ActionKind| -> Vec<String> {
+        plan.actions()
+            .filter(|(_, a)| a.kind() == kind)
+            .filter_map(|(_, a)| match a {
+                Action::Swap { clone, .. } | Action::TerminateOrphan { clone, .. } => {
+                    Some(clone.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let swaps = planned(ActionKind::Swap);
+    assert!(!swaps.is_empty(), "{plan:#?}");
+    assert_eq!(planned(ActionKind::TerminateOrphan), ["i-stray"]);
+
+    // The other pass, meanwhile.
+    let other = account.cloud.region(REGION);
+    for clone in &swaps {
+        let group = account.instance(clone).tags[tags::GROUP].clone();
+        other.attach(&group, clone).await.unwrap();
+    }
+    other.attach("other", "i-stray").await.unwrap();
+    let desired: Vec<u32> = ["web", "other"]
+        .iter()
+        .map(|g| account.group(g).desired_capacity)
+        .collect();
+
+    let before = account.cloud.total_call_counts();
+    let opts = PassOptions::new(&settings, now);
+    let outcomes = spotswap::execute::execute(&region, &seen.snapshot, &plan, &opts).await;
+    let after = account.cloud.total_call_counts();
+    let made =
+        |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);
+
+    let checked: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| matches!(o.action, ActionKind::Swap | ActionKind::TerminateOrphan))
+        .collect();
+    assert_eq!(checked.len(), swaps.len() + 1);
+    for o in checked {
+        assert!(
+            matches!(&o.status, Status::Superseded { reason } if reason.contains("joined group")),
+            "{o:#?}"
+        );
+    }
+    for op in [
+        "AttachInstances",
+        "TerminateInstances",
+        "TerminateInstanceInAutoScalingGroup",
+    ] {
+        assert_eq!(made(op), 0, "{op}");
+    }
+    let now_desired: Vec<u32> = ["web", "other"]
+        .iter()
+        .map(|g| account.group(g).desired_capacity)
+        .collect();
+    assert_eq!(now_desired, desired);
+    assert_eq!(account.instance("i-stray").state, InstanceState::Running);
+}

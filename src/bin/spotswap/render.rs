@@ -65,6 +65,7 @@ pub fn pass_table(r: &PassReport) -> String {
                     Status::Failed { error } => format!("FAILED: {error}"),
                     Status::Deferred => "deferred to the next pass".into(),
                     Status::Held { reason } => format!("held: {reason}"),
+                    Status::Superseded { reason } => format!("not needed: {reason}"),
                     Status::DryRun => "dry run".into(),
                 };
                 let _ = writeln!(
