@@ -11,7 +11,7 @@ VENV := .venv
 # compiled once for all of them: a different feature set would rebuild the whole SDK.
 FEATURES := --features lambda
 
-.PHONY: all build test lint fmt cfn-lint checkov data demo figures bench bench-large lambda bench-lambda package deploy clean
+.PHONY: all build test lint fmt cfn-lint checkov data demo figures bench bench-large fuzz lambda bench-lambda package deploy clean
 
 all: build
 
@@ -78,6 +78,14 @@ bench:
 ## time and memory against account size (docs/benchmarks.svg). About 10 minutes.
 bench-large:
 	$(CARGO) run --release --locked $(FEATURES) --example bench -- --large --svg docs/benchmarks.svg
+
+## Fuzzing (tests/fuzz.rs): the parsers of outside input (settings, protocol tags, events, price
+## list entries, schedules, globs) on mutations of tests/fuzz/corpus and arbitrary text, for
+## FUZZ_SECONDS (10 minutes here; `make test` runs 12 s of it). Prints the inputs per target;
+## a panic fails it with the seed that replays it (FUZZ_SEED).
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --locked $(FEATURES) --test fuzz -- --nocapture
 
 ## Lambda figures: zip size and initialisation time of the release binary `make lambda` built,
 ## through a local runtime API (the harness itself runs as a debug build).
