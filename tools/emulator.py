@@ -15,7 +15,12 @@ behind a small middleware that answers, itself:
 - test-control endpoints: `POST /_spotswap/spot-prices` pins spot prices
   (`[{"region", "availability_zone", "instance_type", "product_description", "price"}]`),
   `POST /_spotswap/instance-refreshes` sets a group's instance refresh
-  (`[{"region", "group", "status"}]`); `{"clear": true}` forgets them all; `GET` lists them.
+  (`[{"region", "group", "status"}]`); `{"clear": true}` forgets them all; `GET` lists them;
+- throttling, as AWS answers a caller past its request bucket, on a share of the calls:
+  `POST /_spotswap/throttling` with `{"rate": 0.3, "seed": 7}` answers that share of EC2 calls
+  with `RequestLimitExceeded` (HTTP 503), of Auto Scaling calls with `Throttling` (400) and of
+  Pricing calls with `ThrottlingException` (400); `GET` gives the rate and the calls throttled
+  per service; `{"rate": 0}` stops it.
 
 Everything else goes to moto, unchanged but for one fix (see `patch_moto`: launch template
 versions based on a source version, with user data that does not crash moto). It binds
@@ -35,6 +40,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -871,6 +877,61 @@ def asg_error_xml(err: ApiError) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
+# Throttling
+
+
+class Throttling:
+    """A share of API calls answered as AWS answers a caller past its request bucket."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rate = 0.0
+        self.rng = random.Random(0)
+        self.throttled: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+
+    def set(self, doc: Any) -> int:
+        if not isinstance(doc, dict) or not isinstance(doc.get("rate"), (int, float)):
+            raise ValueError('expected {"rate": 0.3, "seed": 7}')
+        rate = float(doc["rate"])
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate is a share from 0 to 1")
+        with self.lock:
+            self.rate = rate
+            self.rng = random.Random(int(doc.get("seed", 0)))
+            self.throttled.clear()
+            self.calls.clear()
+        return 1
+
+    def clear(self) -> None:
+        self.set({"rate": 0})
+
+    def listing(self) -> dict[str, Any]:
+        with self.lock:
+            return {"rate": self.rate, "calls": dict(self.calls), "throttled": dict(self.throttled)}
+
+    def hit(self, service: str) -> bool:
+        with self.lock:
+            self.calls[service] = self.calls.get(service, 0) + 1
+            if self.rate > 0 and self.rng.random() < self.rate:
+                self.throttled[service] = self.throttled.get(service, 0) + 1
+                return True
+            return False
+
+
+def throttled_response(service: str) -> tuple[int, bytes, str]:
+    """The answer AWS gives a throttled call of `service`: status, body, content type."""
+    if service == "pricing":
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
+        return 400, body.encode(), "application/x-amz-json-1.1"
+    if service == "autoscaling":
+        err = ApiError(400, "Throttling", "Rate exceeded")
+        return 400, asg_error_xml(err), "text/xml"
+    err = ApiError(503, "RequestLimitExceeded", "Request limit exceeded.")
+    return 503, ec2_error_xml(err), "text/xml"
+
+
+# ---------------------------------------------------------------------------------------------
 # The middleware
 
 
@@ -883,12 +944,19 @@ class Emulator:
         self.pins = Pins()
         self.spot_cache = RowCache()
         self.refreshes = Refreshes()
+        self.throttling = Throttling()
 
     @staticmethod
     def _respond(
         start_response: Any, status: int, body: bytes, content_type: str
     ) -> list[bytes]:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            503: "Service Unavailable",
+        }
         start_response(
             f"{status} {reason.get(status, 'Error')}",
             [
@@ -906,8 +974,15 @@ class Emulator:
             return self._control(environ, start_response, method, self.pins)
         if path.rstrip("/") == "/_spotswap/instance-refreshes":
             return self._control(environ, start_response, method, self.refreshes)
+        if path.rstrip("/") == "/_spotswap/throttling":
+            return self._control(environ, start_response, method, self.throttling)
 
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if self.throttling.rate > 0:
+            service = "pricing" if target.startswith("AWSPriceListService.") else service_from_auth(environ)
+            if service and self.throttling.hit(service):
+                status, body, ctype = throttled_response(service)
+                return self._respond(start_response, status, body, ctype)
         if target.startswith("AWSPriceListService."):
             return self._pricing(environ, start_response, target.split(".", 1)[1])
 
@@ -980,7 +1055,7 @@ class Emulator:
             if isinstance(doc, dict) and doc.get("clear") is True:
                 store.clear()
                 count = 0
-            elif isinstance(doc, list):
+            elif isinstance(doc, list) or (isinstance(doc, dict) and isinstance(store, Throttling)):
                 count = store.set(doc)
             else:
                 raise ValueError('expected a list of entries or {"clear": true}')

@@ -1016,3 +1016,78 @@ async fn a_raised_on_demand_floor_is_met_again_with_an_on_demand_instance_of_the
     let tags = w.account.tags_of(od).await;
     assert_eq!(tags.get("spotswap:group").map(String::as_str), Some("web"));
 }
+
+/// Runs passes of the real binary over a fresh group of 3 with `rate` of each pass's calls
+/// throttled until it converges: each pass's wall time, and the calls throttled.
+async fn converge_throttled(rate: f64) -> (Vec<Duration>, u64) {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 3, 6)
+                .grace_secs(1),
+        )
+        .await;
+    let (mut times, mut throttled) = (Vec::new(), 0u64);
+    for pass in 1..=12u64 {
+        w.emu.set_throttling(rate, pass);
+        let started = std::time::Instant::now();
+        let out = w
+            .spotswap(&["run", "--output", "json"])
+            .env("REPLACEMENTS_PER_PASS", "100%")
+            .output()
+            .unwrap();
+        times.push(started.elapsed());
+        let stats = w.emu.throttling();
+        // The test's own reads are not throttled.
+        w.emu.set_throttling(0.0, 0);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "pass {pass}: {stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(report["totals"]["failures"], 0, "pass {pass}: {report:#}");
+        for r in report["regions"].as_array().expect("regions") {
+            assert!(r.get("error").is_none(), "pass {pass}: {r:#}");
+            assert!(r.get("warnings").is_none(), "pass {pass}: {r:#}");
+        }
+        throttled += stats["throttled"]
+            .as_object()
+            .expect("per service")
+            .values()
+            .map(|n| n.as_u64().unwrap_or(0))
+            .sum::<u64>();
+        let members = w.members("web").await;
+        if members.len() == 3
+            && members.values().all(|spot| *spot)
+            && w.unattached_clones("web").await == 0
+        {
+            return (times, throttled);
+        }
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    panic!("web did not converge: {:?}", w.members("web").await);
+}
+
+/// Throttling through the real SDK: the emulator answers 30% of the calls of each pass as AWS
+/// answers a throttled call (EC2 `RequestLimitExceeded` 503, Auto Scaling `Throttling` 400,
+/// Pricing `ThrottlingException` 400). Passes of the real binary (its own retry configuration)
+/// complete, the group converges, and no throttling error reaches a report: the SDK's retries
+/// absorb them. The pass times beside an unthrottled run are printed (a figure, not asserted).
+#[tokio::test(flavor = "multi_thread")]
+async fn under_30_percent_throttling_passes_complete_and_converge_with_no_error_surfaced() {
+    let (throttled_times, throttled) = converge_throttled(0.3).await;
+    assert!(
+        throttled >= 10,
+        "the passes met throttling: {throttled} calls"
+    );
+    let (plain_times, _) = converge_throttled(0.0).await;
+    let total = |t: &[Duration]| t.iter().sum::<Duration>().as_secs_f64();
+    println!(
+        "throttling figure: {} passes in {:.1} s with 30% of calls throttled ({throttled} \
+         throttled), {} passes in {:.1} s without: {:.2}x",
+        throttled_times.len(),
+        total(&throttled_times),
+        plain_times.len(),
+        total(&plain_times),
+        total(&throttled_times) / total(&plain_times)
+    );
+}

@@ -41,7 +41,7 @@ use crate::settings::CallTimeouts;
 
 /// Loads the standard AWS configuration: credentials from the default chain (environment,
 /// profile, SSO, instance or task role), the region from the environment or profile unless
-/// given, `AWS_ENDPOINT_URL` honoured, adaptive retries, and `timeouts` on every call (the SDK
+/// given, `AWS_ENDPOINT_URL` honoured, standard retries with short backoffs, and `timeouts` on every call (the SDK
 /// sets none by default, so an endpoint that accepts a connection and never answers would hold
 /// a call, and the pass, for as long as the socket lives). A named profile is used for the
 /// credentials even when the environment holds others, as the AWS CLI's `--profile` is; a
@@ -58,7 +58,16 @@ pub async fn load_config(
         .operation_timeout(secs(timeouts.operation_secs))
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive().with_max_attempts(8))
+        // Standard retries with short backoffs, not adaptive: every call already waits for its
+        // documented request token (`crate::pacing`), so a throttled answer is someone else's
+        // burst, gone in a second; adaptive mode's client-side rate limiter then slows every
+        // later call for far longer than the buckets need.
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_initial_backoff(std::time::Duration::from_millis(100))
+                .with_max_backoff(std::time::Duration::from_secs(5)),
+        )
         .timeout_config(timeout_config);
     if let Some(p) = profile {
         let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()

@@ -291,7 +291,26 @@ impl Emulator {
         self.control_post("/_spotswap/instance-refreshes", r#"{"clear": true}"#);
     }
 
+    /// Answers `rate` (0 to 1) of the AWS calls from now on as AWS answers a throttled call
+    /// (EC2 `RequestLimitExceeded` 503, Auto Scaling `Throttling` 400, Pricing
+    /// `ThrottlingException` 400), drawn from `seed`; 0 stops it.
+    pub fn set_throttling(&self, rate: f64, seed: u64) {
+        let body = serde_json::json!({"rate": rate, "seed": seed});
+        self.control_post("/_spotswap/throttling", &body.to_string());
+    }
+
+    /// Calls and throttled calls per service since [`Emulator::set_throttling`].
+    pub fn throttling(&self) -> serde_json::Value {
+        let answer = self.control("GET", "/_spotswap/throttling", "");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+    }
+
     fn control_post(&self, path: &str, body: &str) {
+        self.control("POST", path, body);
+    }
+
+    fn control(&self, method: &str, path: &str, body: &str) -> String {
         let addr = self.endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(addr)
             .unwrap_or_else(|e| panic!("connecting to the emulator at {addr}: {e}"));
@@ -299,7 +318,7 @@ impl Emulator {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("a read timeout");
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{body}",
             body.len()
@@ -314,8 +333,9 @@ impl Emulator {
         let status = response.lines().next().unwrap_or_default();
         assert!(
             status.split_whitespace().nth(1) == Some("200"),
-            "the emulator refused POST {path}: {response}"
+            "the emulator refused {method} {path}: {response}"
         );
+        response
     }
 }
 
