@@ -3,9 +3,11 @@
 //!
 //! Every read is batched and paginated by hand, so each page is counted in the pass report
 //! (and so the boundary stays free of per-instance or per-type calls). Errors are classified
-//! by AWS error code. Retries of throttled calls are the SDK's adaptive retry mode, which also
-//! paces the client when EC2's token buckets run low (EC2 API reference, "Request throttling"). This module decides
-//! nothing and never logs user data.
+//! by AWS error code. Every call first waits for its documented request token (the region
+//! handle's [`Pacer`], EC2 API reference, "Request throttling"); a throttled answer left over is
+//! retried by the SDK's standard retries with short backoffs, and every call has connect,
+//! attempt and operation timeouts (`load_config`). This module decides nothing and never logs
+//! user data.
 
 pub mod convert;
 pub mod fleet;
