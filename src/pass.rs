@@ -49,17 +49,7 @@ fn deadline_error(operation: &str) -> crate::cloud::CloudError {
 fn cut_short(region: &str) -> RegionReport {
     let e = deadline_error("Pass");
     error!(region = %region, error = %e.message, "region cut short");
-    RegionReport {
-        region: region.to_string(),
-        groups: 0,
-        error: Some(e),
-        warnings: Vec::new(),
-        cached: Vec::new(),
-        plan: None,
-        outcomes: Vec::new(),
-        savings: None,
-        calls: BTreeMap::new(),
-    }
+    RegionReport::failed(region, e, BTreeMap::new())
 }
 
 /// How to run a pass.
@@ -214,17 +204,7 @@ async fn region_pass<A: Account>(
                     error = %e.message,
                     "region could not be read"
                 );
-                return RegionReport {
-                    region: region.to_string(),
-                    groups: 0,
-                    error: Some(e),
-                    warnings: Vec::new(),
-                    cached: Vec::new(),
-                    plan: None,
-                    outcomes: Vec::new(),
-                    savings: None,
-                    calls: cloud.call_counts(),
-                };
+                return RegionReport::failed(region, e, cloud.call_counts());
             }
         };
         let crate::observe::Observation {

@@ -94,6 +94,23 @@ pub struct RegionReport {
     pub calls: BTreeMap<String, u64>,
 }
 
+impl RegionReport {
+    /// A region that could not be read, or was cut short: the error and the calls it made.
+    pub fn failed(region: &str, error: CloudError, calls: BTreeMap<String, u64>) -> Self {
+        RegionReport {
+            region: region.to_string(),
+            groups: 0,
+            error: Some(error),
+            warnings: Vec::new(),
+            cached: Vec::new(),
+            plan: None,
+            outcomes: Vec::new(),
+            savings: None,
+            calls,
+        }
+    }
+}
+
 /// Counts over the whole pass.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Totals {
