@@ -22,6 +22,7 @@ use crate::cloud::{
     Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetTemplate, Inventory,
     OwnedTemplate,
 };
+use crate::lease::Leases;
 use crate::model::{LaunchRef, Market, Snapshot};
 use crate::pacing::Pacer;
 use crate::pass::PassOptions;
@@ -34,11 +35,14 @@ use crate::report::{Outcome, Status};
 pub const GROUP_CONCURRENCY: usize = 4;
 
 /// Carries out every action of `plan`, group by group, logging each group's skips (debug) and
-/// each action's outcome (info, or warn for a failure) inside a span for the group.
+/// each action's outcome (info, or warn for a failure) inside a span for the group. The
+/// actions of a group whose lease this pass could not take (`leases.lost`) are not carried out:
+/// their outcome is `superseded`, with why.
 pub async fn execute<A: Actuator + Inventory>(
     act: &A,
     snapshot: &Snapshot,
     plan: &Plan,
+    leases: &Leases,
     opts: &PassOptions,
 ) -> Vec<Outcome> {
     let mut by_group: BTreeMap<&str, Vec<&Decision>> = BTreeMap::new();
@@ -58,6 +62,22 @@ pub async fn execute<A: Actuator + Inventory>(
                 let mut troubled: Vec<Interruption> = Vec::new();
                 let mut avoid = Duration::zero();
                 let mut fleets_done: BTreeSet<&str> = BTreeSet::new();
+                if let Some(why) = leases.lost.get(group) {
+                    info!(reason = %why, "group left to the other pass");
+                    let out = decisions
+                        .iter()
+                        .filter(|d| matches!(d.verdict, Verdict::Act(_)))
+                        .map(|d| {
+                            outcome_of(
+                                d,
+                                Status::Superseded {
+                                    reason: format!("not this pass's to change: {why}"),
+                                },
+                            )
+                        })
+                        .collect();
+                    return (i, out);
+                }
                 for &d in &decisions {
                     match &d.verdict {
                         // A mistake in the group's settings: loud, so an operator sees it.

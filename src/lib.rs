@@ -16,6 +16,7 @@ pub mod execute;
 pub mod glob;
 pub mod interrupt;
 pub mod lambda;
+pub mod lease;
 pub mod like;
 pub mod model;
 pub mod observe;

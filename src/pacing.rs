@@ -26,12 +26,7 @@ use tokio::time::Instant;
 pub fn documented_bucket(operation: &str) -> (f64, f64) {
     match operation {
         "RunInstances" => (5.0, 2.0),
-        op if ["Describe", "Get", "List"]
-            .iter()
-            .any(|p| op.starts_with(p)) =>
-        {
-            (100.0, 20.0)
-        }
+        op if is_read(op) => (100.0, 20.0),
         _ => (50.0, 5.0),
     }
 }
@@ -100,10 +95,23 @@ impl Bucket {
     }
 }
 
-/// One region's buckets for a pass: one per operation, made full on its first call.
+/// One region's buckets for a pass: one per operation, made full on its first call. It also
+/// keeps the instant after which the pass sends no call that changes anything: the end of its
+/// leases on its groups, less the longest a call can take.
 #[derive(Debug, Default)]
 pub struct Pacer {
     buckets: Mutex<HashMap<String, Bucket>>,
+    writes_until: Mutex<Option<Instant>>,
+}
+
+/// The error code of a change not sent because the pass's leases were about to end.
+pub const LEASE_ENDING: &str = "LeaseEnding";
+
+/// Whether an operation only reads (EC2's and Auto Scaling's naming).
+pub fn is_read(operation: &str) -> bool {
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|p| operation.starts_with(p))
 }
 
 impl Pacer {
@@ -128,6 +136,32 @@ impl Pacer {
     /// only make after its deadline.
     pub fn next_slot(&self, operation: &str) -> Instant {
         self.with_bucket(operation, |b, now| now + b.delay(now))
+    }
+
+    /// No call that changes anything goes after `at` (or before it, once an earlier instant
+    /// was set: it only moves earlier).
+    pub fn stop_writes_at(&self, at: Instant) {
+        let mut w = self.writes_until.lock().expect("pacer lock");
+        *w = Some(w.map_or(at, |old| old.min(at)));
+    }
+
+    /// Whether a call of `operation` may go now: reads always; a change only before the
+    /// instant [`Pacer::stop_writes_at`] set. A change that may not go fails as it would if
+    /// the pass had stopped there, which the swap protocol recovers from at every step.
+    pub fn admit(&self, operation: &str) -> Result<(), crate::cloud::CloudError> {
+        let until = *self.writes_until.lock().expect("pacer lock");
+        match until {
+            Some(u) if !is_read(operation) && Instant::now() >= u => {
+                Err(crate::cloud::CloudError::new(
+                    operation,
+                    crate::cloud::ErrorKind::Other,
+                    Some(LEASE_ENDING),
+                    "not sent: this pass's lease on the group was about to end, so another \
+                     pass may take the group over; the next pass takes up where this one stopped",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Waits until a call of `operation` fits its bucket, and takes the token.

@@ -16,14 +16,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cache::ReadCache;
-use crate::cloud::{Account, Inventory, apply_refreshes};
+use crate::cloud::{Account, Actuator, Inventory, apply_refreshes};
 use crate::error::Error;
 use crate::execute::execute;
+use crate::lease::Leases;
 use crate::observe::observe;
 use crate::plan::{Inputs, plan_with};
 use crate::report::{PassReport, RegionReport, Totals};
 use crate::savings::{Swapped, savings};
+use crate::settings::GroupPolicy;
 use crate::settings::Settings;
+use std::time::Duration;
 
 /// The target of the one record per region done (`N/M regions`), which the CLI shows as a
 /// progress line on a terminal even when it shows no other info record.
@@ -96,6 +99,11 @@ pub async fn run<A: Account>(
     );
     let span =
         info_span!("pass", pass_id = %pass_id, started_at = %opts.now, dry_run = opts.dry_run);
+    // Who this pass is in the leases it takes on groups (`src/lease.rs`), and when it started,
+    // to tell the time of a lease from `opts.now`.
+    let holder = crate::lease::holder(&pass_id);
+    let started = tokio::time::Instant::now();
+    let holder = holder.as_str();
     async {
         let listed = match opts.deadline {
             Some(d) => tokio::time::timeout_at(d + HARD_STOP_AFTER_DEADLINE, account.regions())
@@ -131,11 +139,11 @@ pub async fn run<A: Account>(
                     // the tags.
                     Some(d) => tokio::time::timeout_at(
                         d + HARD_STOP_AFTER_DEADLINE,
-                        region_pass(account, r, settings, opts),
+                        region_pass(account, r, settings, opts, holder, started),
                     )
                     .await
                     .unwrap_or_else(|_| cut_short(r)),
-                    None => region_pass(account, r, settings, opts).await,
+                    None => region_pass(account, r, settings, opts, holder, started).await,
                 };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 info!(
@@ -178,11 +186,44 @@ pub async fn run<A: Account>(
     .await
 }
 
+/// Takes the leases of `groups` and bounds this pass's changes by them: the leases last
+/// `lease-seconds` and `operation-timeout-seconds` more; no change is sent after the first
+/// `lease-seconds`, so none lands after the leases end, and no launch or swap starts then (the
+/// options returned carry that deadline).
+async fn take_leases<C: Inventory + Actuator>(
+    cloud: &C,
+    snapshot: &crate::model::Snapshot,
+    groups: &[String],
+    settings: &Settings,
+    opts: &PassOptions,
+    holder: &str,
+    started: tokio::time::Instant,
+) -> (Leases, PassOptions) {
+    let window = Duration::from_secs(u64::from(settings.lease_secs));
+    let last_call = Duration::from_secs(u64::from(settings.timeouts.operation_secs));
+    let taken_at = tokio::time::Instant::now();
+    let wall = opts.now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+    let leases =
+        crate::lease::acquire(cloud, snapshot, groups, holder, wall, window + last_call).await;
+    for (g, why) in &leases.lost {
+        info!(group = %g, reason = %why, "lease not taken: the group is left this pass");
+    }
+    let mut exec = opts.clone();
+    if !leases.held.is_empty() {
+        let stop = taken_at + window;
+        cloud.pacer().stop_writes_at(stop);
+        exec.deadline = Some(opts.deadline.map_or(stop, |d| d.min(stop)));
+    }
+    (leases, exec)
+}
+
 async fn region_pass<A: Account>(
     account: &A,
     region: &str,
     settings: &Settings,
     opts: &PassOptions,
+    holder: &str,
+    started: tokio::time::Instant,
 ) -> RegionReport {
     let cloud = account.region(region);
     let span = info_span!("region", region = %region);
@@ -247,7 +288,36 @@ async fn region_pass<A: Account>(
             skips = p.skips().count(),
             "planned"
         );
-        let outcomes = execute(&cloud, &snapshot, &p, opts).await;
+        // The leases of the opted-in groups the plan changes (never a group that is not opted
+        // in: spotswap does not touch it), then the plan carried out where they are held.
+        let (leases, exec_opts) = if opts.dry_run {
+            (Leases::default(), opts.clone())
+        } else {
+            let acts: std::collections::BTreeSet<&str> =
+                p.actions().map(|(d, _)| d.group.as_str()).collect();
+            let to_lease: Vec<String> = snapshot
+                .groups
+                .iter()
+                .filter(|g| {
+                    acts.contains(g.name.as_str())
+                        && matches!(inputs.group(g).policy, GroupPolicy::OptedIn(_))
+                })
+                .map(|g| g.name.clone())
+                .collect();
+            take_leases(
+                &cloud, &snapshot, &to_lease, settings, opts, holder, started,
+            )
+            .await
+        };
+        let outcomes = execute(&cloud, &snapshot, &p, &leases, &exec_opts).await;
+        if let Err(e) = crate::lease::release(&cloud, &leases).await {
+            warn!(
+                operation = %e.operation,
+                code = e.code.as_deref().unwrap_or(""),
+                error = %e.message,
+                "could not release the leases: they end by themselves"
+            );
+        }
         // Savings as the pass leaves the groups: its own swaps included.
         let savings = savings(&inputs, &Swapped::from_outcomes(&p, &outcomes));
         info!(

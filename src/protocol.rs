@@ -31,14 +31,17 @@ pub const INTERRUPTED: &str = "spotswap:interrupted";
 /// On a group: its clones keep dying before they are swapped in, so its launches back off
 /// (see [`LaunchBackoff`]).
 pub const LAUNCH_BACKOFF: &str = "spotswap:launch-backoff";
+/// On a group: which pass may change it, and until when (see [`Lease`]).
+pub const LEASE: &str = "spotswap:lease";
 /// Every tag the protocol itself writes; none of them is a setting.
-pub const PROTOCOL_TAGS: [&str; 6] = [
+pub const PROTOCOL_TAGS: [&str; 7] = [
     GROUP,
     REPLACES,
     MAX_SIZE,
     INTERRUPTED,
     LAUNCH_BACKOFF,
     LAUNCH_CONFIGURATION,
+    LEASE,
 ];
 /// The state reason EC2 gives an instance terminated by a `TerminateInstances` call (a person,
 /// or spotswap's own clean-up): someone's decision, not a launch that failed (EC2 API
@@ -268,6 +271,70 @@ pub fn launch_backoff(tags: &BTreeMap<String, String>) -> Result<Option<LaunchBa
     parsed.map(Some).ok_or_else(|| v.clone())
 }
 
+/// `spotswap:lease`: a pass's claim on a group, so that two passes running at once (the CLI
+/// beside the Lambda, two invocations after a deploy) never change one group together. The
+/// value reads `HOLDER until RFC3339` while held and `HOLDER released` once the holder is done;
+/// a released lease keeps its holder, so every value a pass writes is new and a pass can tell
+/// that another has been at the group since it read it (ARCHITECTURE.md, "The swap protocol as
+/// a state machine").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The pass that wrote it: its pass id and a random suffix.
+    pub holder: String,
+    /// Until when it holds; `None` once released.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Lease {
+    /// A lease `holder` holds until `until`.
+    pub fn held(holder: &str, until: DateTime<Utc>) -> Self {
+        Lease {
+            holder: holder.to_string(),
+            until: Some(until),
+        }
+    }
+
+    /// `holder`'s lease, given back.
+    pub fn released(holder: &str) -> Self {
+        Lease {
+            holder: holder.to_string(),
+            until: None,
+        }
+    }
+
+    /// Whether it still holds at `now`.
+    pub fn active_at(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_some_and(|u| now < u)
+    }
+
+    /// The tag value.
+    pub fn value(&self) -> String {
+        match self.until {
+            Some(u) => format!(
+                "{} until {}",
+                self.holder,
+                u.to_rfc3339_opts(SecondsFormat::Millis, true)
+            ),
+            None => format!("{} released", self.holder),
+        }
+    }
+}
+
+/// Reads `spotswap:lease`: `Ok(None)` when absent, `Err` with the value when unreadable.
+pub fn lease(tags: &BTreeMap<String, String>) -> Result<Option<Lease>, String> {
+    let Some(v) = tags.get(LEASE) else {
+        return Ok(None);
+    };
+    let words: Vec<&str> = v.split_whitespace().collect();
+    match words[..] {
+        [holder, "released"] => Ok(Some(Lease::released(holder))),
+        [holder, "until", at] => DateTime::parse_from_rfc3339(at)
+            .map(|t| Some(Lease::held(holder, t.with_timezone(&Utc))))
+            .map_err(|_| v.clone()),
+        _ => Err(v.clone()),
+    }
+}
+
 /// What went wrong in a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PoolTrouble {
@@ -398,6 +465,26 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn leases_round_trip_and_hold_until_their_instant() {
+        let held = Lease::held("20261129T180000Z-7.a1b2c3", at("2026-11-29T18:04:00Z"));
+        let released = Lease::released("20261129T180000Z-7.a1b2c3");
+        for l in [&held, &released] {
+            assert_eq!(lease(&tags(&[(LEASE, &l.value())])), Ok(Some(l.clone())));
+        }
+        assert_eq!(
+            held.value(),
+            "20261129T180000Z-7.a1b2c3 until 2026-11-29T18:04:00.000Z"
+        );
+        assert!(held.active_at(at("2026-11-29T18:03:59Z")));
+        assert!(!held.active_at(at("2026-11-29T18:04:00Z")));
+        assert!(!released.active_at(at("2026-11-29T18:00:00Z")));
+        assert_eq!(lease(&tags(&[])), Ok(None));
+        for bad in ["", "x", "x until soon", "x until", "x released y"] {
+            assert_eq!(lease(&tags(&[(LEASE, bad)])), Err(bad.to_string()), "{bad}");
+        }
     }
 
     #[test]

@@ -203,6 +203,17 @@ pub const SETTINGS: &[SettingDef] = &[
         },
     ),
     def(
+        "lease-seconds",
+        "180",
+        Scope::Global,
+        None,
+        "Seconds a pass may change the groups it has leased (tag spotswap:lease), so that two passes at once never change one group; the lease lasts operation-timeout-seconds longer, so no call of the pass lands after it ends, and a pass that dies holding it delays its groups until then",
+        Check::Number {
+            min: 10.0,
+            max: 3600.0,
+        },
+    ),
+    def(
         "min-on-demand-number",
         "0",
         Scope::Group,
@@ -538,6 +549,9 @@ pub struct Settings {
     pub cache_hours: u32,
     /// How long an AWS call may take: to connect, per attempt, and in all.
     pub timeouts: CallTimeouts,
+    /// How long a pass may change the groups it has leased, in seconds; the lease itself lasts
+    /// the operation timeout longer.
+    pub lease_secs: u32,
     /// Defaults for every group, before its tags.
     pub group: GroupSettings,
     /// The global values of the group-scoped settings as given (or defaulted), with where each
@@ -651,6 +665,7 @@ impl Settings {
             attempt_secs: seconds("attempt-timeout-seconds"),
             operation_secs: seconds("operation-timeout-seconds"),
         };
+        let lease_secs = seconds("lease-seconds");
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -663,6 +678,7 @@ impl Settings {
             handle_rebalance_recommendations: rebalance.expect("checked above"),
             cache_hours: cache_hours.expect("checked above"),
             timeouts,
+            lease_secs,
             group: group.expect("checked above"),
             group_values: values
                 .into_iter()

@@ -62,11 +62,13 @@ fn protocol_check(input: &str) {
         protocol::MAX_SIZE,
         protocol::LAUNCH_BACKOFF,
         protocol::INTERRUPTED,
+        protocol::LEASE,
     ] {
         let tags = BTreeMap::from([(key.to_string(), input.to_string())]);
         let _ = protocol::max_size(&tags);
         let _ = protocol::launch_backoff(&tags);
         let _ = protocol::interruptions(&tags);
+        let _ = protocol::lease(&tags);
     }
 }
 

@@ -52,3 +52,13 @@ pub const READ_CONCURRENCY: usize = 8;
 /// Launch template versions per `DescribeLaunchTemplateVersions` page (its `MaxResults` is
 /// 1-200).
 pub const TEMPLATE_VERSION_PAGE: i32 = 200;
+
+/// Groups per `DescribeTags` call when a pass reads one tag of named groups, sent as an
+/// `auto-scaling-group` filter (at most 1,000 values per filter type) with a `key` filter: each
+/// group has at most one tag of a key, so 100 groups are one page (`MaxRecords`: at most 100).
+pub const GROUP_TAG_BATCH: usize = 100;
+
+/// Tags per `CreateOrUpdateTags` call when a pass writes one tag on many groups. The API takes
+/// a list of tags, each naming its group, and documents no count limit; 50 keeps a request
+/// small.
+pub const GROUP_TAG_WRITE_BATCH: usize = 50;

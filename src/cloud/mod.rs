@@ -230,6 +230,14 @@ pub trait Inventory: Send + Sync {
         ids: &[String],
     ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
 
+    /// The value of tag `key` on each named group that has it (`DescribeTags`, filtered by
+    /// group names and key): a fresh read of one tag, made after the plan.
+    fn group_tags(
+        &self,
+        groups: &[String],
+        key: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
+
     /// Launch configurations and launch template versions (`$Latest` and `$Default`
     /// resolved), keyed by [`LaunchRef::key`]. References that do not exist are left out.
     /// Templates named by `$Latest` or `$Default` are read for the whole region at once
@@ -456,6 +464,14 @@ pub trait Actuator: Send + Sync {
         group: &str,
         key: &str,
         value: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Sets tag `key` on each group to its value, not propagated (`CreateOrUpdateTags`, many
+    /// groups a call). A failed call fails the whole batch.
+    fn tag_groups(
+        &self,
+        key: &str,
+        values: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Removes a tag from a group (`DeleteTags`).

@@ -29,8 +29,19 @@ pub struct ProtocolState {
     pub launch_backoff: Option<LaunchBackoff>,
 }
 
-/// Reads the group's protocol tags; an unreadable one leaves the group untouched.
-pub fn protocol_state(group: &Group) -> Result<ProtocolState, Skip> {
+/// Reads the group's protocol tags; an unreadable one leaves the group untouched, and so does
+/// another pass's lease that still holds at `now`.
+pub fn protocol_state(group: &Group, now: DateTime<Utc>) -> Result<ProtocolState, Skip> {
+    let lease = protocol::lease(&group.tags).map_err(|value| Skip::InvalidProtocolTag {
+        tag: protocol::LEASE.into(),
+        value,
+    })?;
+    if let Some(l) = lease.filter(|l| l.active_at(now)) {
+        return Err(Skip::Leased {
+            holder: l.holder,
+            until: l.until.expect("an active lease has an end"),
+        });
+    }
     let leftover_max =
         protocol::max_size(&group.tags).map_err(|value| Skip::InvalidProtocolTag {
             tag: protocol::MAX_SIZE.into(),
@@ -198,6 +209,10 @@ mod tests {
         GroupBuilder::new("web").min(1).desired(2).max(4).build()
     }
 
+    fn now() -> DateTime<Utc> {
+        "2026-11-23T10:00:00Z".parse().unwrap()
+    }
+
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
@@ -313,7 +328,7 @@ mod tests {
     fn unreadable_protocol_tags_leave_the_group_alone() {
         let mut g = group();
         assert_eq!(
-            protocol_state(&g),
+            protocol_state(&g, now()),
             Ok(ProtocolState {
                 leftover_max: None,
                 interruptions: vec![],
@@ -321,10 +336,10 @@ mod tests {
             })
         );
         g.tags = tags(&[(protocol::MAX_SIZE, "3")]);
-        assert_eq!(protocol_state(&g).unwrap().leftover_max, Some(3));
+        assert_eq!(protocol_state(&g, now()).unwrap().leftover_max, Some(3));
         g.tags = tags(&[(protocol::MAX_SIZE, "x")]);
         assert_eq!(
-            protocol_state(&g),
+            protocol_state(&g, now()),
             Err(Skip::InvalidProtocolTag {
                 tag: protocol::MAX_SIZE.into(),
                 value: "x".into()
@@ -332,14 +347,42 @@ mod tests {
         );
         g.tags = tags(&[(protocol::INTERRUPTED, "m5.large")]);
         assert!(matches!(
-            protocol_state(&g),
+            protocol_state(&g, now()),
             Err(Skip::InvalidProtocolTag { tag, .. }) if tag == protocol::INTERRUPTED
         ));
         g.tags = tags(&[(protocol::LAUNCH_BACKOFF, "failures=2")]);
         assert!(matches!(
-            protocol_state(&g),
+            protocol_state(&g, now()),
             Err(Skip::InvalidProtocolTag { tag, .. }) if tag == protocol::LAUNCH_BACKOFF
         ));
+        g.tags = tags(&[(protocol::LEASE, "someone")]);
+        assert!(matches!(
+            protocol_state(&g, now()),
+            Err(Skip::InvalidProtocolTag { tag, .. }) if tag == protocol::LEASE
+        ));
+    }
+
+    #[test]
+    fn another_pass_lease_leaves_the_group_alone_until_it_ends_or_is_released() {
+        let mut g = group();
+        let until = now() + chrono::Duration::seconds(30);
+        g.tags = tags(&[(
+            protocol::LEASE,
+            &protocol::Lease::held("p1.ab", until).value(),
+        )]);
+        assert_eq!(
+            protocol_state(&g, now()),
+            Err(Skip::Leased {
+                holder: "p1.ab".into(),
+                until
+            })
+        );
+        assert!(
+            protocol_state(&g, until).is_ok(),
+            "an ended lease holds nothing"
+        );
+        g.tags = tags(&[(protocol::LEASE, &protocol::Lease::released("p1.ab").value())]);
+        assert!(protocol_state(&g, now()).is_ok());
     }
 
     #[test]

@@ -230,7 +230,7 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
         }
         GroupPolicy::OptedIn(policy) => policy,
     };
-    let state = match eligibility::protocol_state(group) {
+    let state = match eligibility::protocol_state(group, ctx.now()) {
         Ok(s) => s,
         Err(skip) => {
             out.push(costs::group_skip(g, skip));

@@ -310,6 +310,12 @@ pub enum Skip {
         tag: String,
         value: String,
     },
+    /// Another pass holds the group's lease (`spotswap:lease`): it may be changing the group
+    /// right now, so this pass leaves the group and its clones alone until the lease ends.
+    Leased {
+        holder: String,
+        until: DateTime<Utc>,
+    },
     /// A read about this group alone failed: it is left alone until the read works.
     ReadFailed {
         operation: String,
@@ -537,6 +543,10 @@ mod tests {
             Skip::InvalidProtocolTag {
                 tag: "t".into(),
                 value: "v".into(),
+            },
+            Skip::Leased {
+                holder: "p.ab".into(),
+                until: "2026-11-23T10:00:00Z".parse().unwrap(),
             },
             Skip::CloneNotReady {
                 clone: "i-2".into(),

@@ -440,6 +440,11 @@ fn the_deploy_checks_take_what_the_settings_take_and_refuse_the_usual_mistakes()
         ("dry-run", &["true", "false"], &["yes"]),
         ("cache-hours", &["0", "6", "168"], &["-1", "169", "soon"]),
         (
+            "lease-seconds",
+            &["10", "180", "3600"],
+            &["0", "3601", "long"],
+        ),
+        (
             "connect-timeout-seconds",
             &["1", "5", "300"],
             &["0", "301", "fast"],
@@ -879,7 +884,12 @@ fn group_writes_need_the_opt_in_tag_unless_it_is_empty() {
     .collect();
     assert_eq!(granted, expected);
 
-    let state_tags = json!([tags::MAX_SIZE, tags::INTERRUPTED, tags::LAUNCH_BACKOFF]);
+    let state_tags = json!([
+        tags::MAX_SIZE,
+        tags::INTERRUPTED,
+        tags::LAUNCH_BACKOFF,
+        tags::LEASE
+    ]);
     for s in statements(scoped) {
         assert_eq!(
             s["Condition"]["StringLike"],

@@ -597,9 +597,12 @@ async fn a_pass_killed_after_launching_is_completed_by_the_next_with_no_orphan_o
         )
         .await;
     let originals: BTreeSet<String> = w.members("web").await.into_keys().collect();
+    // A short lease: the killed pass keeps the group's until it ends.
     let mut child = w
         .spotswap(&["run"])
         .env("REPLACEMENTS_PER_PASS", "100%")
+        .env("LEASE_SECONDS", "8")
+        .env("OPERATION_TIMEOUT_SECONDS", "4")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -615,7 +618,23 @@ async fn a_pass_killed_after_launching_is_completed_by_the_next_with_no_orphan_o
         !w.clones().await.is_empty(),
         "the pass launched before it was killed"
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Its lease holds the group (8 + 4 s from when it took it): later passes leave the group
+    // alone until then.
+    let g = w.account.group("web").await;
+    let tags: BTreeMap<String, String> = g
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect();
+    let lease = spotswap::protocol::lease(&tags)
+        .expect("a readable lease")
+        .expect("the killed pass's lease");
+    // (Released if the pass, on a busy machine, was through before it was killed.)
+    if let Some(until) = lease.until {
+        let left = (until - Utc::now()).to_std().unwrap_or_default();
+        assert!(left <= Duration::from_secs(12), "{lease:?}");
+        tokio::time::sleep(left + Duration::from_millis(200)).await;
+    }
     // Later passes finish the job; no instance ever has two live clones.
     let settings = [("replacements-per-pass", "100%")];
     for _ in 0..6 {
@@ -641,6 +660,114 @@ async fn a_pass_killed_after_launching_is_completed_by_the_next_with_no_orphan_o
     assert_eq!(w.unattached_clones("web").await, 0, "no orphan left");
     assert!(originals.iter().all(|o| !members.contains_key(o)));
     assert_eq!(w.account.group("web").await.desired_capacity(), Some(6));
+}
+
+/// Two real passes started at once against the emulator, round after round (two Lambda
+/// invocations after a deploy, or the CLI beside the Lambda), on a group at its MaxSize, so
+/// every swap raises it: the group's lease lets one of them change the group, the other's
+/// actions are superseded. Never two clones for one instance, never an instance attached
+/// twice, desired capacity and MaxSize as the user left them after every round.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_passes_started_at_once_never_double_a_clone_an_attach_or_a_size() {
+    let w = world().await;
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 4, 4)
+                .grace_secs(1),
+        )
+        .await;
+    let originals: BTreeSet<String> = w.members("web").await.into_keys().collect();
+    // Rounds, and rounds in which one pass stood aside for the other (its actions superseded,
+    // or its plan skipping the group as leased).
+    let (mut rounds, mut stood_aside) = (0, 0);
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        rounds += 1;
+        let run = || {
+            w.spotswap(&["run", "--output", "json"])
+                .env("REPLACEMENTS_PER_PASS", "100%")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (run(), run());
+        let (mut changed, mut aside) = (0, false);
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let region = &report["regions"][0];
+            let outcomes = region["outcomes"].as_array().unwrap();
+            if outcomes.iter().any(|o| o["status"] != "superseded") {
+                changed += 1;
+            }
+            let leased = region["plan"]["decisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["verdict"]["skip"]["reason"] == "leased");
+            aside |= leased || outcomes.iter().any(|o| o["status"] == "superseded");
+        }
+        assert!(changed <= 1, "both passes changed the group");
+        stood_aside += usize::from(aside);
+        let g = w.account.group("web").await;
+        assert_eq!((g.desired_capacity(), g.max_size()), (Some(4), Some(4)));
+        let tags: BTreeMap<&str, &str> = g
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value()?)))
+            .collect();
+        assert!(!tags.contains_key("spotswap:max-size"), "{tags:?}");
+        let ids: Vec<&str> = g
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id())
+            .collect();
+        let distinct: BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(
+            ids.len(),
+            distinct.len(),
+            "an instance attached twice: {ids:?}"
+        );
+        assert_eq!(ids.len(), 4, "{ids:?}");
+        // Never more clones than on-demand instances left to replace, never two paired with
+        // one instance.
+        let members = w.members("web").await;
+        let on_demand = members.values().filter(|spot| !**spot).count();
+        let clones = w.clones().await;
+        let outside: Vec<&String> = clones
+            .keys()
+            .filter(|c| !members.contains_key(*c))
+            .collect();
+        assert!(
+            outside.len() <= on_demand,
+            "{clones:?} for {on_demand} on-demand"
+        );
+        let paired: Vec<&String> = clones.values().filter(|r| !r.is_empty()).collect();
+        let targets: BTreeSet<&String> = paired.iter().copied().collect();
+        assert_eq!(
+            paired.len(),
+            targets.len(),
+            "two clones of one instance: {clones:?}"
+        );
+        if members.values().all(|s| *s) && outside.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let members = w.members("web").await;
+    assert!(members.values().all(|s| *s), "not converged: {members:?}");
+    assert!(originals.iter().all(|o| !members.contains_key(o)));
+    // The passes did overlap: at least once, one stood aside for the other.
+    assert!(stood_aside >= 1, "the passes never met");
+    println!(
+        "two passes at once: converged in {rounds} rounds ({:.1} s); one pass stood aside for \
+         the other in {stood_aside} of them",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,7 +19,7 @@ use spotswap::model::{
     Secret, SpotPricePoint, Virtualization,
 };
 use spotswap::pass::{self, PassOptions};
-use spotswap::plan::{Action, ActionKind, Decision, Skip};
+use spotswap::plan::{Action, ActionKind, Decision, Skip, Verdict};
 use spotswap::protocol as tags;
 use spotswap::report::{Outcome, PassReport, Status};
 use spotswap::settings::Settings;
@@ -400,11 +400,21 @@ impl Account {
                     .all(|k| k == tags::MAX_SIZE
                         || k == tags::LAUNCH_BACKOFF
                         || k == tags::INTERRUPTED
+                        || k == tags::LEASE
                         || k.starts_with("spotswap:min-on-demand")),
                 "{}: unexpected spotswap tags on the group: {:?}",
                 base.name,
                 g.tags
             );
+            // A pass that ends gives its leases back (one that died leaves its own to end).
+            if let Some(lease) = tags::lease(&g.tags).expect("a readable lease") {
+                assert!(
+                    !lease.active_at(now),
+                    "{}: lease kept ({lease:?}), {}",
+                    base.name,
+                    context()
+                );
+            }
             let policy = settings.for_group(&g.tags).expect("valid settings");
             let bound = TimeDelta::seconds(i64::from(g.health_check_grace_period_secs))
                 + TimeDelta::minutes(i64::from(policy.orphan_timeout_minutes));
@@ -625,7 +635,7 @@ async fn a_group_at_max_size_converges_and_ends_with_its_max_size_and_no_max_siz
     account.add_group("web", 4, 4, &[]);
     let before = account.cloud.total_call_counts();
 
-    account.converge(&Settings::default()).await;
+    let reports = account.converge(&Settings::default()).await;
 
     let g = account.group("web");
     assert_eq!((g.desired_capacity, g.max_size), (4, 4));
@@ -634,7 +644,13 @@ async fn a_group_at_max_size_converges_and_ends_with_its_max_size_and_no_max_siz
     let calls = delta(&before, &account.cloud.total_call_counts());
     // Four swaps, each raising MaxSize and putting it back, recorded in the tag meanwhile.
     assert_eq!(count(&calls, "UpdateAutoScalingGroup"), 8, "{calls:?}");
-    assert_eq!(count(&calls, "CreateOrUpdateTags"), 4, "{calls:?}");
+    // Every pass that acts also takes the group's lease and gives it back.
+    let acting = reports.iter().filter(|r| !actions(r).is_empty()).count();
+    assert_eq!(
+        count(&calls, "CreateOrUpdateTags"),
+        4 + 2 * acting as u64,
+        "{calls:?}"
+    );
     assert_eq!(count(&calls, "DeleteTags"), 4, "{calls:?}");
 }
 
@@ -1441,12 +1457,21 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
     let made = delta(&before, &account.cloud.total_call_counts());
     assert_eq!(
         writes(&made),
-        BTreeMap::from([("TerminateInstances".to_string(), 1)]),
+        BTreeMap::from([
+            ("TerminateInstances".to_string(), 1),
+            // The group's lease, taken and given back.
+            ("CreateOrUpdateTags".to_string(), 2),
+        ]),
         "only the orphan's termination"
     );
-    // Nothing else changed: the orphan is the only instance whose state moved.
-    let (groups, instances) = account.state();
-    assert_eq!(groups, state.0);
+    // Nothing else changed (the group's released lease aside): the orphan is the only instance
+    // whose state moved.
+    let (mut groups, instances) = account.state();
+    let mut seen = state.0.clone();
+    for g in groups.iter_mut().chain(seen.iter_mut()) {
+        g.tags.remove(tags::LEASE);
+    }
+    assert_eq!(groups, seen);
     let changed: Vec<&str> = instances
         .iter()
         .zip(&state.1)
@@ -1530,9 +1555,10 @@ async fn a_pass_makes_no_per_instance_calls() {
     assert_eq!(count(&large, "RunInstances"), 0);
     // The launch configuration's template is made once.
     assert_eq!(count(&large, "CreateLaunchTemplate"), 1, "{large:?}");
-    // The full pools are remembered with one tag write for the group, not one per launch.
-    assert_eq!(count(&large, "CreateOrUpdateTags"), 1, "{large:?}");
-    assert_eq!(count(&small, "CreateOrUpdateTags"), 0, "{small:?}");
+    // The full pools are remembered with one tag write for the group, not one per launch;
+    // the other two are the group's lease, taken and given back.
+    assert_eq!(count(&large, "CreateOrUpdateTags"), 1 + 2, "{large:?}");
+    assert_eq!(count(&small, "CreateOrUpdateTags"), 2, "{small:?}");
     for op in WRITES
         .iter()
         .filter(|op| !["CreateFleet", "CreateLaunchTemplate", "CreateOrUpdateTags"].contains(op))
@@ -1663,6 +1689,11 @@ async fn a_swap_at_max_size_that_fails_at_any_step_is_finished_by_later_passes()
         let first = account.pass(&settings).await;
         assert_eq!(first.totals.clones_launched, 1, "{op}");
         account.wait();
+        // The pass's first tag write is the group's lease (`spotswap:lease`): the swap's own
+        // comes after it.
+        if op == "CreateOrUpdateTags" {
+            account.cloud.pass_next(op, 1);
+        }
         account
             .cloud
             .fail_next(op, error(op, ErrorKind::Other, "InternalFailure"), 1);
@@ -1700,6 +1731,17 @@ async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
         let (a, b) = tokio::join!(account.run(&settings, &opts), account.run(&settings, &opts));
         account.check_invariants(&settings, &a);
         account.check_invariants(&settings, &b);
+        // The group's lease lets one of them change it; the other's actions are superseded.
+        let changed = |r: &PassReport| {
+            region(r)
+                .outcomes
+                .iter()
+                .any(|o| !matches!(o.status, Status::Superseded { .. }))
+        };
+        assert!(
+            !(changed(&a) && changed(&b)),
+            "both changed the group: {a:#?} {b:#?}"
+        );
         let mut targets = BTreeSet::new();
         for c in account.live_clones() {
             assert!(
@@ -1721,6 +1763,65 @@ async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
     let g = account.group("web");
     assert_eq!((g.desired_capacity, g.max_size), (6, 6));
     assert_eq!(market_count(&account.members("web"), Market::Spot), 6);
+}
+
+/// `lease-seconds`: a pass killed while it holds a group's lease leaves the group to no one
+/// until the lease ends; other passes meanwhile leave the group alone and say why; then one
+/// takes the group over and finishes what the dead pass started.
+#[tokio::test(start_paused = true)]
+async fn a_pass_that_dies_holding_a_lease_delays_its_group_until_lease_seconds_have_passed() {
+    let mut account = Account::new();
+    account.add_group("web", 4, 8, &[]);
+    account.cloud.set_latency(Duration::from_millis(20));
+    let settings = Settings::from_pairs([("lease-seconds", "120")]).unwrap();
+    let opts = PassOptions::new(&settings, account.cloud.now());
+    let fleets = |a: &Account| count(&a.cloud.total_call_counts(), "CreateFleet");
+    // Killed as soon as it has launched, as a Lambda stopped by its runtime.
+    tokio::select! {
+        _ = account.run(&settings, &opts) => panic!("the pass ended before it was killed"),
+        _ = async {
+            while fleets(&account) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } => {}
+    }
+    let lease = tags::lease(&account.group("web").tags).unwrap().unwrap();
+    let until = lease.until.expect("the dead pass's lease is held");
+    // `lease-seconds` to change the group, and the operation timeout's 60 s more.
+    assert!(
+        until > account.cloud.now() + TimeDelta::seconds(170),
+        "{until}"
+    );
+
+    // Within the lease: the group is left alone, with the lease's holder and end.
+    account.cloud.advance(Duration::from_secs(60));
+    let within = account.run(&settings, &opts).await;
+    let skips: Vec<&Skip> = region(&within)
+        .plan
+        .as_ref()
+        .unwrap()
+        .decisions
+        .iter()
+        .filter_map(|d| match &d.verdict {
+            Verdict::Skip(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skips,
+        [&Skip::Leased {
+            holder: lease.holder.clone(),
+            until
+        }],
+        "{within:#?}"
+    );
+    assert!(actions(&within).is_empty());
+
+    // Once it has ended, the next passes take the group over and converge it.
+    account.cloud.advance(Duration::from_secs(121));
+    account.converge(&settings).await;
+    assert_eq!(market_count(&account.members("web"), Market::Spot), 4);
+    assert!(account.unattached_clones().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -2582,11 +2683,12 @@ async fn a_launch_that_would_wait_for_ec2s_bucket_past_the_deadline_is_left_to_t
         .cloud
         .set_request_bucket(REGION, "RunInstances", 5.0, 2.0);
     let settings = Settings::from_pairs([("replacements-per-pass", "100%")]).unwrap();
-    // Five seconds: the bucket's five calls at once, then two a second.
+    // Five seconds after the group's lease (which takes one): the bucket's five calls at once,
+    // then two a second.
     let opts = PassOptions {
         dry_run: false,
         now: chrono::Utc::now(),
-        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(5)),
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(6)),
         cache: None,
     };
     let report = account.run(&settings, &opts).await;
@@ -2869,7 +2971,9 @@ async fn a_clone_another_pass_attached_after_this_one_read_it_is_not_attached_ag
 
     let before = account.cloud.total_call_counts();
     let opts = PassOptions::new(&settings, now);
-    let outcomes = spotswap::execute::execute(&region, &seen.snapshot, &plan, &opts).await;
+    let outcomes =
+        spotswap::execute::execute(&region, &seen.snapshot, &plan, &Default::default(), &opts)
+            .await;
     let after = account.cloud.total_call_counts();
     let made =
         |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);

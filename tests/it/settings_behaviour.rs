@@ -50,9 +50,12 @@ const COVERED: &[&str] = &[
 /// in `lambda.rs`; `cache-hours` in `pass_memory.rs`
 /// (`cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_gives_their_age`);
 /// the three call timeouts in `cli.rs`
-/// (`a_hung_endpoint_ends_the_pass_within_the_call_timeouts_with_a_one_line_error`).
+/// (`a_hung_endpoint_ends_the_pass_within_the_call_timeouts_with_a_one_line_error`);
+/// `lease-seconds` in `pass_memory.rs`
+/// (`a_pass_that_dies_holding_a_lease_delays_its_group_until_lease_seconds_have_passed`).
 const NOT_HERE: &[&str] = &[
     "dry-run",
+    "lease-seconds",
     "cache-hours",
     "connect-timeout-seconds",
     "attempt-timeout-seconds",

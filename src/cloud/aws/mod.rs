@@ -213,11 +213,14 @@ impl AwsRegion {
         }
     }
 
-    /// Before each call: waits for the operation's request token, and counts the call.
-    async fn call(&self, operation: &str) {
+    /// Before each call: waits for the operation's request token, and counts the call; a
+    /// change the pass may no longer send (its leases are ending) fails unsent.
+    async fn call(&self, operation: &str) -> Result<(), CloudError> {
         self.pacer.wait(operation).await;
+        self.pacer.admit(operation)?;
         let mut calls = self.calls.lock().expect("call counter lock");
         *calls.entry(operation.to_string()).or_default() += 1;
+        Ok(())
     }
 
     /// Runs a paginated read to its end, counting every page as one call. `page` makes one
@@ -230,7 +233,7 @@ impl AwsRegion {
         let mut out = Vec::new();
         let mut token = None;
         loop {
-            self.call(operation).await;
+            self.call(operation).await?;
             let (items, next) = page(token).await?;
             out.extend(items);
             token = next.filter(|t| !t.is_empty());
@@ -243,7 +246,7 @@ impl AwsRegion {
     /// Whether an instance refresh is running for `group`: the newest refresh is listed
     /// first, and only these statuses mean instances are being replaced behind our back.
     async fn refreshing(&self, group: &str) -> Result<bool, CloudError> {
-        self.call("DescribeInstanceRefreshes").await;
+        self.call("DescribeInstanceRefreshes").await?;
         let out = self
             .autoscaling
             .describe_instance_refreshes()
@@ -354,6 +357,8 @@ fn iam_action(operation: &str) -> String {
                     | "DescribeLaunchConfigurations"
                     | "CreateOrUpdateTags"
                     | "DeleteTags"
+                    // spotswap reads only groups' tags; EC2's comes with the instances.
+                    | "DescribeTags"
             ) =>
         {
             "autoscaling"
@@ -522,6 +527,55 @@ impl Inventory for AwsRegion {
         Ok(out)
     }
 
+    async fn group_tags(
+        &self,
+        groups: &[String],
+        key: &str,
+    ) -> Result<BTreeMap<String, String>, CloudError> {
+        let batches: Vec<Vec<String>> = groups
+            .chunks(limits::GROUP_TAG_BATCH)
+            .map(<[String]>::to_vec)
+            .collect();
+        let pages: Vec<Vec<autoscaling::types::TagDescription>> = stream::iter(batches)
+            .map(|names| async move {
+                let filters = vec![
+                    autoscaling::types::Filter::builder()
+                        .name("auto-scaling-group")
+                        .set_values(Some(names))
+                        .build(),
+                    autoscaling::types::Filter::builder()
+                        .name("key")
+                        .values(key)
+                        .build(),
+                ];
+                self.paginate("DescribeTags", |token| {
+                    let filters = filters.clone();
+                    async move {
+                        let page = self
+                            .autoscaling
+                            .describe_tags()
+                            .set_filters(Some(filters))
+                            .max_records(limits::GROUP_TAG_BATCH as i32)
+                            .set_next_token(token)
+                            .send()
+                            .await
+                            .map_err(|e| self.error("DescribeTags", e))?;
+                        Ok((page.tags().to_vec(), page.next_token().map(str::to_string)))
+                    }
+                })
+                .await
+            })
+            .buffer_unordered(limits::READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(pages
+            .into_iter()
+            .flatten()
+            .filter(|t| t.key() == Some(key))
+            .filter_map(|t| Some((t.resource_id()?.to_string(), t.value()?.to_string())))
+            .collect())
+    }
+
     async fn launch_specs(
         &self,
         refs: &[LaunchRef],
@@ -615,7 +669,7 @@ impl Inventory for AwsRegion {
                 continue;
             }
             // One call for this template, asking for every version its groups name.
-            self.call("DescribeLaunchTemplateVersions").await;
+            self.call("DescribeLaunchTemplateVersions").await?;
             let result = self
                 .ec2
                 .describe_launch_template_versions()
@@ -861,7 +915,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn launch_fleet(&self, f: &FleetLaunch) -> Result<FleetResult, CloudError> {
-        self.call("CreateFleet").await;
+        self.call("CreateFleet").await?;
         let out = fleet::request(f)
             .send_with(&self.ec2)
             .await
@@ -870,7 +924,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn ensure_template(&self, t: &OwnedTemplate) -> Result<(), CloudError> {
-        self.call("CreateLaunchTemplate").await;
+        self.call("CreateLaunchTemplate").await?;
         match fleet::template_request(t).send_with(&self.ec2).await {
             Ok(_) => Ok(()),
             // Made by an earlier pass: a launch configuration never changes, nor its template.
@@ -882,7 +936,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn delete_template(&self, template_id: &str) -> Result<(), CloudError> {
-        self.call("DeleteLaunchTemplate").await;
+        self.call("DeleteLaunchTemplate").await?;
         self.ec2
             .delete_launch_template()
             .launch_template_id(template_id)
@@ -897,7 +951,7 @@ impl Actuator for AwsRegion {
         instance: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), CloudError> {
-        self.call("CreateTags").await;
+        self.call("CreateTags").await?;
         let tags: Vec<ec2::types::Tag> = tags
             .iter()
             .map(|(k, v)| ec2::types::Tag::builder().key(k).value(v).build())
@@ -913,7 +967,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn launch_clone(&self, l: &CloneLaunch) -> Result<String, CloudError> {
-        self.call("RunInstances").await;
+        self.call("RunInstances").await?;
         let out = run::request(l)
             .send_with(&self.ec2)
             .await
@@ -933,7 +987,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn attach(&self, group: &str, instance: &str) -> Result<(), CloudError> {
-        self.call("AttachInstances").await;
+        self.call("AttachInstances").await?;
         self.autoscaling
             .attach_instances()
             .auto_scaling_group_name(group)
@@ -945,7 +999,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn terminate_in_group(&self, instance: &str, decrement: bool) -> Result<(), CloudError> {
-        self.call("TerminateInstanceInAutoScalingGroup").await;
+        self.call("TerminateInstanceInAutoScalingGroup").await?;
         self.autoscaling
             .terminate_instance_in_auto_scaling_group()
             .instance_id(instance)
@@ -957,7 +1011,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn detach(&self, group: &str, instance: &str, decrement: bool) -> Result<(), CloudError> {
-        self.call("DetachInstances").await;
+        self.call("DetachInstances").await?;
         self.autoscaling
             .detach_instances()
             .auto_scaling_group_name(group)
@@ -973,7 +1027,7 @@ impl Actuator for AwsRegion {
         if instances.is_empty() {
             return Ok(());
         }
-        self.call("TerminateInstances").await;
+        self.call("TerminateInstances").await?;
         self.ec2
             .terminate_instances()
             .set_instance_ids(Some(instances.to_vec()))
@@ -984,7 +1038,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn set_max_size(&self, group: &str, max_size: u32) -> Result<(), CloudError> {
-        self.call("UpdateAutoScalingGroup").await;
+        self.call("UpdateAutoScalingGroup").await?;
         self.autoscaling
             .update_auto_scaling_group()
             .auto_scaling_group_name(group)
@@ -996,7 +1050,7 @@ impl Actuator for AwsRegion {
     }
 
     async fn tag_group(&self, group: &str, key: &str, value: &str) -> Result<(), CloudError> {
-        self.call("CreateOrUpdateTags").await;
+        self.call("CreateOrUpdateTags").await?;
         self.autoscaling
             .create_or_update_tags()
             .tags(
@@ -1014,8 +1068,35 @@ impl Actuator for AwsRegion {
             .map_err(|e| self.error("CreateOrUpdateTags", e))
     }
 
+    async fn tag_groups(
+        &self,
+        key: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        let all: Vec<(&String, &String)> = values.iter().collect();
+        for batch in all.chunks(limits::GROUP_TAG_WRITE_BATCH) {
+            self.call("CreateOrUpdateTags").await?;
+            let tags = batch.iter().map(|(group, value)| {
+                autoscaling::types::Tag::builder()
+                    .resource_id(*group)
+                    .resource_type("auto-scaling-group")
+                    .key(key)
+                    .value(*value)
+                    .propagate_at_launch(false)
+                    .build()
+            });
+            self.autoscaling
+                .create_or_update_tags()
+                .set_tags(Some(tags.collect()))
+                .send()
+                .await
+                .map_err(|e| self.error("CreateOrUpdateTags", e))?;
+        }
+        Ok(())
+    }
+
     async fn untag_group(&self, group: &str, key: &str) -> Result<(), CloudError> {
-        self.call("DeleteTags").await;
+        self.call("DeleteTags").await?;
         self.autoscaling
             .delete_tags()
             .tags(
@@ -1043,6 +1124,7 @@ mod tests {
                 "DescribeInstanceRefreshes",
                 "autoscaling:DescribeInstanceRefreshes",
             ),
+            ("DescribeTags", "autoscaling:DescribeTags"),
             (
                 "DescribeAutoScalingGroups",
                 "autoscaling:DescribeAutoScalingGroups",

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::MemoryRegion;
 use super::state::{Ctx, RegionState, Template};
-use crate::cloud::limits::TERMINATE_BATCH;
+use crate::cloud::limits::{GROUP_TAG_WRITE_BATCH, TERMINATE_BATCH};
 use crate::cloud::{
     Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetResult, FleetTemplate,
     OwnedTemplate,
@@ -481,6 +481,35 @@ impl Actuator for MemoryRegion {
             Ok(())
         })
         .await
+    }
+
+    async fn tag_groups(
+        &self,
+        key: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "CreateOrUpdateTags";
+        let all: Vec<(&String, &String)> = values.iter().collect();
+        for batch in all.chunks(GROUP_TAG_WRITE_BATCH) {
+            self.run(OP, |ctx| {
+                ctx.call(OP)?;
+                // Auto Scaling checks every group of the request before it tags any.
+                if let Some((missing, _)) = batch
+                    .iter()
+                    .find(|(g, _)| !ctx.region.groups.contains_key(*g))
+                {
+                    return Err(group_not_found(OP, missing));
+                }
+                for (group, value) in batch {
+                    let g = ctx.region.groups.get_mut(*group).expect("checked above");
+                    g.tags.insert(key.to_string(), (*value).clone());
+                    g.propagated_tag_keys.remove(key);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn untag_group(&self, group: &str, key: &str) -> Result<(), CloudError> {

@@ -19,9 +19,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::state::pages;
 use crate::cloud::limits::{
-    GROUP_PAGE, IMAGE_BATCH, INSTANCE_ID_BATCH, INSTANCE_PAGE, LAUNCH_CONFIG_BATCH,
-    MEMBERSHIP_BATCH, OFFERING_PAGE, PRODUCT_PAGE, READ_CONCURRENCY, SPOT_PRICE_PAGE,
-    TEMPLATE_VERSION_PAGE, TYPE_PAGE,
+    GROUP_PAGE, GROUP_TAG_BATCH, IMAGE_BATCH, INSTANCE_ID_BATCH, INSTANCE_PAGE,
+    LAUNCH_CONFIG_BATCH, MEMBERSHIP_BATCH, OFFERING_PAGE, PRODUCT_PAGE, READ_CONCURRENCY,
+    SPOT_PRICE_PAGE, TEMPLATE_VERSION_PAGE, TYPE_PAGE,
 };
 use crate::cloud::{CloudError, GroupQuery, Inventory};
 use crate::model::{
@@ -154,6 +154,27 @@ impl Inventory for MemoryRegion {
                 .filter_map(|id| Some((id.clone(), ctx.region.membership.get(id)?.clone())))
                 .collect();
             (found, ids.len().div_ceil(MEMBERSHIP_BATCH))
+        })
+        .await
+    }
+
+    async fn group_tags(
+        &self,
+        groups: &[String],
+        key: &str,
+    ) -> Result<BTreeMap<String, String>, CloudError> {
+        if groups.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.read("DescribeTags", |ctx| {
+            let found = groups
+                .iter()
+                .filter_map(|n| {
+                    let g = ctx.region.groups.get(n)?;
+                    Some((n.clone(), g.tags.get(key)?.clone()))
+                })
+                .collect();
+            (found, groups.len().div_ceil(GROUP_TAG_BATCH))
         })
         .await
     }

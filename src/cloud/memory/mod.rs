@@ -172,7 +172,16 @@ impl MemoryCloud {
     pub fn fail_next(&self, operation: &str, error: CloudError, times: usize) -> &Self {
         let mut state = self.lock();
         let queue = state.faults.entry(operation.to_string()).or_default();
-        queue.extend(std::iter::repeat_n(error, times));
+        queue.extend(std::iter::repeat_n(Some(error), times));
+        self
+    }
+
+    /// Lets the next `calls` calls of `operation` through before the faults queued after this:
+    /// `pass_next(op, 1).fail_next(op, e, 1)` fails the second call.
+    pub fn pass_next(&self, operation: &str, calls: usize) -> &Self {
+        let mut state = self.lock();
+        let queue = state.faults.entry(operation.to_string()).or_default();
+        queue.extend(std::iter::repeat_n(None, calls));
         self
     }
 
@@ -500,6 +509,7 @@ impl MemoryRegion {
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {
         self.pacer.wait(operation).await;
+        self.pacer.admit(operation)?;
         let (result, latency) = self.cloud.operate(&self.name, f);
         pause(latency).await;
         result

@@ -34,7 +34,7 @@ pub(super) struct State {
     pub(super) clock: Clock,
     pub(super) latency: Duration,
     pub(super) next_id: u64,
-    pub(super) faults: HashMap<String, VecDeque<CloudError>>,
+    pub(super) faults: HashMap<String, VecDeque<Option<CloudError>>>,
     pub(super) account_calls: BTreeMap<&'static str, u64>,
     pub(super) regions: BTreeMap<String, RegionState>,
 }
@@ -229,7 +229,7 @@ pub(super) fn pages(items: usize, page: i32) -> usize {
 pub(super) struct Ctx<'a> {
     pub(super) clock: Clock,
     pub(super) next_id: &'a mut u64,
-    pub(super) faults: &'a mut HashMap<String, VecDeque<CloudError>>,
+    pub(super) faults: &'a mut HashMap<String, VecDeque<Option<CloudError>>>,
     pub(super) region: &'a mut RegionState,
     pub(super) calls: u32,
 }
@@ -361,11 +361,12 @@ impl Ctx<'_> {
 }
 
 pub(super) fn pop_fault(
-    faults: &mut HashMap<String, VecDeque<CloudError>>,
+    faults: &mut HashMap<String, VecDeque<Option<CloudError>>>,
     operation: &str,
 ) -> Result<(), CloudError> {
+    // `None` in the queue is a call let through before the faults behind it.
     match faults.get_mut(operation).and_then(VecDeque::pop_front) {
-        Some(e) => Err(e),
-        None => Ok(()),
+        Some(Some(e)) => Err(e),
+        Some(None) | None => Ok(()),
     }
 }
