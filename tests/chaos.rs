@@ -66,9 +66,10 @@
 //!   (one swap raising desired capacity twice; desired capacity above the user's plus the swaps
 //!   in flight is (b)'s).
 //!
-//! A run also notes when one of its faults hit a swap in flight (the clone or the instance it
-//! replaces interrupted, terminated or scaled in), so such a violation is told from one of the
-//! protocol's own.
+//! Each violation is put down to what it came after, the likeliest first: in its group, a
+//! swap whose instance was terminated out of band during the pass and which then failed to
+//! remove it; two passes at once earlier in the run; a fault that hit a swap in flight (the
+//! clone or the instance it replaces interrupted, terminated or scaled in); or nothing known.
 //!
 //! `make test` runs `CHAOS_SEEDS` seeds (default 100: seeds 1 to 100); `make chaos` runs
 //! 1,000. The summary gives runs, passes, faults by kind, violations by invariant and, for
@@ -358,10 +359,38 @@ struct Violation {
     invariant: Invariant,
     pass: usize,
     what: String,
+    cause: Cause,
+}
+
+/// What a violation came after, the likeliest first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cause {
+    /// In its group, a swap's instance was terminated out of band during a pass, which then
+    /// failed to remove it (`TerminateInstanceInAutoScalingGroup`).
+    SwapInstanceGone,
     /// Two passes had overlapped at or before this pass.
-    after_overlap: bool,
-    /// A fault had hit a swap in flight at or before this pass.
-    after_hit: bool,
+    Overlap,
+    /// A fault (interruption, termination, scale-in) had hit a swap in flight.
+    HitInFlight,
+    Other,
+}
+
+impl Cause {
+    const ALL: [Cause; 4] = [
+        Cause::SwapInstanceGone,
+        Cause::Overlap,
+        Cause::HitInFlight,
+        Cause::Other,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Cause::SwapInstanceGone => "after a swap's instance was terminated mid-pass",
+            Cause::Overlap => "after two passes overlapped",
+            Cause::HitInFlight => "after a fault hit a swap in flight",
+            Cause::Other => "other",
+        }
+    }
 }
 
 /// What a run did and found.
@@ -399,6 +428,11 @@ struct World {
     seen: BTreeSet<(Invariant, String)>,
     overlapped: bool,
     hit_in_flight: bool,
+    /// The instance terminated out of band during the current pass, if any.
+    raced: Option<String>,
+    /// Groups ("region/name") where a swap failed to remove an instance terminated out of band
+    /// during its pass.
+    swap_instance_gone: BTreeSet<String>,
     /// What happened, pass by pass: printed when one seed is replayed.
     trace: Vec<String>,
     result: RunResult,
@@ -442,6 +476,8 @@ impl World {
             seen: BTreeSet::new(),
             overlapped: false,
             hit_in_flight: false,
+            raced: None,
+            swap_instance_gone: BTreeSet::new(),
             trace: Vec::new(),
             result: RunResult {
                 seed,
@@ -800,6 +836,7 @@ async fn drive(
                 // Between two of the passes' calls: after their reads, perhaps before a write.
                 world.note_hit(region, std::slice::from_ref(&id));
                 world.trace(format!("  {id} terminated out of band at {at:?}"));
+                world.raced = Some(id.clone());
                 cloud.terminate_out_of_band(region, &id);
                 world.count(Fault::NotFoundRace, 1);
             }
@@ -831,16 +868,29 @@ async fn drive(
 
 impl World {
     fn violate(&mut self, invariant: Invariant, subject: String, pass: usize, what: String) {
-        if self.seen.insert((invariant, subject)) {
-            self.trace(format!("  VIOLATION {}: {what}", invariant.name()));
-            self.result.violations.push(Violation {
-                invariant,
-                pass,
-                what,
-                after_overlap: self.overlapped,
-                after_hit: self.hit_in_flight,
-            });
+        if !self.seen.insert((invariant, subject)) {
+            return;
         }
+        self.trace(format!("  VIOLATION {}: {what}", invariant.name()));
+        let cause = if self
+            .swap_instance_gone
+            .iter()
+            .any(|g| what.starts_with(&format!("{g}:")))
+        {
+            Cause::SwapInstanceGone
+        } else if self.overlapped {
+            Cause::Overlap
+        } else if self.hit_in_flight {
+            Cause::HitInFlight
+        } else {
+            Cause::Other
+        };
+        self.result.violations.push(Violation {
+            invariant,
+            pass,
+            what,
+            cause,
+        });
     }
 
     fn trace(&mut self, line: String) {
@@ -1212,7 +1262,21 @@ async fn run(seed: u64, overlap_allowed: bool) -> (RunResult, Vec<String>) {
         let injected = world.settle_scripted(&calls_before) as u64 + (failed_now - failed);
         let mut clean = BTreeSet::new();
         let mut summary = Vec::new();
+        let raced = world.raced.take();
         for r in &ended.reports {
+            for x in &r.regions {
+                for o in &x.outcomes {
+                    if let Status::Failed { error } = &o.status
+                        && error.operation == "TerminateInstanceInAutoScalingGroup"
+                        && o.instance.is_some()
+                        && o.instance == raced
+                    {
+                        world
+                            .swap_instance_gone
+                            .insert(format!("{}/{}", x.region, o.group));
+                    }
+                }
+            }
             world.result.clones_launched += u64::from(r.totals.clones_launched);
             world.result.swaps += u64::from(r.totals.swaps);
             if injected == 0 {
@@ -1349,17 +1413,19 @@ fn summary(results: &[RunResult], overlap: bool, took: Duration) -> String {
             .iter()
             .filter(|r| r.violations.iter().any(|v| v.invariant == inv))
             .count();
-        let after_overlap = vs.iter().filter(|v| v.after_overlap).count();
-        let after_hit = vs
+        let by_cause: Vec<String> = Cause::ALL
             .iter()
-            .filter(|v| !v.after_overlap && v.after_hit)
-            .count();
+            .map(|c| {
+                let n = vs.iter().filter(|v| v.cause == *c).count();
+                format!("{n} {}", c.name())
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "    {:<44} {:>4} in {runs} runs ({after_overlap} after two passes overlapped, {after_hit} after a fault hit a swap in flight, {} other)",
+            "    {:<44} {:>4} in {runs} runs ({})",
             inv.name(),
             vs.len(),
-            vs.len() - after_overlap - after_hit
+            by_cause.join(", ")
         );
     }
     let failing: Vec<&RunResult> = results
@@ -1374,11 +1440,7 @@ fn summary(results: &[RunResult], overlap: bool, took: Duration) -> String {
             r.seed, r.seed
         );
         for v in r.violations.iter().take(3) {
-            let why = match (v.after_overlap, v.after_hit) {
-                (true, _) => "after overlap",
-                (false, true) => "after a fault hit a swap in flight",
-                (false, false) => "other",
-            };
+            let why = v.cause.name();
             let _ = writeln!(out, "      pass {} [{why}] {}", v.pass, v.what);
         }
         if r.violations.len() > 3 {
