@@ -650,6 +650,9 @@ impl World {
     /// The group's own scaling: a scaling policy's change in capacity, relative to the desired
     /// capacity it finds, so a swap in flight keeps its extra instance.
     fn scale(&mut self, rng: &mut Rng) {
+        if self.watched.is_empty() {
+            return;
+        }
         let w = rng.range(0, self.watched.len() as u64 - 1) as usize;
         let (region, name) = (self.watched[w].region, self.watched[w].name.clone());
         let Some(g) = self.cloud.group(region, &name) else {
