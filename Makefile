@@ -11,7 +11,7 @@ VENV := .venv
 # compiled once for all of them: a different feature set would rebuild the whole SDK.
 FEATURES := --features lambda
 
-.PHONY: all build test lint fmt cfn-lint checkov data demo figures bench bench-large fuzz lambda bench-lambda package deploy clean
+.PHONY: all build test lint fmt cfn-lint checkov data demo figures bench bench-large fuzz chaos lambda bench-lambda package deploy clean
 
 all: build
 
@@ -86,6 +86,16 @@ bench-large:
 FUZZ_SECONDS ?= 600
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --locked $(FEATURES) --test fuzz -- --nocapture
+
+## Randomized fault injection (tests/chaos.rs): seeded runs of the real pass over the in-memory
+## cloud with the groups' own scaling, spot interruptions, capacity errors, not-found races,
+## failed listings, 30% throttling, crashes mid-pass and two passes at once, the swap protocol's
+## invariants checked after every pass, over CHAOS_SEEDS seeds (1,000 here; `make test` runs
+## 100). Prints faults and violations by kind; a failing run names its seed, which CHAOS_SEED
+## replays (CHAOS_OVERLAP=0 leaves overlapping passes out).
+CHAOS_SEEDS ?= 1000
+chaos:
+	CHAOS_SEEDS=$(CHAOS_SEEDS) $(CARGO) test --locked $(FEATURES) --test chaos -- --nocapture
 
 ## Lambda figures: zip size and initialisation time of the release binary `make lambda` built,
 ## through a local runtime API (the harness itself runs as a debug build).

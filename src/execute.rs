@@ -37,7 +37,8 @@ pub const GROUP_CONCURRENCY: usize = 4;
 /// Carries out every action of `plan`, group by group, logging each group's skips (debug) and
 /// each action's outcome (info, or warn for a failure) inside a span for the group. The
 /// actions of a group whose lease this pass could not take (`leases.lost`) are not carried out:
-/// their outcome is `superseded`, with why.
+/// their outcome is `superseded`, with why; those of a group whose lease it did not try to take
+/// (`leases.deferred`: its deadline had passed) are `deferred`.
 pub async fn execute<A: Actuator + Inventory>(
     act: &A,
     snapshot: &Snapshot,
@@ -62,6 +63,14 @@ pub async fn execute<A: Actuator + Inventory>(
                 let mut troubled: Vec<Interruption> = Vec::new();
                 let mut avoid = Duration::zero();
                 let mut fleets_done: BTreeSet<&str> = BTreeSet::new();
+                if leases.deferred.contains(group) {
+                    let out = decisions
+                        .iter()
+                        .filter(|d| matches!(d.verdict, Verdict::Act(_)))
+                        .map(|d| outcome_of(d, Status::Deferred))
+                        .collect();
+                    return (i, out);
+                }
                 if let Some(why) = leases.lost.get(group) {
                     info!(reason = %why, "group left to the other pass");
                     let out = decisions
@@ -626,18 +635,34 @@ async fn run_action<A: Actuator + Inventory>(
     // (the CLI beside the Lambda, a deploy's first pass) attached the clone meanwhile: a
     // second attach would raise desired capacity twice, and terminating a member through EC2
     // is a capacity dip until the group replaces it.
-    let unattached = match a {
-        Action::Swap { clone, .. } | Action::TerminateOrphan { clone, .. } => Some(clone),
-        _ => None,
+    // The same read tells whether the instance a swap replaces is still in its group: one that
+    // left it since (terminated by someone else; the group launched a replacement) cannot be
+    // swapped out, and attaching the clone anyway would leave desired capacity one high.
+    let (unattached, replaced) = match a {
+        Action::Swap {
+            clone, replaces, ..
+        } => (Some(clone), Some(replaces)),
+        Action::TerminateOrphan { clone, .. } => (Some(clone), None),
+        _ => (None, None),
     };
     if let Some(clone) = unattached {
-        match act.group_membership(std::slice::from_ref(clone)).await {
+        let ids: Vec<String> = std::iter::once(clone).chain(replaced).cloned().collect();
+        match act.group_membership(&ids).await {
             Ok(m) => {
                 if let Some(g) = m.get(clone) {
                     return outcome(Status::Superseded {
                         reason: format!(
                             "{clone} joined group {g} after this pass read it (another pass \
                              swapped it in): nothing to attach or terminate"
+                        ),
+                    });
+                }
+                if let Some(r) = replaced.filter(|r| m.get(*r) != Some(&d.group)) {
+                    return outcome(Status::Superseded {
+                        reason: format!(
+                            "{r} left group {} after this pass read it: {clone} is not attached \
+                             for it (the next pass pairs it again or cleans it up)",
+                            d.group
                         ),
                     });
                 }
@@ -684,9 +709,11 @@ async fn run_action<A: Actuator + Inventory>(
                 ..
             },
             None,
-        ) => swap(act, &d.group, clone, replaces, *max_size, pair)
-            .await
-            .map(|()| (None, None)),
+        ) => match swap(act, &d.group, clone, replaces, *max_size, pair).await {
+            Ok(Some(reason)) => return outcome(Status::Superseded { reason }),
+            Ok(None) => Ok((None, None)),
+            Err(e) => Err(e),
+        },
         (Action::BackOff { backoff }, None) => act
             .tag_group(&d.group, protocol::LAUNCH_BACKOFF, &backoff.value())
             .await
@@ -848,14 +875,16 @@ pub fn fleet_token(group: &str, key: &str, now: DateTime<Utc>) -> String {
 
 /// The swap: attach the clone, remove the on-demand instance through the group, with MaxSize
 /// raised around it when the group is full.
-async fn swap<A: Actuator>(
+/// Carries out a swap; `Ok(Some(why))` when it was undone because the instance it replaces
+/// left the group between the attach and its removal.
+async fn swap<A: Actuator + Inventory>(
     act: &A,
     group: &str,
     clone: &str,
     replaces: &str,
     max_size: Option<crate::plan::MaxSizeChange>,
     pair: &BTreeMap<String, String>,
-) -> Result<(), CloudError> {
+) -> Result<Option<String>, CloudError> {
     // The pair first: if the pass dies before the attach, the next pass finds the clone paired
     // and swaps it in for the same instance.
     if !pair.is_empty() {
@@ -881,11 +910,31 @@ async fn swap<A: Actuator>(
     }
     // If this fails, the next pass sees the clone attached with the instance still there and
     // completes the swap; MaxSize stays raised until then, recorded in the tag.
-    act.terminate_in_group(replaces, true).await?;
+    if let Err(e) = act.terminate_in_group(replaces, true).await {
+        // Unless the instance has left the group since the read before the attach (someone
+        // terminated it, and the group launched its replacement): no later pass could tell
+        // this attach from a finished swap, so it is undone now, the same way, and desired
+        // capacity comes back to where the user left it.
+        let gone = act
+            .group_membership(&[replaces.to_string()])
+            .await
+            .is_ok_and(|m| m.get(replaces).map(String::as_str) != Some(group));
+        if !gone {
+            return Err(e);
+        }
+        act.terminate_in_group(clone, true).await?;
+        if let Some(m) = max_size {
+            restore_max_size(act, group, m.original).await?;
+        }
+        return Ok(Some(format!(
+            "{replaces} left group {group} while {clone} was being attached for it: {clone} \
+             was taken out again, desired capacity with it"
+        )));
+    }
     if let Some(m) = max_size {
         restore_max_size(act, group, m.original).await?;
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn restore_max_size<A: Actuator>(act: &A, group: &str, to: u32) -> Result<(), CloudError> {

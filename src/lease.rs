@@ -47,6 +47,9 @@ pub struct Leases {
     pub held: BTreeSet<String>,
     /// The groups it may not change this pass, each with why.
     pub lost: BTreeMap<String, String>,
+    /// The groups whose leases it did not try to take: its deadline had passed, so their
+    /// actions wait for the next pass.
+    pub deferred: BTreeSet<String>,
 }
 
 impl Leases {

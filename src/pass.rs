@@ -199,6 +199,18 @@ async fn take_leases<C: Inventory + Actuator>(
     holder: &str,
     started: tokio::time::Instant,
 ) -> (Leases, PassOptions) {
+    // Past its deadline a pass starts nothing, so it takes no lease: the groups' actions
+    // wait for the next pass, and the groups are left as they are.
+    if opts
+        .deadline
+        .is_some_and(|d| tokio::time::Instant::now() >= d)
+    {
+        let leases = Leases {
+            deferred: groups.iter().cloned().collect(),
+            ..Leases::default()
+        };
+        return (leases, opts.clone());
+    }
     let window = Duration::from_secs(u64::from(settings.lease_secs));
     let last_call = Duration::from_secs(u64::from(settings.timeouts.operation_secs));
     let taken_at = tokio::time::Instant::now();

@@ -7,7 +7,9 @@
 //! This module holds the handles and the test-facing API: tests seed the account (regions,
 //! groups, instances, launch specs, AMIs, types, prices), drive its clock, script faults per
 //! AWS operation name (and refusals of launches per instance type), add latency and read call
-//! counts; seeding and inspecting count no calls. [`GroupBuilder`] and [`InstanceBuilder`]
+//! counts; seeding and inspecting count no calls. `chaos` adds the whole-pass faults of
+//! tests/chaos.rs: a crash mid-pass, throttling retried as the AWS adapter retries it, a
+//! group's own scaling and an instance terminated from outside spotswap. [`GroupBuilder`] and [`InstanceBuilder`]
 //! make the groups and instances to seed. The account's state and its AWS semantics are in
 //! `state`, the read side in `inventory`, the write side in `actuator`. Those semantics mirror
 //! what the swap protocol relies on in real AWS (README, "How it decides", the swap protocol):
@@ -19,6 +21,7 @@
 
 mod actuator;
 mod builders;
+mod chaos;
 mod inventory;
 mod state;
 #[cfg(test)]
@@ -465,6 +468,7 @@ impl Account for MemoryCloud {
     type Region = MemoryRegion;
 
     async fn regions(&self) -> Result<Vec<String>, CloudError> {
+        self.gate("DescribeRegions").await?;
         let (result, latency) = {
             let mut state = self.lock();
             *state.account_calls.entry("DescribeRegions").or_default() += 1;
@@ -510,6 +514,7 @@ impl MemoryRegion {
     ) -> Result<T, CloudError> {
         self.pacer.wait(operation).await;
         self.pacer.admit(operation)?;
+        self.cloud.gate(operation).await?;
         let (result, latency) = self.cloud.operate(&self.name, f);
         pause(latency).await;
         result

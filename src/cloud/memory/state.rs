@@ -37,6 +37,8 @@ pub(super) struct State {
     pub(super) faults: HashMap<String, VecDeque<Option<CloudError>>>,
     pub(super) account_calls: BTreeMap<&'static str, u64>,
     pub(super) regions: BTreeMap<String, RegionState>,
+    /// The fault-injection hooks' state (`chaos`).
+    pub(super) chaos: super::chaos::Chaos,
 }
 
 impl Default for State {
@@ -51,6 +53,7 @@ impl Default for State {
             faults: HashMap::new(),
             account_calls: BTreeMap::new(),
             regions: BTreeMap::new(),
+            chaos: Default::default(),
         }
     }
 }
