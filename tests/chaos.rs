@@ -1506,15 +1506,9 @@ async fn a_seed_replays_the_same_run() {
     }
 }
 
-/// A finding of this harness, not about two passes at once (single-pass runs: seed 1 with
-/// `CHAOS_OVERLAP=0`, pass 3, and others): the on-demand instance a swap replaces is
-/// terminated by someone else (a person, another tool, Auto Scaling replacing it as unhealthy)
-/// after the pass read the group and before the swap. The group launches a replacement; the
-/// swap used to attach the clone anyway (desired capacity + 1), fail to remove the instance,
-/// and leave desired capacity one above what the user set, for good. Now the read made just
-/// before the attach sees the instance gone and the swap is superseded.
-#[tokio::test(start_paused = true)]
-async fn a_swaps_instance_terminated_before_the_attach_leaves_desired_capacity_as_the_user_set() {
+/// Group `web` (2 on-demand members of a launch configuration, MaxSize 4) whose first pass
+/// launched a clone, the clock moved on past its grace period: the next pass swaps it in.
+async fn group_with_a_clone_ready_to_swap() -> (MemoryCloud, &'static str, Settings) {
     let cloud = MemoryCloud::new();
     let (region, azs) = REGIONS[0];
     seed_region(&cloud, region, azs);
@@ -1529,12 +1523,24 @@ async fn a_swaps_instance_terminated_before_the_attach_leaves_desired_capacity_a
     cloud.put_group(region, group);
     cloud.launch_group_members(region, "web", 2, "m5.large", &[]);
     let settings = Settings::default();
-    // A first pass launches a clone; past its grace period, the next one swaps it in.
     let first = pass::run(&cloud, &settings, &PassOptions::new(&settings, cloud.now()))
         .await
         .expect("the pass starts");
     assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
     cloud.advance(PASS_INTERVAL);
+    (cloud, region, settings)
+}
+
+/// A finding of this harness, not about two passes at once (single-pass runs: seed 1 with
+/// `CHAOS_OVERLAP=0`, pass 3, and others): the on-demand instance a swap replaces is
+/// terminated by someone else (a person, another tool, Auto Scaling replacing it as unhealthy)
+/// after the pass read the group and before the swap. The group launches a replacement; the
+/// swap used to attach the clone anyway (desired capacity + 1), fail to remove the instance,
+/// and leave desired capacity one above what the user set, for good. Now the read made just
+/// before the attach sees the instance gone and the swap is superseded.
+#[tokio::test(start_paused = true)]
+async fn a_swaps_instance_terminated_before_the_attach_leaves_desired_capacity_as_the_user_set() {
+    let (cloud, region, settings) = group_with_a_clone_ready_to_swap().await;
     let now = cloud.now();
     let handle = spotswap::cloud::Account::region(&cloud, region);
     let seen = spotswap::observe::observe(&handle, &settings, &ReadCache::new(0), now)
@@ -1578,25 +1584,7 @@ async fn a_swaps_instance_terminated_before_the_attach_leaves_desired_capacity_a
 /// clone out again with desired capacity, so the group ends as the user set it.
 #[tokio::test(start_paused = true)]
 async fn a_swaps_instance_terminated_after_the_attach_is_undone_with_desired_capacity() {
-    let cloud = MemoryCloud::new();
-    let (region, azs) = REGIONS[0];
-    seed_region(&cloud, region, azs);
-    let group = GroupBuilder::new("web")
-        .desired(2)
-        .max(4)
-        .tag("spot-enabled", "true")
-        .launch(LaunchRef::LaunchConfiguration {
-            name: FLEET_LC.into(),
-        })
-        .build();
-    cloud.put_group(region, group);
-    cloud.launch_group_members(region, "web", 2, "m5.large", &[]);
-    let settings = Settings::default();
-    let first = pass::run(&cloud, &settings, &PassOptions::new(&settings, cloud.now()))
-        .await
-        .expect("the pass starts");
-    assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
-    cloud.advance(PASS_INTERVAL);
+    let (cloud, region, settings) = group_with_a_clone_ready_to_swap().await;
     // Calls take a while, so the instance can go between the attach and its removal.
     cloud.set_latency(Duration::from_millis(10));
     let attaches = |c: &MemoryCloud| {
