@@ -245,7 +245,21 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
     let blocked = eligibility::blocked(group, policy, ctx.now());
     let can_swap = blocked.is_none() && launch.is_ok();
 
-    let book = clones::classify(ctx, group, clones, policy, can_swap);
+    // A full group whose MaxSize restore is still pending (it scaled out past the value a
+    // stopped pass recorded) can swap nothing in: every swap would need MaxSize raised again.
+    // Its ready clones then get no exemption from the orphan timeout, or they would wait,
+    // paid for, until the group scales in.
+    let restore_blocks_swaps = state
+        .leftover_max
+        .is_some_and(|recorded| group.desired_capacity > recorded)
+        && group.desired_capacity >= group.max_size;
+    let book = clones::classify(
+        ctx,
+        group,
+        clones,
+        policy,
+        can_swap && !restore_blocks_swaps,
+    );
     let after_completions = clones::complete_swaps(g, &book, out);
     let max_size =
         clones::restore_max_size(group, state.leftover_max, after_completions.desired, out);

@@ -19,7 +19,7 @@ use spotswap::model::{
     Secret, SpotPricePoint, Virtualization,
 };
 use spotswap::pass::{self, PassOptions};
-use spotswap::plan::{Action, ActionKind, Decision, Skip, Verdict};
+use spotswap::plan::{Action, ActionKind, Decision, OrphanReason, Skip, Verdict};
 use spotswap::protocol as tags;
 use spotswap::report::{Outcome, PassReport, Status};
 use spotswap::settings::Settings;
@@ -2148,6 +2148,51 @@ async fn a_failed_read_about_one_group_leaves_that_group_alone_and_the_others_go
         .map(|o| o.group.as_str())
         .collect();
     assert_eq!(launched, BTreeSet::from(["web"]));
+}
+
+/// A full group whose MaxSize restore is pending (it scaled out past the recorded value) can
+/// swap nothing in, so a ready clone past grace + `orphan-timeout-minutes` is terminated
+/// rather than left waiting, paid for, until the group scales in (found by the chaos harness,
+/// seed 891 of `make chaos`).
+#[tokio::test(start_paused = true)]
+async fn a_ready_clone_of_a_full_group_whose_max_size_restore_is_pending_times_out() {
+    let mut account = Account::new();
+    account.add_group("web", 5, 5, &[(tags::MAX_SIZE, "4")]);
+    let long_ago = account.cloud.now() - TimeDelta::hours(2);
+    account.cloud.put_instance(
+        REGION,
+        InstanceBuilder::spot("i-waiting", "m5a.large", AZS[0])
+            .clone_of("web", "")
+            .state(InstanceState::Running)
+            .launched(long_ago)
+            .build(),
+    );
+    // The seeded MaxSize is the raised one, so the fixture's invariants do not apply.
+    let settings = Settings::default();
+    let report = account
+        .run(&settings, &PassOptions::new(&settings, chrono::Utc::now()))
+        .await;
+    let orphans = outcomes(&report, ActionKind::TerminateOrphan);
+    assert!(
+        matches!(orphans[..], [o] if o.instance.as_deref() == Some("i-waiting") && is_done(o)),
+        "{report:#?}"
+    );
+    assert!(
+        region(&report)
+            .plan
+            .as_ref()
+            .unwrap()
+            .actions()
+            .any(|(_, a)| matches!(
+                a,
+                Action::TerminateOrphan {
+                    reason: OrphanReason::Timeout,
+                    ..
+                }
+            )),
+        "{report:#?}"
+    );
+    assert!(account.unattached_clones().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
