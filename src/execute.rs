@@ -726,10 +726,13 @@ async fn run_action<A: Actuator + Inventory>(
             .delete_template(template_id)
             .await
             .map(|()| (None, None)),
-        (Action::CompleteSwap { replaces, .. }, None) => act
-            .terminate_in_group(replaces, true)
-            .await
-            .map(|()| (None, None)),
+        (Action::CompleteSwap { clone, replaces }, None) => {
+            match remove_replaced(act, &d.group, clone, replaces).await {
+                Ok(Some(reason)) => return outcome(Status::Superseded { reason }),
+                Ok(None) => Ok((None, None)),
+                Err(e) => Err(e),
+            }
+        }
         (Action::TerminateOrphan { clone, .. }, None) => act
             .terminate(std::slice::from_ref(clone))
             .await
@@ -910,31 +913,40 @@ async fn swap<A: Actuator + Inventory>(
     }
     // If this fails, the next pass sees the clone attached with the instance still there and
     // completes the swap; MaxSize stays raised until then, recorded in the tag.
-    if let Err(e) = act.terminate_in_group(replaces, true).await {
-        // Unless the instance has left the group since the read before the attach (someone
-        // terminated it, and the group launched its replacement): no later pass could tell
-        // this attach from a finished swap, so it is undone now, the same way, and desired
-        // capacity comes back to where the user left it.
-        let gone = act
-            .group_membership(&[replaces.to_string()])
-            .await
-            .is_ok_and(|m| m.get(replaces).map(String::as_str) != Some(group));
-        if !gone {
-            return Err(e);
-        }
-        act.terminate_in_group(clone, true).await?;
-        if let Some(m) = max_size {
-            restore_max_size(act, group, m.original).await?;
-        }
-        return Ok(Some(format!(
-            "{replaces} left group {group} while {clone} was being attached for it: {clone} \
-             was taken out again, desired capacity with it"
-        )));
-    }
+    let undone = remove_replaced(act, group, clone, replaces).await?;
     if let Some(m) = max_size {
         restore_max_size(act, group, m.original).await?;
     }
-    Ok(None)
+    Ok(undone)
+}
+
+/// Removes the instance a swap replaces through the group, decrementing desired capacity, once
+/// its clone is attached. If that fails because the instance has left the group since the
+/// pass read it (someone terminated it, and the group launched its replacement), no later
+/// pass could tell the attach from a finished swap, so the attach is undone now, the same way:
+/// the clone goes with decrement and desired capacity comes back to where the user left it
+/// (`Ok(Some(why))`). Any other failure is returned: the next pass completes the swap.
+async fn remove_replaced<A: Actuator + Inventory>(
+    act: &A,
+    group: &str,
+    clone: &str,
+    replaces: &str,
+) -> Result<Option<String>, CloudError> {
+    let Err(e) = act.terminate_in_group(replaces, true).await else {
+        return Ok(None);
+    };
+    let gone = act
+        .group_membership(&[replaces.to_string()])
+        .await
+        .is_ok_and(|m| m.get(replaces).map(String::as_str) != Some(group));
+    if !gone {
+        return Err(e);
+    }
+    act.terminate_in_group(clone, true).await?;
+    Ok(Some(format!(
+        "{replaces} left group {group} before {clone}, attached for it, could replace it: \
+         {clone} was taken out again, desired capacity with it"
+    )))
 }
 
 async fn restore_max_size<A: Actuator>(act: &A, group: &str, to: u32) -> Result<(), CloudError> {

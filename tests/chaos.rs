@@ -1626,3 +1626,66 @@ async fn a_swaps_instance_terminated_after_the_attach_is_undone_with_desired_cap
     assert_eq!((g.desired_capacity, g.max_size), (2, 4), "{g:#?}");
     assert_eq!(g.members.len(), 2, "{g:#?}");
 }
+
+/// The same finding a pass later (`make chaos` with `CHAOS_OVERLAP=0`, seeds 448 and 788): a
+/// pass stopped with a swap in flight (the clone attached, the instance still a member), and
+/// the instance is terminated by someone else while the next pass completes the swap. The
+/// removal fails, a read finds the instance gone, and the clone is taken out again with
+/// desired capacity, so the group ends as the user set it.
+#[tokio::test(start_paused = true)]
+async fn a_swap_in_flights_instance_terminated_during_its_completion_is_undone() {
+    let (cloud, region, settings) = group_with_a_clone_ready_to_swap().await;
+    // The swap's removal fails: the clone stays attached beside the instance it replaces.
+    let op = "TerminateInstanceInAutoScalingGroup";
+    cloud.fail_next(
+        op,
+        CloudError::new(op, ErrorKind::Other, Some("InternalFailure"), "injected"),
+        1,
+    );
+    let stopped = pass::run(&cloud, &settings, &PassOptions::new(&settings, cloud.now()))
+        .await
+        .expect("the pass starts");
+    assert_eq!(stopped.totals.failures, 1, "{stopped:#?}");
+    assert_eq!(cloud.group(region, "web").unwrap().desired_capacity, 3);
+    let clone = cloud
+        .instances(region)
+        .into_iter()
+        .find(|i| i.clone_of().is_some())
+        .expect("the clone");
+    let replaces = clone.tags[tags::REPLACES].clone();
+    cloud.advance(PASS_INTERVAL);
+    cloud.set_latency(Duration::from_millis(10));
+    // The next pass plans the completion; after its plan (its lease read), the instance goes.
+    let leases_read = |c: &MemoryCloud| {
+        c.total_call_counts()
+            .get("DescribeTags")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = leases_read(&cloud);
+    let opts = PassOptions::new(&settings, cloud.now());
+    let (report, ()) = tokio::join!(
+        async {
+            pass::run(&cloud, &settings, &opts)
+                .await
+                .expect("the pass starts")
+        },
+        async {
+            while leases_read(&cloud) == before {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            cloud.terminate_out_of_band(region, &replaces);
+        }
+    );
+    let completions: Vec<&Outcome> = report.regions[0]
+        .outcomes
+        .iter()
+        .filter(|o| o.action == ActionKind::CompleteSwap)
+        .collect();
+    assert!(
+        matches!(completions[..], [o] if matches!(&o.status, Status::Superseded { reason } if reason.contains("taken out again"))),
+        "{report:#?}"
+    );
+    let g = cloud.group(region, "web").expect("the group");
+    assert_eq!((g.desired_capacity, g.members.len()), (2, 2), "{g:#?}");
+}
