@@ -63,27 +63,22 @@ pub async fn execute<A: Actuator + Inventory>(
                 let mut troubled: Vec<Interruption> = Vec::new();
                 let mut avoid = Duration::zero();
                 let mut fleets_done: BTreeSet<&str> = BTreeSet::new();
-                if leases.deferred.contains(group) {
+                // A group whose lease this pass did not take: none of its actions goes.
+                let unleased = if leases.deferred.contains(group) {
+                    Some(Status::Deferred)
+                } else {
+                    leases.lost.get(group).map(|why| {
+                        info!(reason = %why, "group left to the other pass");
+                        Status::Superseded {
+                            reason: format!("not this pass's to change: {why}"),
+                        }
+                    })
+                };
+                if let Some(status) = unleased {
                     let out = decisions
                         .iter()
                         .filter(|d| matches!(d.verdict, Verdict::Act(_)))
-                        .map(|d| outcome_of(d, Status::Deferred))
-                        .collect();
-                    return (i, out);
-                }
-                if let Some(why) = leases.lost.get(group) {
-                    info!(reason = %why, "group left to the other pass");
-                    let out = decisions
-                        .iter()
-                        .filter(|d| matches!(d.verdict, Verdict::Act(_)))
-                        .map(|d| {
-                            outcome_of(
-                                d,
-                                Status::Superseded {
-                                    reason: format!("not this pass's to change: {why}"),
-                                },
-                            )
-                        })
+                        .map(|d| outcome_of(d, status.clone()))
                         .collect();
                     return (i, out);
                 }

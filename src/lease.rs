@@ -37,12 +37,8 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// The leases a pass took: the groups it holds, and why it does not hold the others.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Leases {
-    /// The value this pass wrote (`HOLDER until RFC3339`).
-    pub value: String,
     /// Who this pass is, in the tag.
     pub holder: String,
-    /// When the leases end.
-    pub until: Option<DateTime<Utc>>,
     /// The groups this pass holds and may change.
     pub held: BTreeSet<String>,
     /// The groups it may not change this pass, each with why.
@@ -53,11 +49,6 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// Whether this pass may change `group`.
-    pub fn holds(&self, group: &str) -> bool {
-        self.held.contains(group)
-    }
-
     fn lose_all(&mut self, groups: impl IntoIterator<Item = String>, why: &str) {
         for g in groups {
             self.held.remove(&g);
@@ -88,9 +79,7 @@ pub async fn acquire<C: Inventory + Actuator>(
     let until = now + chrono::Duration::from_std(length).unwrap_or(chrono::Duration::zero());
     let value = Lease::held(holder, until).value();
     let mut leases = Leases {
-        value: value.clone(),
         holder: holder.to_string(),
-        until: Some(until),
         ..Leases::default()
     };
     if groups.is_empty() {

@@ -1579,49 +1579,68 @@ async fn a_swaps_instance_terminated_before_the_attach_leaves_desired_capacity_a
     );
 }
 
+/// The instance the group's clone is paired with (`spotswap:replaces`).
+fn paired_instance(cloud: &MemoryCloud, region: &str) -> String {
+    let clone = cloud
+        .instances(region)
+        .into_iter()
+        .find(|i| i.clone_of().is_some())
+        .expect("the clone");
+    clone.tags[tags::REPLACES].clone()
+}
+
+/// A pass during which, once it has made one more `op` call, the instance the clone is paired
+/// with is terminated from outside spotswap (calls take 10 ms, so it happens between two
+/// calls); and whether its one outcome of `action` was superseded with the clone taken out
+/// again.
+async fn pass_losing_the_paired_instance_after(
+    cloud: &MemoryCloud,
+    region: &str,
+    settings: &Settings,
+    op: &str,
+    action: ActionKind,
+) -> (PassReport, bool) {
+    cloud.set_latency(Duration::from_millis(10));
+    let calls = |c: &MemoryCloud| c.total_call_counts().get(op).copied().unwrap_or(0);
+    let before = calls(cloud);
+    let opts = PassOptions::new(settings, cloud.now());
+    let (report, ()) = tokio::join!(
+        async {
+            pass::run(cloud, settings, &opts)
+                .await
+                .expect("the pass starts")
+        },
+        async {
+            while calls(cloud) == before {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            cloud.terminate_out_of_band(region, &paired_instance(cloud, region));
+        }
+    );
+    let of_action: Vec<&Outcome> = report.regions[0]
+        .outcomes
+        .iter()
+        .filter(|o| o.action == action)
+        .collect();
+    let undone = matches!(of_action[..], [o] if matches!(&o.status, Status::Superseded { reason } if reason.contains("taken out again")));
+    (report, undone)
+}
+
 /// The same finding with the instance terminated between the swap's attach and its removal:
 /// the removal fails, a read finds the instance gone from the group, and the swap takes the
 /// clone out again with desired capacity, so the group ends as the user set it.
 #[tokio::test(start_paused = true)]
 async fn a_swaps_instance_terminated_after_the_attach_is_undone_with_desired_capacity() {
     let (cloud, region, settings) = group_with_a_clone_ready_to_swap().await;
-    // Calls take a while, so the instance can go between the attach and its removal.
-    cloud.set_latency(Duration::from_millis(10));
-    let attaches = |c: &MemoryCloud| {
-        c.total_call_counts()
-            .get("AttachInstances")
-            .copied()
-            .unwrap_or(0)
-    };
-    let opts = PassOptions::new(&settings, cloud.now());
-    let (report, ()) = tokio::join!(
-        async {
-            pass::run(&cloud, &settings, &opts)
-                .await
-                .expect("the pass starts")
-        },
-        async {
-            while attaches(&cloud) == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            let clone = cloud
-                .instances(region)
-                .into_iter()
-                .find(|i| i.clone_of().is_some())
-                .expect("the clone");
-            let replaces = clone.tags[tags::REPLACES].clone();
-            cloud.terminate_out_of_band(region, &replaces);
-        }
-    );
-    let swaps: Vec<&Outcome> = report.regions[0]
-        .outcomes
-        .iter()
-        .filter(|o| o.action == ActionKind::Swap)
-        .collect();
-    assert!(
-        matches!(swaps[..], [o] if matches!(&o.status, Status::Superseded { reason } if reason.contains("taken out again"))),
-        "{swaps:#?}"
-    );
+    let (report, undone) = pass_losing_the_paired_instance_after(
+        &cloud,
+        region,
+        &settings,
+        "AttachInstances",
+        ActionKind::Swap,
+    )
+    .await;
+    assert!(undone, "{report:#?}");
     let g = cloud.group(region, "web").expect("the group");
     assert_eq!((g.desired_capacity, g.max_size), (2, 4), "{g:#?}");
     assert_eq!(g.members.len(), 2, "{g:#?}");
@@ -1647,45 +1666,17 @@ async fn a_swap_in_flights_instance_terminated_during_its_completion_is_undone()
         .expect("the pass starts");
     assert_eq!(stopped.totals.failures, 1, "{stopped:#?}");
     assert_eq!(cloud.group(region, "web").unwrap().desired_capacity, 3);
-    let clone = cloud
-        .instances(region)
-        .into_iter()
-        .find(|i| i.clone_of().is_some())
-        .expect("the clone");
-    let replaces = clone.tags[tags::REPLACES].clone();
     cloud.advance(PASS_INTERVAL);
-    cloud.set_latency(Duration::from_millis(10));
     // The next pass plans the completion; after its plan (its lease read), the instance goes.
-    let leases_read = |c: &MemoryCloud| {
-        c.total_call_counts()
-            .get("DescribeTags")
-            .copied()
-            .unwrap_or(0)
-    };
-    let before = leases_read(&cloud);
-    let opts = PassOptions::new(&settings, cloud.now());
-    let (report, ()) = tokio::join!(
-        async {
-            pass::run(&cloud, &settings, &opts)
-                .await
-                .expect("the pass starts")
-        },
-        async {
-            while leases_read(&cloud) == before {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            cloud.terminate_out_of_band(region, &replaces);
-        }
-    );
-    let completions: Vec<&Outcome> = report.regions[0]
-        .outcomes
-        .iter()
-        .filter(|o| o.action == ActionKind::CompleteSwap)
-        .collect();
-    assert!(
-        matches!(completions[..], [o] if matches!(&o.status, Status::Superseded { reason } if reason.contains("taken out again"))),
-        "{report:#?}"
-    );
+    let (report, undone) = pass_losing_the_paired_instance_after(
+        &cloud,
+        region,
+        &settings,
+        "DescribeTags",
+        ActionKind::CompleteSwap,
+    )
+    .await;
+    assert!(undone, "{report:#?}");
     let g = cloud.group(region, "web").expect("the group");
     assert_eq!((g.desired_capacity, g.members.len()), (2, 2), "{g:#?}");
 }
