@@ -728,6 +728,36 @@ async fn run_action<A: Actuator + Inventory>(
                 Err(e) => Err(e),
             }
         }
+        (
+            Action::SettleSwap {
+                remove, settled, ..
+            },
+            None,
+        ) => {
+            // The record first: if the pass dies after the removal, no later pass takes a
+            // second member out for the same attach; if it dies before, the next takes this
+            // same member out (`src/plan/settle.rs`).
+            if let Some(v) = settled
+                && let Err(e) = act.tag_group(&d.group, protocol::SETTLED, v).await
+            {
+                return outcome(Status::Failed { error: e });
+            }
+            // A read made after the decision: only a member still in the group goes, so a
+            // pass that raced this one (or the group's own scaling) cannot make it take a
+            // second instance out.
+            match act.group_membership(std::slice::from_ref(remove)).await {
+                Ok(m) if m.get(remove) != Some(&d.group) => {
+                    return outcome(Status::Superseded {
+                        reason: format!("{remove} has left group {} since it was read", d.group),
+                    });
+                }
+                Ok(_) => act
+                    .terminate_in_group(remove, true)
+                    .await
+                    .map(|()| (None, None)),
+                Err(e) => Err(e),
+            }
+        }
         (Action::TerminateOrphan { clone, .. }, None) => act
             .terminate(std::slice::from_ref(clone))
             .await

@@ -164,16 +164,24 @@ fn not_read(e: &CloudError) -> String {
 }
 
 /// Gives back the leases held (`HOLDER released`), so the next pass need not wait for them to
-/// end. A failure leaves them to end by themselves.
-pub async fn release<C: Actuator>(cloud: &C, leases: &Leases) -> Result<(), CloudError> {
-    if leases.held.is_empty() {
-        return Ok(());
-    }
+/// end, except on the groups in `unfinished`: a pass that leaves a swap there in doubt lets its
+/// lease end by itself, so the next pass reads the group's scaling activities and settles the
+/// swap (`src/plan/settle.rs`), as after a crash. A failure leaves them all to end by
+/// themselves.
+pub async fn release<C: Actuator>(
+    cloud: &C,
+    leases: &Leases,
+    unfinished: &BTreeSet<String>,
+) -> Result<(), CloudError> {
     let released = Lease::released(&leases.holder).value();
-    let values = leases
+    let values: BTreeMap<String, String> = leases
         .held
         .iter()
+        .filter(|g| !unfinished.contains(*g))
         .map(|g| (g.clone(), released.clone()))
         .collect();
+    if values.is_empty() {
+        return Ok(());
+    }
     cloud.tag_groups(protocol::LEASE, &values).await
 }

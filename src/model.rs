@@ -832,6 +832,35 @@ pub struct Snapshot {
     /// The launch templates spotswap created for launch configurations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned_templates: Vec<OwnedTemplateRecord>,
+    /// The recent scaling activities of the groups a stopped pass may have left a swap in
+    /// (their lease ended without being released), by group; a group whose activities could
+    /// not be read is absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub activities: BTreeMap<String, Vec<Activity>>,
+}
+
+/// What one of a group's scaling activities did to one instance, as far as the swap protocol
+/// needs to know (`DescribeScalingActivities`; Auto Scaling keeps six weeks of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    pub instance_id: String,
+    pub kind: ActivityKind,
+    pub at: DateTime<Utc>,
+}
+
+/// The kinds of activity the swap protocol tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivityKind {
+    /// The instance was attached (`AttachInstances`): desired capacity went up by one.
+    Attached,
+    /// The instance was taken out on request with desired capacity decremented
+    /// (`TerminateInstanceInAutoScalingGroup` or `DetachInstances` with
+    /// `ShouldDecrementDesiredCapacity`): what balances an attach.
+    RemovedWithDecrement,
+    /// The instance left any other way: a health check (terminated, interrupted), a scale-in,
+    /// a removal on request without decrement (the group replaces it).
+    Left,
 }
 
 /// A launch template spotswap created for a launch configuration, as `DescribeLaunchTemplates`

@@ -16,6 +16,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use crate::cache::{CachedRead, Offerings, OsPriceList, ReadCache};
 use crate::catalog::Catalog;
 use crate::cloud::{CloudError, GroupQuery, Inventory};
@@ -66,6 +68,7 @@ pub async fn observe<I: Inventory>(
             prices: BTreeMap::new(),
         },
         owned_templates: Vec::new(),
+        activities: BTreeMap::new(),
     };
     if groups.is_empty() && clones.is_empty() {
         // Nothing to do here: no need to read types and prices.
@@ -159,7 +162,21 @@ pub async fn observe<I: Inventory>(
             inv.group_membership(&unknown).await
         }
     };
-    let (membership, instances, specs_and_prices, types, offerings, owned) = futures::join!(
+    // The recent scaling activities of the groups a stopped pass may have left a swap in: the
+    // planner settles such a swap from them (ARCHITECTURE.md, "The swap protocol as a state
+    // machine"). Rare, so one call per group is fine.
+    let doubtful: Vec<&str> = groups
+        .iter()
+        .filter(|g| matches!(policies.get(&g.name), Some(GroupPolicy::OptedIn(_))))
+        .filter(|g| crate::protocol::in_doubt(&g.tags, now))
+        .map(|g| g.name.as_str())
+        .collect();
+    let since = now - Duration::minutes(crate::protocol::ACTIVITY_LOOKBACK_MINUTES);
+    let activities = futures::stream::iter(doubtful)
+        .map(|g| async move { (g, inv.activities(g, since).await) })
+        .buffer_unordered(crate::cloud::limits::READ_CONCURRENCY)
+        .collect::<Vec<_>>();
+    let (membership, instances, specs_and_prices, types, offerings, owned, activities) = futures::join!(
         membership,
         inv.instances(&wanted),
         specs_and_prices,
@@ -174,7 +191,18 @@ pub async fn observe<I: Inventory>(
             Ok(offerings)
         }),
         inv.owned_templates(),
+        activities,
     );
+    for (g, read) in activities {
+        match read {
+            Ok(a) => {
+                snapshot.activities.insert(g.to_string(), a);
+            }
+            Err(e) => warnings.push(format!(
+                "scaling activities of {g} unknown, a swap a stopped pass left there is not settled this pass: {e}"
+            )),
+        }
+    }
 
     let membership = membership?;
     for c in &mut clones {

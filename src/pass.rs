@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::execute::execute;
 use crate::lease::Leases;
 use crate::observe::observe;
-use crate::plan::{Inputs, plan_with};
+use crate::plan::{ActionKind, Inputs, plan_with};
 use crate::report::{PassReport, RegionReport, Totals};
 use crate::savings::{Swapped, savings};
 use crate::settings::GroupPolicy;
@@ -311,7 +311,10 @@ async fn region_pass<A: Account>(
                 .groups
                 .iter()
                 .filter(|g| {
-                    acts.contains(g.name.as_str())
+                    // A group whose lease a pass abandoned is leased even with nothing to do,
+                    // so that this pass gives the lease back and the next need not read its
+                    // scaling activities again.
+                    (acts.contains(g.name.as_str()) || crate::protocol::in_doubt(&g.tags, opts.now))
                         && matches!(inputs.group(g).policy, GroupPolicy::OptedIn(_))
                 })
                 .map(|g| g.name.clone())
@@ -322,7 +325,25 @@ async fn region_pass<A: Account>(
             .await
         };
         let outcomes = execute(&cloud, &snapshot, &p, &leases, &exec_opts).await;
-        if let Err(e) = crate::lease::release(&cloud, &leases).await {
+        // Groups where a swap may be left in doubt: one of its steps failed, or a swap a
+        // stopped pass left could not be settled. Their leases end by themselves.
+        let unfinished: std::collections::BTreeSet<String> = outcomes
+            .iter()
+            .filter(|o| {
+                o.failed()
+                    && matches!(
+                        o.action,
+                        ActionKind::Swap | ActionKind::CompleteSwap | ActionKind::SettleSwap
+                    )
+            })
+            .map(|o| o.group.clone())
+            .chain(
+                p.skips()
+                    .filter(|(_, s)| matches!(s, crate::plan::Skip::SwapInDoubt { .. }))
+                    .map(|(d, _)| d.group.clone()),
+            )
+            .collect();
+        if let Err(e) = crate::lease::release(&cloud, &leases, &unfinished).await {
             warn!(
                 operation = %e.operation,
                 code = e.code.as_deref().unwrap_or(""),

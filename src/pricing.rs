@@ -291,6 +291,7 @@ mod tests {
             amis: BTreeMap::new(),
             instance_types: BTreeMap::new(),
             offerings: BTreeMap::new(),
+            activities: BTreeMap::new(),
             spot_prices: vec![point(
                 "m5.large",
                 "us-east-1a",

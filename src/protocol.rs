@@ -33,8 +33,15 @@ pub const INTERRUPTED: &str = "spotswap:interrupted";
 pub const LAUNCH_BACKOFF: &str = "spotswap:launch-backoff";
 /// On a group: which pass may change it, and until when (see [`Lease`]).
 pub const LEASE: &str = "spotswap:lease";
+/// On a group: for each clone whose attach a pass balances by taking out another member (both
+/// the clone and the instance it replaced had left the group another way), that member, as
+/// space-separated `CLONE>MEMBER` entries, newest last (see [`settled`]).
+pub const SETTLED: &str = "spotswap:settled";
+/// How many entries `spotswap:settled` keeps: a settled attach stays in the scaling activities
+/// a pass reads for an hour, and this many fit a tag value (256 characters).
+pub const SETTLED_KEPT: usize = 6;
 /// Every tag the protocol itself writes; none of them is a setting.
-pub const PROTOCOL_TAGS: [&str; 7] = [
+pub const PROTOCOL_TAGS: [&str; 8] = [
     GROUP,
     REPLACES,
     MAX_SIZE,
@@ -42,6 +49,7 @@ pub const PROTOCOL_TAGS: [&str; 7] = [
     LAUNCH_BACKOFF,
     LAUNCH_CONFIGURATION,
     LEASE,
+    SETTLED,
 ];
 /// The state reason EC2 gives an instance terminated by a `TerminateInstances` call (a person,
 /// or spotswap's own clean-up): someone's decision, not a launch that failed (EC2 API
@@ -307,6 +315,12 @@ impl Lease {
         self.until.is_some_and(|u| now < u)
     }
 
+    /// Whether it ended at `now` without being released: its pass stopped before the end (a
+    /// crash, a timeout) or left something unfinished on the group, so a swap may be in doubt.
+    pub fn abandoned_at(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_some_and(|u| now >= u)
+    }
+
     /// The tag value.
     pub fn value(&self) -> String {
         match self.until {
@@ -318,6 +332,54 @@ impl Lease {
             None => format!("{} released", self.holder),
         }
     }
+}
+
+/// How far back a pass reads the scaling activities of a group whose lease was abandoned: EC2
+/// lists a terminated clone for about an hour (EC2 User Guide, "Terminate Amazon EC2
+/// instances"), so an older attach could not be paired with the instance it replaced anyway.
+pub const ACTIVITY_LOOKBACK_MINUTES: i64 = 60;
+
+/// Whether a swap on a group with these tags may be in doubt at `now`: its lease was abandoned
+/// (see [`Lease::abandoned_at`]). An unreadable lease is not: such a group is left alone
+/// whole (`invalid-protocol-tag`).
+pub fn in_doubt(tags: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
+    lease(tags).is_ok_and(|l| l.is_some_and(|l| l.abandoned_at(now)))
+}
+
+/// Reads `spotswap:settled`: (clone, the member taken out for its attach) pairs; `Err` with the
+/// value when unreadable.
+pub fn settled(tags: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+    let Some(v) = tags.get(SETTLED) else {
+        return Ok(Vec::new());
+    };
+    v.split_whitespace()
+        .map(|entry| {
+            entry
+                .split_once('>')
+                .filter(|(c, m)| looks_like_instance(c) && looks_like_instance(m))
+                .map(|(c, m)| (c.to_string(), m.to_string()))
+                .ok_or_else(|| v.clone())
+        })
+        .collect()
+}
+
+/// `spotswap:settled` with `member` recorded for `clone` (in place of any earlier entry for
+/// it), keeping the newest [`SETTLED_KEPT`].
+pub fn settled_value(kept: &[(String, String)], clone: &str, member: &str) -> String {
+    let mut entries: Vec<String> = kept
+        .iter()
+        .filter(|(c, _)| c != clone)
+        .map(|(c, m)| format!("{c}>{m}"))
+        .collect();
+    entries.push(format!("{clone}>{member}"));
+    let skip = entries.len().saturating_sub(SETTLED_KEPT);
+    entries[skip..].join(" ")
+}
+
+fn looks_like_instance(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|hex| {
+        !hex.is_empty() && hex.len() <= 17 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Reads `spotswap:lease`: `Ok(None)` when absent, `Err` with the value when unreadable.
@@ -465,6 +527,37 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn settled_entries_keep_the_newest_and_refuse_what_is_not_a_pair_of_instances() {
+        let tags = |v: &str| BTreeMap::from([(SETTLED.to_string(), v.to_string())]);
+        let pair = |c: &str, m: &str| (c.to_string(), m.to_string());
+        assert_eq!(settled(&BTreeMap::new()), Ok(vec![]));
+        assert_eq!(
+            settled(&tags("i-1>i-2 i-0abc>i-3")),
+            Ok(vec![pair("i-1", "i-2"), pair("i-0abc", "i-3")])
+        );
+        for bad in ["i-1", "i-1>web", "i-1>i-2>i-3", ">i-2"] {
+            assert_eq!(settled(&tags(bad)), Err(bad.to_string()), "{bad}");
+        }
+        // A clone's entry is replaced, not added to.
+        assert_eq!(
+            settled_value(&[pair("i-1", "i-2")], "i-1", "i-3"),
+            "i-1>i-3"
+        );
+        let long = |n: u32| format!("i-{n:017x}");
+        let kept: Vec<(String, String)> = (1..=SETTLED_KEPT as u32)
+            .map(|n| (long(n), long(n + 100)))
+            .collect();
+        let v = settled_value(&kept, &long(999), &long(998));
+        assert_eq!(v.split(' ').count(), SETTLED_KEPT);
+        assert!(v.len() <= 256, "{} characters", v.len());
+        assert!(
+            !v.contains(&format!("{}>", long(1))) && v.ends_with(&long(998)),
+            "{v}"
+        );
+        assert_eq!(settled(&tags(&v)).map(|e| e.len()), Ok(SETTLED_KEPT));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Fuzzing the parsers of everything that comes from outside spotswap, property-based on
 //! stable Rust (proptest): setting values (flags, environment variables and group tags), the
-//! swap protocol's group tags (which anyone with tag rights can edit), EventBridge events,
+//! swap protocol's group tags (which anyone with tag rights can edit), Auto Scaling's scaling
+//! activities (a description and a cause, in words), EventBridge events,
 //! Pricing API price list entries, cron schedules and glob lists. The property is that none
 //! of them panics, whatever it is given; a panic fails the run with the smallest input proptest
 //! shrinks it to, and the seed that replays the run.
@@ -22,6 +23,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
+use spotswap::cloud::activity;
 use spotswap::cloud::aws::pricing::parse_entry;
 use spotswap::glob;
 use spotswap::protocol;
@@ -63,12 +65,36 @@ fn protocol_check(input: &str) {
         protocol::LAUNCH_BACKOFF,
         protocol::INTERRUPTED,
         protocol::LEASE,
+        protocol::SETTLED,
     ] {
         let tags = BTreeMap::from([(key.to_string(), input.to_string())]);
         let _ = protocol::max_size(&tags);
         let _ = protocol::launch_backoff(&tags);
         let _ = protocol::interruptions(&tags);
         let _ = protocol::lease(&tags);
+        let _ = protocol::in_doubt(&tags, Utc::now());
+        if let Ok(entries) = protocol::settled(&tags) {
+            // What a pass writes back reads again, and fits a tag value.
+            let v = protocol::settled_value(&entries, "i-0123456789abcdef0", "i-0123456789abcdef1");
+            let again = BTreeMap::from([(protocol::SETTLED.to_string(), v.clone())]);
+            assert!(protocol::settled(&again).is_ok(), "{v:?}");
+            if entries.iter().all(|(c, m)| c.len() <= 19 && m.len() <= 19) {
+                assert!(v.len() <= 256, "{v:?}");
+            }
+        }
+    }
+}
+
+fn activity_check(input: &str) {
+    let (description, cause) = input.split_once('\n').unwrap_or((input, input));
+    for status in ["Successful", "InProgress", "Failed"] {
+        if let Some(a) = activity::read(description, cause, status, Utc::now()) {
+            // Only an instance the description names is ever read.
+            assert!(
+                a.instance_id.starts_with("i-") && description.contains(&a.instance_id),
+                "{a:?}"
+            );
+        }
     }
 }
 
@@ -119,6 +145,11 @@ fn targets() -> Vec<Target> {
         Target {
             name: "protocol-tags",
             check: protocol_check,
+            json: false,
+        },
+        Target {
+            name: "scaling-activities",
+            check: activity_check,
             json: false,
         },
         Target {

@@ -58,6 +58,10 @@ pub const TEMPLATE_VERSION_PAGE: i32 = 200;
 /// group has at most one tag of a key, so 100 groups are one page (`MaxRecords`: at most 100).
 pub const GROUP_TAG_BATCH: usize = 100;
 
+/// Scaling activities a `DescribeScalingActivities` page asks for: the most the API returns
+/// (Auto Scaling API reference, `MaxRecords`, 100).
+pub const ACTIVITY_PAGE: i32 = 100;
+
 /// Tags per `CreateOrUpdateTags` call when a pass writes one tag on many groups. The API takes
 /// a list of tags, each naming its group, and documents no count limit; 50 keeps a request
 /// small.

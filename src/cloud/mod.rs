@@ -6,8 +6,10 @@
 //! the `test-util` feature) is an in-memory fake for fast component tests that can script
 //! faults and count calls; both ask for the page and batch sizes of [`limits`], so their call
 //! counts agree. Errors are classified by AWS error code into a small set of kinds, never by
-//! message text. Nothing here decides anything: deciding is the planner's job.
+//! message text; scaling activities, which Auto Scaling states only in words, are read by
+//! [`activity`] for both. Nothing here decides anything: deciding is the planner's job.
 
+pub mod activity;
 pub mod aws;
 pub mod limits;
 #[cfg(any(test, feature = "test-util"))]
@@ -21,8 +23,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::model::{
-    AllocationStrategy, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Os,
-    OsPrices, OwnedTemplateRecord, SpotPricePoint,
+    Activity, AllocationStrategy, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec,
+    Market, Os, OsPrices, OwnedTemplateRecord, SpotPricePoint,
 };
 use crate::settings::{FilterMode, Settings};
 
@@ -275,6 +277,15 @@ pub trait Inventory: Send + Sync {
         &self,
         oses: &[Os],
     ) -> impl Future<Output = Result<BTreeMap<String, OsPrices>, CloudError>> + Send;
+
+    /// A group's scaling activities that started at `since` or later, newest first
+    /// (`DescribeScalingActivities`, paged until older than `since`), as [`activity::read`]
+    /// reads them; activities it does not recognise are left out.
+    fn activities(
+        &self,
+        group: &str,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Activity>, CloudError>> + Send;
 
     /// The launch templates spotswap created for launch configurations
     /// (`DescribeLaunchTemplates`, by the tag key `spotswap:launch-configuration`).

@@ -100,3 +100,17 @@ pub fn orphan(
         prices: price.into_iter().collect(),
     }
 }
+
+/// An instance taken out of its group with desired capacity decremented, costed at its price
+/// now before and nothing after.
+pub fn removal(g: GroupCtx, instance_id: &str, action: Action) -> Decision {
+    let price = now_of(g, instance_id);
+    Decision {
+        group: g.group.name.clone(),
+        instance: Some(instance_id.to_string()),
+        verdict: Verdict::Act(action),
+        hourly_cost_before: price.as_ref().map(|p| p.price),
+        hourly_cost_after: Some(0.0),
+        prices: price.into_iter().collect(),
+    }
+}

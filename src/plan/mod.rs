@@ -9,7 +9,7 @@
 //! It runs in stages, one file each: [`inputs`] (each group's settings and pricing, resolved
 //! once), [`eligibility`] (may spotswap change the group now, and what does it launch),
 //! [`clones`] (the bookkeeping of clones already launched: swaps, completions, orphans, MaxSize
-//! restores), [`backoff`] (a group whose clones keep dying waits before it launches again)
+//! restores), [`settle`] (a swap a stopped pass left in doubt), [`backoff`] (a group whose clones keep dying waits before it launches again)
 //! and [`launch`] (which instances get a clone, of which types). [`costs`] puts prices on
 //! every decision.
 //!
@@ -22,6 +22,7 @@ pub mod costs;
 pub mod eligibility;
 pub mod inputs;
 pub mod launch;
+pub mod settle;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -260,7 +261,8 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
         policy,
         can_swap && !restore_blocks_swaps,
     );
-    let after_completions = clones::complete_swaps(g, &book, out);
+    let mut after_completions = clones::complete_swaps(g, &book, out);
+    settle::settle_swaps(g, &mut after_completions, out);
     let max_size =
         clones::restore_max_size(group, state.leftover_max, after_completions.desired, out);
     clones::terminate_orphans(g, &book, out);

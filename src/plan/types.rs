@@ -213,6 +213,22 @@ pub enum Action {
     /// A clone is attached but the instance it replaces is still in the group: a pass stopped
     /// mid-swap. Terminate the replaced instance through the group, decrementing desired.
     CompleteSwap { clone: String, replaces: String },
+    /// A pass stopped between a swap's attach and the removal of the instance it replaces, and
+    /// then one of the pair left the group another way (the group's scaling activities say
+    /// so): desired capacity is one above what the user set, and no later pass could finish
+    /// the swap. Take `remove`, the one still in the group, out through the group with desired
+    /// capacity decremented; when both have left, the member the group launched last (its
+    /// replacement of them, likeliest).
+    SettleSwap {
+        clone: String,
+        replaces: String,
+        remove: String,
+        /// When both of the pair have left and another member goes for them: the new value of
+        /// `spotswap:settled` (`CLONE>MEMBER` entries), written first so no later pass takes a
+        /// second member out for the same attach.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settled: Option<String>,
+    },
     /// Terminate a clone that will never be swapped in.
     TerminateOrphan { clone: String, reason: OrphanReason },
     /// Delete a launch template spotswap created for a launch configuration that no listed
@@ -315,6 +331,12 @@ pub enum Skip {
     Leased {
         holder: String,
         until: DateTime<Utc>,
+    },
+    /// A swap a stopped pass left cannot be settled this pass (see [`Action::SettleSwap`]):
+    /// why, in plain words. The pass keeps the group's lease unreleased, so a later pass looks
+    /// again.
+    SwapInDoubt {
+        why: String,
     },
     /// A read about this group alone failed: it is left alone until the read works.
     ReadFailed {
@@ -490,6 +512,12 @@ mod tests {
                 clone: "i-2".into(),
                 reason: OrphanReason::TargetGone,
             },
+            Action::SettleSwap {
+                clone: "i-2".into(),
+                replaces: "i-1".into(),
+                remove: "i-1".into(),
+                settled: None,
+            },
             Action::RestoreMaxSize {
                 current: 4,
                 restored: 3,
@@ -544,6 +572,7 @@ mod tests {
                 tag: "t".into(),
                 value: "v".into(),
             },
+            Skip::SwapInDoubt { why: "w".into() },
             Skip::Leased {
                 holder: "p.ab".into(),
                 until: "2026-11-23T10:00:00Z".parse().unwrap(),

@@ -888,7 +888,8 @@ fn group_writes_need_the_opt_in_tag_unless_it_is_empty() {
         tags::MAX_SIZE,
         tags::INTERRUPTED,
         tags::LAUNCH_BACKOFF,
-        tags::LEASE
+        tags::LEASE,
+        tags::SETTLED
     ]);
     for s in statements(scoped) {
         assert_eq!(

@@ -181,6 +181,7 @@ fn snapshot(n: usize) -> Snapshot {
         spot_prices,
         on_demand,
         owned_templates: Vec::new(),
+        activities: BTreeMap::new(),
     }
 }
 

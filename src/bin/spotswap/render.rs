@@ -436,6 +436,12 @@ fn describe_action(a: &Action) -> String {
             None => format!("swap in {clone}"),
         },
         Action::CompleteSwap { clone, .. } => format!("complete swap of {clone}"),
+        Action::SettleSwap {
+            clone,
+            replaces,
+            remove,
+            ..
+        } => format!("settle swap of {clone} for {replaces}: take {remove} out"),
         Action::TerminateOrphan { clone, reason } => {
             format!("terminate orphan {clone} ({})", reason.name())
         }

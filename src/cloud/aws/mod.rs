@@ -35,7 +35,7 @@ use super::{
     Inventory, OwnedTemplate, classify, limits,
 };
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
+    Activity, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
     OwnedTemplateRecord, SpotPricePoint,
 };
 use crate::pacing::Pacer;
@@ -865,6 +865,55 @@ impl Inventory for AwsRegion {
             }
         }
         Ok(out)
+    }
+
+    async fn activities(
+        &self,
+        group: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Activity>, CloudError> {
+        // Newest first (Auto Scaling API reference, DescribeScalingActivities): page only until
+        // an activity older than `since`, never through the group's six weeks.
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            self.call("DescribeScalingActivities").await?;
+            let page = self
+                .autoscaling
+                .describe_scaling_activities()
+                .auto_scaling_group_name(group)
+                .max_records(limits::ACTIVITY_PAGE)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| self.error("DescribeScalingActivities", e))?;
+            let mut older = false;
+            for a in page.activities() {
+                let Some(at) = convert::time(a.start_time()) else {
+                    continue;
+                };
+                if at < since {
+                    older = true;
+                    continue;
+                }
+                let status = a.status_code().map_or("", |s| s.as_str());
+                if let Some(read) = crate::cloud::activity::read(
+                    a.description().unwrap_or(""),
+                    a.cause().unwrap_or(""),
+                    status,
+                    at,
+                ) {
+                    out.push(read);
+                }
+            }
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if older || token.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     async fn owned_templates(&self) -> Result<Vec<OwnedTemplateRecord>, CloudError> {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use super::MemoryRegion;
 use super::state::{Ctx, RegionState, Template};
+use crate::cloud::activity::{self, Leaving};
 use crate::cloud::limits::{GROUP_TAG_WRITE_BATCH, TERMINATE_BATCH};
 use crate::cloud::{
     Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetResult, FleetTemplate,
@@ -125,7 +126,7 @@ fn launch_one(
     });
     // EC2 accepts the launch; the instance then dies at boot.
     if let Some(reason) = ctx.region.boot_failure.clone() {
-        ctx.terminate(&id, false, &reason);
+        ctx.terminate(&id, false, &reason, Leaving::Health);
     }
     id
 }
@@ -353,7 +354,13 @@ impl Actuator for MemoryRegion {
                 return Err(validation(OP, &message));
             }
             g.desired_capacity += 1;
+            let cause = format!(
+                "At {} an instance was added in response to a user request. Keeping the capacity at the new {}.",
+                ctx.clock.now.format("%Y-%m-%dT%H:%M:%SZ"),
+                g.desired_capacity
+            );
             r.add_member(group, instance, "InService");
+            ctx.activity(group, format!("{}{instance}", activity::ATTACHING), cause);
             Ok(())
         })
         .await
@@ -382,7 +389,8 @@ impl Actuator for MemoryRegion {
                 }
                 g.desired_capacity -= 1;
             }
-            ctx.terminate(instance, !decrement_desired, protocol::USER_INITIATED_SHUTDOWN);
+            let why = Leaving::OnRequest { decrement: decrement_desired };
+            ctx.terminate(instance, !decrement_desired, protocol::USER_INITIATED_SHUTDOWN, why);
             Ok(())
         })
         .await
@@ -410,7 +418,13 @@ impl Actuator for MemoryRegion {
             if decrement_desired {
                 g.desired_capacity = g.desired_capacity.saturating_sub(1);
             }
+            let desired = g.desired_capacity;
             ctx.region.remove_member(instance);
+            let why = Leaving::OnRequest {
+                decrement: decrement_desired,
+            };
+            let cause = activity::cause(instance, why, ctx.clock.now, desired + 1, desired);
+            ctx.activity(group, format!("{}{instance}", activity::DETACHING), cause);
             if let Some(i) = ctx.region.instances.get_mut(instance) {
                 i.auto_scaling_group = None;
             }
@@ -442,7 +456,7 @@ impl Actuator for MemoryRegion {
                 ));
             }
             for id in instances {
-                ctx.terminate(id, true, protocol::USER_INITIATED_SHUTDOWN);
+                ctx.terminate(id, true, protocol::USER_INITIATED_SHUTDOWN, Leaving::Health);
             }
             Ok(())
         })

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use super::MemoryCloud;
+use crate::cloud::activity::Leaving;
 use crate::cloud::{CloudError, ErrorKind};
 use crate::protocol;
 
@@ -184,7 +185,12 @@ impl MemoryCloud {
                         .or_else(|| now.last())
                         .cloned()
                         .expect("a member");
-                    ctx.terminate(&victim, false, protocol::USER_INITIATED_SHUTDOWN);
+                    ctx.terminate(
+                        &victim,
+                        false,
+                        protocol::USER_INITIATED_SHUTDOWN,
+                        Leaving::ScaleIn,
+                    );
                 } else {
                     return launched;
                 }
@@ -196,7 +202,7 @@ impl MemoryCloud {
     /// person, another tool): a group member is replaced by its group. Counts no call.
     pub fn terminate_out_of_band(&self, region: &str, id: &str) -> &Self {
         self.with_region(region, |ctx| {
-            ctx.terminate(id, true, protocol::USER_INITIATED_SHUTDOWN)
+            ctx.terminate(id, true, protocol::USER_INITIATED_SHUTDOWN, Leaving::Health)
         });
         self
     }

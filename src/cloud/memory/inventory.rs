@@ -18,14 +18,15 @@ use crate::catalog::Catalog;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::state::pages;
+use crate::cloud::activity;
 use crate::cloud::limits::{
-    GROUP_PAGE, GROUP_TAG_BATCH, IMAGE_BATCH, INSTANCE_ID_BATCH, INSTANCE_PAGE,
+    ACTIVITY_PAGE, GROUP_PAGE, GROUP_TAG_BATCH, IMAGE_BATCH, INSTANCE_ID_BATCH, INSTANCE_PAGE,
     LAUNCH_CONFIG_BATCH, MEMBERSHIP_BATCH, OFFERING_PAGE, PRODUCT_PAGE, READ_CONCURRENCY,
     SPOT_PRICE_PAGE, TEMPLATE_VERSION_PAGE, TYPE_PAGE,
 };
 use crate::cloud::{CloudError, GroupQuery, Inventory};
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
+    Activity, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
     OwnedTemplateRecord, SpotPricePoint,
 };
 
@@ -175,6 +176,30 @@ impl Inventory for MemoryRegion {
                 })
                 .collect();
             (found, groups.len().div_ceil(GROUP_TAG_BATCH))
+        })
+        .await
+    }
+
+    async fn activities(
+        &self,
+        group: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Activity>, CloudError> {
+        self.read("DescribeScalingActivities", |ctx| {
+            let all = ctx.region.activities.get(group).map_or(&[][..], |v| v);
+            // Newest first, as Auto Scaling lists them, read as the AWS adapter reads them.
+            let recent: Vec<_> = all
+                .iter()
+                .rev()
+                .take_while(|(at, _, _)| *at >= since)
+                .collect();
+            let found = recent
+                .iter()
+                .filter_map(|(at, d, c)| activity::read(d, c, "Successful", *at))
+                .collect();
+            // Pages of the AWS adapter: the recent ones and the first older one, if any.
+            let listed = (recent.len() + usize::from(recent.len() < all.len())).max(1);
+            (found, pages(listed, ACTIVITY_PAGE))
         })
         .await
     }

@@ -14,7 +14,9 @@
 //! `state`, the read side in `inventory`, the write side in `actuator`. Those semantics mirror
 //! what the swap protocol relies on in real AWS (README, "How it decides", the swap protocol):
 //! tags set at launch, AttachInstances failing past MaxSize, a group replacing a member
-//! terminated without decrement. Every operation costs O(its batch), never a scan of the
+//! terminated without decrement, and each group's scaling activities worded as Auto Scaling
+//! words them (an attach, a removal on request with or without decrement, a scale-in, a
+//! health check), read back through the same reading as the AWS adapter's. Every operation costs O(its batch), never a scan of the
 //! account, and the lock is never held across an await, so a test can seed hundreds of
 //! thousands of instances. It must not touch the network, the real clock or the environment,
 //! and the binaries never use it.
@@ -35,6 +37,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 pub use self::builders::{GroupBuilder, InstanceBuilder};
 use self::state::{Ctx, State, pop_fault};
+use super::activity::Leaving;
 use super::{Account, CloudError, ErrorKind};
 use crate::model::{
     Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, OsPrices, SpotPricePoint,
@@ -432,7 +435,7 @@ impl MemoryCloud {
     /// group member, the group launches an on-demand replacement.
     pub fn interrupt(&self, region: &str, id: &str) -> &Self {
         self.with_region(region, |ctx| {
-            ctx.terminate(id, true, "Server.SpotInstanceTermination")
+            ctx.terminate(id, true, "Server.SpotInstanceTermination", Leaving::Health)
         });
         self
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::cloud::CloudError;
+use crate::cloud::activity::{self, Leaving};
 use crate::model::{
     Ami, Group, Instance, InstanceState, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
     OsPrices,
@@ -128,6 +129,9 @@ pub(super) struct RegionState {
     /// CreateFleet `ClientToken` -> the instances (and types) it launched.
     pub(super) fleet_tokens: HashMap<String, Vec<(String, String)>>,
     pub(super) calls: BTreeMap<&'static str, u64>,
+    /// Each group's scaling activities as Auto Scaling words them: (start, description, cause),
+    /// oldest first.
+    pub(super) activities: BTreeMap<String, Vec<(DateTime<Utc>, String, String)>>,
 }
 
 #[derive(Default)]
@@ -339,9 +343,18 @@ impl Ctx<'_> {
         self.launch_member(group, &instance_type, &gone.availability_zone, Some(gone));
     }
 
+    /// Records a scaling activity of `group`, as `DescribeScalingActivities` lists it.
+    pub(super) fn activity(&mut self, group: &str, description: String, cause: String) {
+        self.region
+            .activities
+            .entry(group.to_string())
+            .or_default()
+            .push((self.clock.now, description, cause));
+    }
+
     /// Terminates an instance for `reason` (EC2's `StateReason` code); a group member leaves
-    /// its group, which replaces it if `replace`.
-    pub(super) fn terminate(&mut self, id: &str, replace: bool, reason: &str) {
+    /// its group (for `why`, in its scaling activities), which replaces it if `replace`.
+    pub(super) fn terminate(&mut self, id: &str, replace: bool, reason: &str, why: Leaving) {
         let Some(i) = self.region.instances.get_mut(id) else {
             return;
         };
@@ -355,6 +368,15 @@ impl Ctx<'_> {
             .insert(id.to_string(), self.clock.now);
         let gone = i.clone();
         let group = self.region.remove_member(id);
+        if let Some(group) = &group {
+            let desired = self
+                .region
+                .groups
+                .get(group)
+                .map_or(0, |g| g.desired_capacity);
+            let cause = activity::cause(id, why, self.clock.now, desired + 1, desired);
+            self.activity(group, format!("{}{id}", activity::TERMINATING), cause);
+        }
         if let Some(group) = group
             && replace
         {
