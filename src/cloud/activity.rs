@@ -2,7 +2,9 @@
 //! protocol needs from them: which instance was attached, and which left its group with desired
 //! capacity decremented on request or any other way.
 //!
-//! Auto Scaling states this only in words: an activity's `Description` names the instance
+//! Auto Scaling states this only in words (Amazon EC2 Auto Scaling User Guide, "Verify a scaling
+//! activity for an Auto Scaling group"; API reference, `Activity`): an activity's `Description`
+//! names the instance
 //! ("Attaching an existing EC2 instance: i-…", "Terminating EC2 instance: i-…", "Detaching EC2
 //! instance: i-…") and its `Cause` says why ("… was taken out of service in response to a user
 //! request, shrinking the capacity from 3 to 2."). Both adapters, the AWS one and the in-memory
