@@ -99,6 +99,13 @@ pub fn cause(instance: &str, why: Leaving, at: DateTime<Utc>, from: u32, to: u32
     }
 }
 
+/// A `Cause` as Auto Scaling words it for an attach that brought desired capacity to `to`. The
+/// in-memory cloud writes it.
+pub fn attach_cause(at: DateTime<Utc>, to: u32) -> String {
+    let at = at.format("%Y-%m-%dT%H:%M:%SZ");
+    format!("At {at} an instance was added {ON_REQUEST}. Keeping the capacity at the new {to}.")
+}
+
 /// Why an instance leaves its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leaving {

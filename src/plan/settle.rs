@@ -85,25 +85,17 @@ pub fn settle_swaps<'a>(
                 .any(|a: &Activity| a.instance_id == id && a.kind == kind && a.at >= attach.at)
         };
         let c = clone.instance_id.as_str();
-        // The member an earlier pass took out for this attach, if it recorded one.
-        let recorded: Option<&'a str> =
-            settled.iter().find(|(sc, _)| sc == c).and_then(|(_, m)| {
-                group
-                    .members
-                    .iter()
-                    .map(|x| x.instance_id.as_str())
-                    .find(|id| id == m)
-                    .or_else(|| {
-                        // Gone from the group: its own activities tell whether it went with decrement.
-                        activities
-                            .iter()
-                            .map(|a| a.instance_id.as_str())
-                            .find(|id| id == m)
-                    })
-            });
+        // The member an earlier pass took out for this attach, if it recorded one: its own
+        // removal with decrement balances the attach.
+        let recorded: Option<String> = settled
+            .iter()
+            .find(|(sc, _)| sc == c)
+            .map(|(_, m)| m.clone());
         if since(c, ActivityKind::RemovedWithDecrement)
             || since(replaces, ActivityKind::RemovedWithDecrement)
-            || recorded.is_some_and(|m| since(m, ActivityKind::RemovedWithDecrement))
+            || recorded
+                .as_deref()
+                .is_some_and(|m| since(m, ActivityKind::RemovedWithDecrement))
         {
             continue; // balanced: the swap finished, was undone, or was settled
         }
@@ -139,9 +131,9 @@ pub fn settle_swaps<'a>(
             (Some(clone.instance_id.as_str()), None)
         } else if r_in {
             (Some(replaces), None)
-        } else if let Some(m) = recorded.filter(|m| ctx.member(group, m).is_some()) {
+        } else if let Some(m) = recorded.as_deref().and_then(|m| ctx.member(group, m)) {
             // Recorded by a pass that stopped before taking it out: take the same one out.
-            (Some(m), None)
+            (Some(m.instance_id.as_str()), None)
         } else {
             let m = newest_member(g, after);
             (m, m.map(|m| protocol::settled_value(&settled, c, m)))

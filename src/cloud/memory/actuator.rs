@@ -354,11 +354,7 @@ impl Actuator for MemoryRegion {
                 return Err(validation(OP, &message));
             }
             g.desired_capacity += 1;
-            let cause = format!(
-                "At {} an instance was added in response to a user request. Keeping the capacity at the new {}.",
-                ctx.clock.now.format("%Y-%m-%dT%H:%M:%SZ"),
-                g.desired_capacity
-            );
+            let cause = activity::attach_cause(ctx.clock.now, g.desired_capacity);
             r.add_member(group, instance, "InService");
             ctx.activity(group, format!("{}{instance}", activity::ATTACHING), cause);
             Ok(())

@@ -16,9 +16,9 @@
 //! tags set at launch, AttachInstances failing past MaxSize, a group replacing a member
 //! terminated without decrement, and each group's scaling activities worded as Auto Scaling
 //! words them (an attach, a removal on request with or without decrement, a scale-in, a
-//! health check), read back through the same reading as the AWS adapter's. Every operation costs O(its batch), never a scan of the
-//! account, and the lock is never held across an await, so a test can seed hundreds of
-//! thousands of instances. It must not touch the network, the real clock or the environment,
+//! health check), read back through the same reading as the AWS adapter's. Every operation
+//! costs O(its batch), never a scan of the account, and the lock is never held across an
+//! await, so a test can seed hundreds of thousands of instances. It must not touch the network, the real clock or the environment,
 //! and the binaries never use it.
 
 mod actuator;
