@@ -399,6 +399,7 @@ async fn measure(cloud: &MemoryCloud, size: Size, dry_run: bool) -> PassFigures 
         now: cloud.now(),
         deadline: (!dry_run).then(|| tokio::time::Instant::now() + LAMBDA_DEADLINE),
         cache: None,
+        preflight: None,
     };
     let report = pass::run(cloud, &settings, &opts)
         .await
@@ -532,6 +533,7 @@ async fn savings_against_the_oracle() {
             now: cloud.now(),
             deadline: None,
             cache: None,
+            preflight: None,
         };
         let report = pass::run(&cloud, &settings, &opts)
             .await

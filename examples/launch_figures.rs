@@ -120,6 +120,7 @@ async fn pass(cloud: &MemoryCloud, settings: &Settings) -> PassReport {
         now: cloud.now(),
         deadline: None,
         cache: None,
+        preflight: None,
     };
     pass::run(cloud, settings, &opts)
         .await

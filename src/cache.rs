@@ -2,7 +2,8 @@
 //! types, their offerings per AZ and its on-demand prices per operating system. A warm Lambda
 //! (the same process, invoked every 5 minutes) reads them once per `cache-hours` instead of
 //! every pass; the CLI, one pass per process, reads them every time. Spot prices are never
-//! cached: they are what a pass judges by.
+//! cached: they are what a pass judges by. The preflight's answers (`crate::preflight`) are kept
+//! here too, for the process's life.
 //!
 //! It only stores and hands back what a read returned, with when it was read; `observe`
 //! decides when to use it and the report states the age of each figure used. It does no I/O
@@ -15,6 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::model::{InstanceTypeSpec, Os};
+use crate::preflight::Preflight;
 
 /// A region's offerings: the instance types offered in each AZ.
 pub type Offerings = BTreeMap<String, BTreeSet<String>>;
@@ -43,6 +45,9 @@ struct RegionEntries {
 pub struct ReadCache {
     ttl: Duration,
     regions: Mutex<HashMap<String, RegionEntries>>,
+    /// The preflight's answers, kept for the process's life (a Lambda container's): asked
+    /// once, on the first pass.
+    preflight: Mutex<Option<Arc<Preflight>>>,
 }
 
 impl ReadCache {
@@ -51,7 +56,21 @@ impl ReadCache {
         ReadCache {
             ttl: Duration::hours(i64::from(hours)),
             regions: Mutex::default(),
+            preflight: Mutex::default(),
         }
+    }
+
+    /// The preflight kept by an earlier pass of this process, if any.
+    pub fn preflight(&self) -> Option<Arc<Preflight>> {
+        self.preflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps a preflight for the process's life.
+    pub fn keep_preflight(&self, p: Arc<Preflight>) {
+        *self.preflight.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
     }
 
     fn fresh<T: Clone>(

@@ -2,7 +2,8 @@
 //! itself (which stays in the binary, behind the `lambda` feature).
 //!
 //! A scheduled event runs one pass exactly as `spotswap run` does, starting no launch or swap
-//! when too little time is left before the invocation's deadline; a spot interruption warning
+//! when too little time is left before the invocation's deadline; the container's first one
+//! runs the preflight (`crate::preflight`) before it, and every later one reuses its answers; a spot interruption warning
 //! (or an enabled rebalance recommendation) is handled by [`crate::interrupt`]; anything else
 //! is an error naming the event's source and detail-type, and touches nothing. Settings come
 //! from the same environment variables as the CLI's. Metrics go out as CloudWatch embedded
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use tracing::warn;
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use crate::error::Error;
 use crate::events::{self, Event};
 use crate::interrupt;
 use crate::pass::{self, PassOptions};
+use crate::preflight::{self, Preflight};
 use crate::report::PassReport;
 use crate::settings::{SETTINGS, Settings};
 
@@ -94,6 +97,10 @@ pub async fn handle<A: Account>(
                 deadline: time_left
                     .map(|left| tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN)),
                 cache: cache.cloned(),
+                preflight: match cache {
+                    Some(c) => container_preflight(account, settings, c).await,
+                    None => None,
+                },
                 ..PassOptions::new(settings, now)
             };
             let report = pass::run(account, settings, &opts).await?;
@@ -105,6 +112,43 @@ pub async fn handle<A: Account>(
     }
 }
 
+/// The container's preflight (`crate::preflight`): asked on its first scheduled invocation,
+/// with a WARN record per refused write, then kept in `cache` for the container's life, so
+/// later passes make no call for it. One that could not run (the regions could not be listed)
+/// is logged and asked again next time.
+async fn container_preflight<A: Account>(
+    account: &A,
+    settings: &Settings,
+    cache: &Arc<ReadCache>,
+) -> Option<Arc<Preflight>> {
+    if let Some(p) = cache.preflight() {
+        return Some(p);
+    }
+    match preflight::run(account, settings).await {
+        Ok(p) => {
+            for c in p.problems() {
+                if let preflight::Verdict::Refused { refusal, fix } = &c.verdict {
+                    warn!(
+                        region = %c.region,
+                        action = %refusal.action,
+                        resource = %refusal.resource,
+                        denied_by = %refusal.denied_by,
+                        "permission problem: {} refused: {fix}",
+                        refusal.action
+                    );
+                }
+            }
+            let p = Arc::new(p);
+            cache.keep_preflight(p.clone());
+            Some(p)
+        }
+        Err(e) => {
+            warn!(error = %e, "the preflight could not run; asked again on the next pass");
+            None
+        }
+    }
+}
+
 /// The pass's metrics as one CloudWatch embedded metric format line (CloudWatch User Guide,
 /// "Embedded metric format specification"): printed to stdout, CloudWatch Logs turns it into
 /// metrics with no `PutMetricData` call and no extra permission.
@@ -112,8 +156,8 @@ pub async fn handle<A: Account>(
 /// The dimensions are the function's name and `Mode` (`live`, or `dry-run` for a function
 /// set to plan only, whose counts are of what it would have done), never a group: the number
 /// of metrics stays the same whatever the account (README, "What it costs to watch").
-/// `Passes` goes under the function's name alone, so "no pass completed" alarms in either
-/// mode.
+/// `Passes` and `PermissionProblems` go under the function's name alone, so "no pass
+/// completed" and "a write is refused" alarm in either mode.
 pub fn pass_metrics(report: &PassReport, function: &str) -> String {
     let t = &report.totals;
     let mut metrics = vec![
@@ -146,7 +190,15 @@ pub fn pass_metrics(report: &PassReport, function: &str) -> String {
         report.dry_run,
         report.started_at,
         &metrics,
-        &[("Passes", "Count", 1.0)],
+        &[
+            ("Passes", "Count", 1.0),
+            // In either mode: a dry-run stack is where an operator meets a refusal first.
+            (
+                "PermissionProblems",
+                "Count",
+                f64::from(t.permission_problems),
+            ),
+        ],
     )
 }
 

@@ -508,6 +508,13 @@ pub struct LaunchSpec {
 
 impl LaunchSpec {
     /// Instance-store volumes this spec maps explicitly.
+    /// Whether a clone of this spec has network interfaces to restate with its subnet (a
+    /// template's own, or the one a launch configuration's public-IP choice needs): it then
+    /// launches by `RunInstances`, one clone a call, since a fleet cannot restate them.
+    pub fn restates_interfaces(&self) -> bool {
+        !self.network_interfaces.is_empty() || self.associate_public_ip_address.is_some()
+    }
+
     pub fn ephemeral_mappings(&self) -> u32 {
         count_ephemeral(&self.block_device_mappings)
     }
@@ -837,6 +844,20 @@ pub struct Snapshot {
     /// not be read is absent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub activities: BTreeMap<String, Vec<Activity>>,
+    /// What refused a launch when the preflight asked EC2 with `DryRun` in this region (one
+    /// refusal for the region: IAM's answer does not depend on the group); none when launches
+    /// are allowed or were not asked about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_refused: Option<PermissionRefusal>,
+}
+
+/// An AWS request that IAM refused: the action, the resource it was refused on, and which
+/// kind of statement refused it (an explicit deny, or no statement allowing it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionRefusal {
+    pub action: String,
+    pub resource: String,
+    pub denied_by: String,
 }
 
 /// What one of a group's scaling activities did to one instance, as far as the swap protocol

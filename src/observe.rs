@@ -69,6 +69,7 @@ pub async fn observe<I: Inventory>(
         },
         owned_templates: Vec::new(),
         activities: BTreeMap::new(),
+        launch_refused: None,
     };
     if groups.is_empty() && clones.is_empty() {
         // Nothing to do here: no need to read types and prices.

@@ -22,6 +22,7 @@ use crate::execute::execute;
 use crate::lease::Leases;
 use crate::observe::observe;
 use crate::plan::{ActionKind, Inputs, plan_with};
+use crate::preflight::Preflight;
 use crate::report::{PassReport, RegionReport, Totals};
 use crate::savings::{Swapped, savings};
 use crate::settings::GroupPolicy;
@@ -68,6 +69,10 @@ pub struct PassOptions {
     /// Slow-changing reads kept by this process across passes (a warm Lambda's); none, and
     /// every pass reads them.
     pub cache: Option<Arc<ReadCache>>,
+    /// What the preflight found (`spotswap::preflight`), if it ran: a region whose launches
+    /// IAM refuses gets its groups' launches skipped (`launch-not-permitted`), and the report
+    /// counts the problems.
+    pub preflight: Option<Arc<Preflight>>,
 }
 
 impl PassOptions {
@@ -79,6 +84,7 @@ impl PassOptions {
             now,
             deadline: None,
             cache: None,
+            preflight: None,
         }
     }
 }
@@ -161,7 +167,10 @@ pub async fn run<A: Account>(
             .collect()
             .await;
         reports.sort_by(|a, b| a.region.cmp(&b.region));
-        let totals = Totals::of(&reports);
+        let mut totals = Totals::of(&reports);
+        if let Some(p) = &opts.preflight {
+            totals.permission_problems = p.problems().count() as u32;
+        }
         info!(
             regions = totals.regions,
             groups = totals.groups_seen,
@@ -266,6 +275,10 @@ async fn region_pass<A: Account>(
             warnings,
             cached,
         } = observation;
+        snapshot.launch_refused = opts
+            .preflight
+            .as_ref()
+            .and_then(|p| p.launch_refused().remove(region));
         for w in &warnings {
             warn!("{w}");
         }

@@ -292,6 +292,7 @@ mod tests {
             instance_types: BTreeMap::new(),
             offerings: BTreeMap::new(),
             activities: BTreeMap::new(),
+            launch_refused: None,
             spot_prices: vec![point(
                 "m5.large",
                 "us-east-1a",

@@ -135,6 +135,8 @@ pub struct Totals {
     pub spot_instances: u32,
     /// Groups left alone for a setting tag spotswap cannot use (`invalid-setting`).
     pub misconfigured_groups: u32,
+    /// Writes the preflight found refused by IAM (0 when it found none, or did not run).
+    pub permission_problems: u32,
 }
 
 impl Totals {

@@ -1261,6 +1261,7 @@ async fn run(seed: u64, overlap_allowed: bool) -> (RunResult, Vec<String>) {
             now: started,
             deadline: None,
             cache: None,
+            preflight: None,
         }];
         let mut stagger = Duration::ZERO;
         if overlap {

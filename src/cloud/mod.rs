@@ -392,6 +392,55 @@ pub struct OwnedTemplate {
     pub spec: LaunchSpec,
 }
 
+/// A write sent with `DryRun=true`, shaped exactly as a pass sends it: how the preflight asks
+/// EC2 whether the caller may make it (EC2 API reference, "DryRun": `DryRunOperation` if
+/// allowed, `UnauthorizedOperation` if not). Auto Scaling has no `DryRun`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// A one-clone `CreateFleet`.
+    Fleet(FleetLaunch),
+    /// A clone's `RunInstances`.
+    Clone(Box<CloneLaunch>),
+    /// The `CreateLaunchTemplate` of a launch configuration's template.
+    Template(Box<OwnedTemplate>),
+    /// `CreateTags` pairing a clone.
+    TagInstance {
+        instance: String,
+        tags: BTreeMap<String, String>,
+    },
+    /// `TerminateInstances` of a clone.
+    Terminate { instance: String },
+}
+
+impl Probe {
+    /// The AWS operation the probe sends.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Probe::Fleet(_) => "CreateFleet",
+            Probe::Clone(_) => "RunInstances",
+            Probe::Template(_) => "CreateLaunchTemplate",
+            Probe::TagInstance { .. } => "CreateTags",
+            Probe::Terminate { .. } => "TerminateInstances",
+        }
+    }
+}
+
+/// What EC2 answered a [`Probe`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DryRunAnswer {
+    /// `DryRunOperation`: the request would have been allowed.
+    Allowed,
+    /// `UnauthorizedOperation`: refused, with the encoded authorization message EC2 returns
+    /// (decoded by [`Actuator::decode_authorization`]), if it gave one.
+    Refused {
+        encoded: Option<String>,
+        message: String,
+    },
+    /// Any other answer: the probe says nothing about permissions (a missing resource, an
+    /// endpoint without the call, a timeout).
+    Failed(CloudError),
+}
+
 /// The write side of one region.
 pub trait Actuator: Send + Sync {
     /// The region's request buckets for this pass, which every call of the handle waits on:
@@ -491,6 +540,18 @@ pub trait Actuator: Send + Sync {
         group: &str,
         key: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Sends a write with `DryRun=true`: nothing changes, and the answer says whether the
+    /// caller may make it.
+    fn dry_run(&self, probe: &Probe) -> impl Future<Output = DryRunAnswer> + Send;
+
+    /// The JSON document behind an encoded authorization failure message
+    /// (`sts:DecodeAuthorizationMessage`): the action, resource and whether an explicit deny
+    /// refused it.
+    fn decode_authorization(
+        &self,
+        encoded: &str,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
 }
 
 /// An account: its enabled regions, and a handle on each.

@@ -193,8 +193,7 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
         ephemeral: spec.ephemeral_mappings().max(ami.ephemeral_mappings()),
         needs: LaunchNeeds::of(spec),
         on_demand_type: spec.instance_type.as_deref(),
-        restates_interfaces: !spec.network_interfaces.is_empty()
-            || spec.associate_public_ip_address.is_some(),
+        restates_interfaces: spec.restates_interfaces(),
     })
 }
 

@@ -303,7 +303,31 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
         interruptions: &state.interruptions,
         azs,
     };
-    launches.plan(next, out);
+    match &ctx.snap().launch_refused {
+        None => launches.plan(next, out),
+        Some(refused) => {
+            // IAM refuses this region's launches: one skip says so for the group, in place of
+            // the launches (which would each fail the same way); its other decisions stand.
+            let mut planned = Vec::new();
+            launches.plan(next, &mut planned);
+            let is_launch = |d: &Decision| {
+                matches!(
+                    d.verdict,
+                    Verdict::Act(Action::LaunchClone { .. } | Action::LaunchOnDemand { .. })
+                )
+            };
+            let launching = planned.iter().any(is_launch);
+            out.extend(planned.into_iter().filter(|d| !is_launch(d)));
+            if launching {
+                let skip = Skip::LaunchNotPermitted {
+                    action: refused.action.clone(),
+                    resource: refused.resource.clone(),
+                    denied_by: refused.denied_by.clone(),
+                };
+                out.push(costs::group_skip(g, skip));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -430,6 +430,14 @@ pub enum Skip {
     FixedNetworkInterface {
         network_interface_id: String,
     },
+    /// The preflight found this region's launches refused by IAM (the role, an SCP or a
+    /// permissions boundary): no clone is launched until it is fixed, instead of one failed
+    /// launch per clone. Swaps of clones already running and clean-up go on.
+    LaunchNotPermitted {
+        action: String,
+        resource: String,
+        denied_by: String,
+    },
 }
 
 impl Skip {

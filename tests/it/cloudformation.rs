@@ -14,11 +14,11 @@ use spotswap::protocol as tags;
 use spotswap::settings::{Check, SETTINGS, Settings};
 use yaml_rust2::{Yaml, YamlLoader};
 
-const MAIN: &str = "cloudformation/spotswap.yaml";
-const REGIONAL: &str = "cloudformation/regional.yaml";
+pub(crate) const MAIN: &str = "cloudformation/spotswap.yaml";
+pub(crate) const REGIONAL: &str = "cloudformation/regional.yaml";
 const TEMPLATES: [&str; 2] = [MAIN, REGIONAL];
 
-fn read(path: &str) -> String {
+pub(crate) fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
@@ -48,7 +48,7 @@ fn to_json(y: &Yaml) -> Value {
     }
 }
 
-fn load(path: &str) -> Value {
+pub(crate) fn load(path: &str) -> Value {
     let docs = YamlLoader::load_from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert_eq!(docs.len(), 1, "{path} holds one YAML document");
     to_json(&docs[0])
@@ -730,10 +730,12 @@ fn only_reads_are_granted_on_every_resource_without_a_condition() {
             }
             for action in strings(&s["Action"]) {
                 let name = action.split(':').nth(1).unwrap_or_default();
+                // Decoding a refusal's message reads; it takes no resource (the preflight).
                 assert!(
                     ["Describe", "Get", "List"]
                         .iter()
-                        .any(|p| name.starts_with(p)),
+                        .any(|p| name.starts_with(p))
+                        || action == "sts:DecodeAuthorizationMessage",
                     "{label}: {action} on every resource, unconditioned"
                 );
             }
@@ -1164,7 +1166,22 @@ fn alarms_watch_failures_over_passes_missing_passes_and_function_errors() {
             r#ref("EventsFunction").to_string()
         ])
     );
-    for a in [&failures, &none, &errors] {
+    // A write the preflight found refused, in either mode (a dry-run stack meets it first).
+    let permissions = alarm("PermissionProblemsAlarm");
+    assert_eq!(permissions["MetricName"], "PermissionProblems");
+    assert_eq!(
+        permissions["Dimensions"],
+        json!([{"Name": "FunctionName", "Value": r#ref("FunctionName")}])
+    );
+    assert_eq!(
+        (
+            permissions["Threshold"].as_f64(),
+            &permissions["ComparisonOperator"]
+        ),
+        (Some(0.0), &json!("GreaterThanThreshold"))
+    );
+    assert!(published.contains("PermissionProblems"), "{published:?}");
+    for a in [&failures, &none, &errors, &permissions] {
         assert_eq!(a["AlarmActions"], topic);
     }
     // An e-mail subscription only when an address is given.

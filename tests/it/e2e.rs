@@ -1236,3 +1236,74 @@ async fn under_30_percent_throttling_passes_complete_and_converge_with_no_error_
         total(&throttled_times) / total(&plain_times)
     );
 }
+
+/// `spotswap check` sends each EC2 write a pass makes with `DryRun=true`, shaped from the
+/// seeded groups and a clone, and prints every check with its verdict; moto enforces no IAM,
+/// so every one it can ask is allowed, and nothing in the account changes. (Refusals are shown
+/// over the in-memory cloud, tests/it/preflight.rs.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_check_asks_every_write_with_dry_run_and_prints_each_verdict() {
+    let w = world().await;
+    for spec in [
+        // A template without interfaces launches by fleet; the emulator reports a public-IP
+        // choice on every launch configuration, so its group launches by RunInstances.
+        GroupSpec::new("web", "m5.large")
+            .capacity(1, 2, 4)
+            .grace_secs(0)
+            .launch_template("#!/bin/bash\necho web\n"),
+        GroupSpec::new("api", "m5.large")
+            .capacity(1, 1, 2)
+            .public_ip_interface(),
+        GroupSpec::new("legacy", "m5.large")
+            .capacity(1, 1, 2)
+            .launch_configuration("#!/bin/bash\necho legacy\n"),
+    ] {
+        w.account.create_group(&spec).await;
+    }
+    // One pass, so a clone exists to ask CreateTags and TerminateInstances about.
+    w.pass(&[]).await;
+    let before = w.state().await;
+    let out = w.spotswap(&["check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for action in [
+        "ec2:CreateFleet",
+        "ec2:RunInstances",
+        "ec2:CreateLaunchTemplate",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(action))
+            .unwrap_or_else(|| panic!("no line for {action}: {text}"));
+        assert_eq!(line.split_whitespace().nth(2), Some("allowed"), "{line}");
+    }
+    assert!(
+        text.lines().any(|l| l.contains("autoscaling writes")
+            && l.contains("not-checked")
+            && l.contains("no DryRun")),
+        "{text}"
+    );
+    assert!(
+        text.contains("No write that could be asked about was refused."),
+        "{text}"
+    );
+    assert_eq!(w.state().await, before, "a check changes nothing");
+    let out = w.spotswap(&["check", "--output", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 6, "{v:#}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["region"] == REGION && c["verdict"].is_string())
+    );
+}

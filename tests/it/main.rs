@@ -13,6 +13,8 @@ mod e2e;
 mod emulator;
 /// Golden scenarios: a snapshot in, a plan out, compared with a reviewed expected plan.
 mod golden;
+/// Every write request the AWS adapter builds, held against the stack's role.
+mod iam;
 /// Interruption handling over the in-memory cloud.
 mod interrupt_memory;
 /// The spotswap-lambda binary, run through the runtime API emulator with the AWS emulator behind.
@@ -21,6 +23,8 @@ mod lambda;
 mod moto;
 /// Component tests: the real pass over the in-memory cloud.
 mod pass_memory;
+/// The preflight over the in-memory cloud, with writes refused as IAM refuses them.
+mod preflight;
 /// A local implementation of the Lambda runtime API, for running the function binary.
 mod runtime_api;
 /// Every setting changes what the planner or the compatibility checks decide.

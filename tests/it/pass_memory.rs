@@ -28,7 +28,7 @@ use spotswap::settings::Settings;
 // Fixture
 // ---------------------------------------------------------------------------------------------
 
-const REGION: &str = "us-east-1";
+pub(crate) const REGION: &str = "us-east-1";
 const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 const AMI: &str = "ami-0123456789abcdef0";
 const LAUNCH_CONFIG: &str = "web-lc";
@@ -85,8 +85,8 @@ struct Baseline {
 }
 
 /// The in-memory account and what the invariants compare against.
-struct Account {
-    cloud: MemoryCloud,
+pub(crate) struct Account {
+    pub(crate) cloud: MemoryCloud,
     watched: Vec<Baseline>,
     /// Groups that are not opted in, with their members, as seeded.
     untouched: Vec<(Group, Vec<Instance>)>,
@@ -177,7 +177,7 @@ fn seed_region(cloud: &MemoryCloud, region: &str, azs: &[&str]) {
 impl Account {
     /// One region, the launch configuration and its AMI, on-demand prices, and spot prices in
     /// every AZ an hour and a half before the clock's now. No groups yet.
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let cloud = MemoryCloud::new();
         seed_region(&cloud, REGION, &AZS);
         Account {
@@ -188,7 +188,7 @@ impl Account {
     }
 
     /// An opted-in group of `n` running on-demand m5.large, round-robin over the AZs.
-    fn add_group(
+    pub(crate) fn add_group(
         &mut self,
         name: &str,
         n: u32,
@@ -310,6 +310,7 @@ impl Account {
             now: chrono::Utc::now(),
             deadline: None,
             cache: None,
+            preflight: None,
         };
         self.pass_with(settings, &opts).await
     }
@@ -707,6 +708,7 @@ async fn dry_run_changes_nothing_in_the_account() {
         now: chrono::Utc::now(),
         deadline: None,
         cache: None,
+        preflight: None,
     };
     let setting = Settings::from_pairs([("dry-run", "true")]).unwrap();
     assert!(setting.dry_run);
@@ -715,6 +717,7 @@ async fn dry_run_changes_nothing_in_the_account() {
         now: chrono::Utc::now(),
         deadline: None,
         cache: None,
+        preflight: None,
     };
     for (settings, opts) in [
         (Settings::default(), flag),
@@ -1446,6 +1449,7 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
         now: chrono::Utc::now(),
         deadline: Some(tokio::time::Instant::now()),
         cache: None,
+        preflight: None,
     };
     let report = account.pass_with(&settings, &opts).await;
 
@@ -1732,6 +1736,7 @@ async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
         now: chrono::Utc::now(),
         deadline: None,
         cache: None,
+        preflight: None,
     };
     let mut converged = false;
     for _ in 0..MAX_PASSES + 4 {
@@ -1940,6 +1945,7 @@ async fn a_multi_region_pass_logs_one_progress_record_per_region_done() {
         now: cloud.now(),
         deadline: None,
         cache: None,
+        preflight: None,
     };
     let report = pass::run(&cloud, &Settings::default(), &opts)
         .await
@@ -1980,6 +1986,7 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
                 now: chrono::Utc::now(),
                 deadline: None,
                 cache: None,
+                preflight: None,
             },
         )
         .await;
@@ -2223,6 +2230,7 @@ async fn a_group_that_scaled_out_to_a_raised_max_size_gets_its_own_back_once_it_
         now: chrono::Utc::now(),
         deadline: None,
         cache: None,
+        preflight: None,
     };
 
     let report = account.run(&Settings::default(), &opts).await;
@@ -2715,6 +2723,7 @@ async fn every_region_runs_at_once_so_a_busy_region_does_not_hold_up_the_others(
         now: cloud.now(),
         deadline: None,
         cache: None,
+        preflight: None,
     };
     let started = tokio::time::Instant::now();
     let report = pass::run(&cloud, &settings, &opts).await.unwrap();
@@ -2742,6 +2751,7 @@ async fn a_launch_that_would_wait_for_ec2s_bucket_past_the_deadline_is_left_to_t
         now: chrono::Utc::now(),
         deadline: Some(tokio::time::Instant::now() + Duration::from_secs(6)),
         cache: None,
+        preflight: None,
     };
     let report = account.run(&settings, &opts).await;
     let launched = report.totals.clones_launched;
@@ -2767,6 +2777,7 @@ async fn cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_
     let calls = |r: &PassReport, op: &str| r.regions[0].calls.get(op).copied().unwrap_or(0);
     let with_cache = |settings: &Settings| PassOptions {
         cache: Some(Arc::new(ReadCache::new(settings.cache_hours))),
+        preflight: None,
         ..PassOptions::new(settings, chrono::Utc::now())
     };
 

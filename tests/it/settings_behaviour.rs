@@ -182,6 +182,7 @@ fn snapshot(n: usize) -> Snapshot {
         on_demand,
         owned_templates: Vec::new(),
         activities: BTreeMap::new(),
+        launch_refused: None,
     }
 }
 

@@ -53,6 +53,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show what every opted-in group costs now against running all on-demand.
     Report(PassArgs),
+    /// Ask AWS, with DryRun, whether the writes a pass makes are allowed in each region it
+    /// would act in (the role, key policies, SCPs and permissions boundaries all answer).
+    /// Exit code 0 when nothing is refused, 1 when something is.
+    Check(PassArgs),
     /// Print every setting: its effective value and where it came from (flag, environment,
     /// default), with its flag, environment variable, tag and default.
     Settings {
@@ -68,7 +72,7 @@ impl Command {
     pub fn json_output(&self) -> bool {
         match self {
             Command::Types(a) => a.output == Output::Json,
-            Command::Run(a) | Command::Report(a) => a.output == Output::Json,
+            Command::Run(a) | Command::Report(a) | Command::Check(a) => a.output == Output::Json,
             Command::Plan(a) => a.output == Output::Json,
             Command::Settings { output } => *output == SettingsOutput::Json,
         }

@@ -23,7 +23,7 @@ use spotswap::price_table::BundledPrices;
 use spotswap::settings::Settings;
 
 use args::{Cli, Command, Output, PlanArgs, TypesArgs};
-use render::{pass_table, plan_table, report_table, settings_reference, types_table};
+use render::{check_table, pass_table, plan_table, report_table, settings_reference, types_table};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -124,7 +124,53 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
             Ok((text, 0))
         }
         Command::Settings { output } => Ok((settings_reference(output, &cli.settings), 0)),
+        Command::Check(args) => check(cli.profile.as_deref(), &settings, args.output),
     }
+}
+
+/// The preflight against the account: every check with its verdict; exit code 1 when
+/// something was refused.
+fn check(
+    profile: Option<&str>,
+    settings: &Settings,
+    output: Output,
+) -> Result<(String, u8), Error> {
+    runtime()?.block_on(async {
+        let account = connect(profile, settings).await?;
+        let p = spotswap::preflight::run(&account, settings).await?;
+        if p.checks.is_empty() {
+            return Err(Error::Invalid(
+                "no enabled region matches the regions setting".into(),
+            ));
+        }
+        let text = match output {
+            Output::Json => json(&p),
+            Output::Table => check_table(&p),
+        };
+        Ok((text, p.exit_code() as u8))
+    })
+}
+
+/// The async runtime of a command that talks to AWS.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::System(format!("starting the async runtime: {e}")))
+}
+
+/// The account the standard AWS chain (or `--profile`) points at, its credentials checked.
+async fn connect(
+    profile: Option<&str>,
+    settings: &Settings,
+) -> Result<spotswap::cloud::aws::AwsAccount, Error> {
+    use spotswap::cloud::aws::{AwsAccount, check_credentials, load_config};
+    let config = load_config(profile, None, settings.timeouts).await;
+    if config.region().is_none() {
+        return Err(Error::NoRegion);
+    }
+    check_credentials(&config, profile).await?;
+    Ok(AwsAccount::new(config))
 }
 
 /// The commands that talk to AWS.
@@ -142,18 +188,8 @@ fn live(
     kind: Live,
     output: Output,
 ) -> Result<(String, u8), Error> {
-    use spotswap::cloud::aws::{AwsAccount, check_credentials, load_config};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::System(format!("starting the async runtime: {e}")))?;
-    runtime.block_on(async {
-        let config = load_config(profile, None, settings.timeouts).await;
-        if config.region().is_none() {
-            return Err(Error::NoRegion);
-        }
-        check_credentials(&config, profile).await?;
-        let account = AwsAccount::new(config);
+    runtime()?.block_on(async {
+        let account = connect(profile, settings).await?;
         let opts = PassOptions {
             dry_run: settings.dry_run || kind != Live::Run,
             ..PassOptions::new(settings, Utc::now())

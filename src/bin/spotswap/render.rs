@@ -8,11 +8,75 @@ use chrono::Utc;
 use spotswap::like::LikeAnswer;
 use spotswap::model::{Market, PriceSource};
 use spotswap::plan::{Action, Plan, Skip, Verdict};
+use spotswap::preflight::{Preflight, Verdict as CheckVerdict};
 use spotswap::price_table::BundledPrices;
 use spotswap::report::{PassReport, Status};
 use spotswap::settings::{SETTINGS, Scope, SettingDef};
 
 use crate::args::{SettingsArgs, SettingsOutput};
+
+/// The preflight as text: a line per check (region, IAM action, verdict, what it was shaped
+/// from), then a line per problem naming the region, the action, the resource and what to
+/// change.
+pub fn check_table(p: &Preflight) -> String {
+    let mut s = String::new();
+    let rw = p
+        .checks
+        .iter()
+        .map(|c| c.region.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let aw = p
+        .checks
+        .iter()
+        .map(|c| c.action.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        s,
+        "{:rw$}  {:aw$}  {:11}  DETAIL",
+        "REGION", "ACTION", "VERDICT"
+    );
+    for c in &p.checks {
+        let detail = match &c.verdict {
+            CheckVerdict::Allowed => c.subject.clone(),
+            CheckVerdict::Refused { refusal, .. } => {
+                format!(
+                    "{} on {}: {}",
+                    refusal.action, refusal.resource, refusal.denied_by
+                )
+            }
+            CheckVerdict::NotChecked { why } => why.clone(),
+            CheckVerdict::Failed { error } => error.clone(),
+        };
+        let _ = writeln!(
+            s,
+            "{:rw$}  {:aw$}  {:11}  {detail}",
+            c.region,
+            c.action,
+            c.verdict.name()
+        );
+    }
+    let problems: Vec<_> = p.problems().collect();
+    let _ = writeln!(s);
+    if problems.is_empty() {
+        let _ = writeln!(s, "No write that could be asked about was refused.");
+    } else {
+        let _ = writeln!(s, "{} problem(s):", problems.len());
+        for c in problems {
+            if let CheckVerdict::Refused { refusal, fix } = &c.verdict {
+                let _ = writeln!(
+                    s,
+                    "{}: {} refused on {} ({}): {fix}",
+                    c.region, refusal.action, refusal.resource, refusal.denied_by
+                );
+            }
+        }
+    }
+    s
+}
 
 /// A pass report as text: per region, every decision, what was done, and the money.
 pub fn pass_table(r: &PassReport) -> String {

@@ -7,8 +7,9 @@
 //! and an error per override that launched nothing (EC2 API reference, CreateFleet: "instant"
 //! fleets return `Instances` and `Errors`). Every candidate type is offered in every subnet of
 //! the batch; priorities follow spotswap's ranking, which `capacity-optimized-prioritized`
-//! honours and `price-capacity-optimized` ignores. Instant fleets take instance tags in the
-//! request (resource type `instance`), so the clones carry the protocol's tags from launch.
+//! honours and `price-capacity-optimized` ignores. Instant fleets take tags in the request for
+//! the instances, their volumes and the fleet, so the clones carry the protocol's tags from
+//! launch and every resource the launch creates carries what the role's conditions ask for.
 
 use aws_sdk_ec2::operation::create_fleet::CreateFleetOutput;
 use aws_sdk_ec2::operation::create_fleet::builders::CreateFleetInputBuilder;
@@ -92,12 +93,33 @@ pub fn request(f: &FleetLaunch) -> CreateFleetInputBuilder {
                 .instance_interruption_behavior(interruption)
                 .build(),
         )
-        .tag_specifications(
-            ec2::TagSpecification::builder()
-                .resource_type(ec2::ResourceType::Instance)
-                .set_tags(Some(tags))
-                .build(),
-        )
+        .set_tag_specifications(Some(tag_specifications(f, tags)))
+}
+
+/// The tags of a fleet's request, on every resource type an instant fleet takes them for
+/// (EC2 API reference, CreateFleet `TagSpecifications`: `fleet`, `instance` and `volume` for
+/// type `instant`). An instant fleet launches with the caller's permissions, and IAM evaluates
+/// `ec2:CreateFleet` and `ec2:RunInstances` for each resource the launch creates (EC2 User
+/// Guide, "EC2 Fleet prerequisites"; Service Authorization Reference for Amazon EC2), so the
+/// role's `aws:RequestTag/spotswap:group` conditions on instances, volumes and the fleet are met
+/// only if each of them is tagged here. The clones' volumes carry the clones' tags, as
+/// `RunInstances` tags them; the fleet carries the group's name alone.
+fn tag_specifications(f: &FleetLaunch, tags: Vec<ec2::Tag>) -> Vec<ec2::TagSpecification> {
+    let of = |r: ec2::ResourceType, tags: Vec<ec2::Tag>| {
+        ec2::TagSpecification::builder()
+            .resource_type(r)
+            .set_tags(Some(tags))
+            .build()
+    };
+    let group = ec2::Tag::builder()
+        .key(protocol::GROUP)
+        .value(&f.group)
+        .build();
+    vec![
+        of(ec2::ResourceType::Instance, tags.clone()),
+        of(ec2::ResourceType::Volume, tags),
+        of(ec2::ResourceType::Fleet, vec![group]),
+    ]
 }
 
 /// The clones a fleet launched and what each failed override answered.
@@ -294,10 +316,28 @@ mod tests {
                 ("m6a.large", "subnet-b", 1.0, "0.096000"),
             ]
         );
-        let tags = &req.tag_specifications()[0];
-        assert_eq!(tags.resource_type(), Some(&ec2::ResourceType::Instance));
-        let keys: Vec<&str> = tags.tags().iter().map(|t| t.key().unwrap()).collect();
-        assert_eq!(keys, [protocol::GROUP, protocol::REPLACES]);
+        let specs: Vec<(&ec2::ResourceType, Vec<&str>)> = req
+            .tag_specifications()
+            .iter()
+            .map(|t| {
+                let keys = t.tags().iter().map(|t| t.key().unwrap()).collect();
+                (t.resource_type().unwrap(), keys)
+            })
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                (
+                    &ec2::ResourceType::Instance,
+                    vec![protocol::GROUP, protocol::REPLACES]
+                ),
+                (
+                    &ec2::ResourceType::Volume,
+                    vec![protocol::GROUP, protocol::REPLACES]
+                ),
+                (&ec2::ResourceType::Fleet, vec![protocol::GROUP]),
+            ]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod convert;
 pub mod fleet;
 pub mod pricing;
+pub mod requests;
 pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,8 +32,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::{
-    Account, Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetResult, GroupQuery,
-    Inventory, OwnedTemplate, classify, limits,
+    Account, Actuator, CloneLaunch, CloudError, DryRunAnswer, ErrorKind, FleetLaunch, FleetResult,
+    GroupQuery, Inventory, OwnedTemplate, Probe, classify, limits,
 };
 use crate::model::{
     Activity, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
@@ -183,6 +184,7 @@ pub struct AwsRegion {
     ec2: ec2::Client,
     autoscaling: autoscaling::Client,
     pricing: aws_sdk_pricing::Client,
+    sts: aws_sdk_sts::Client,
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
     /// The region's request buckets for this handle's pass: every call waits for its token.
     pacer: Arc<Pacer>,
@@ -195,7 +197,12 @@ impl AwsRegion {
         let ec2 =
             ec2::Client::from_conf(ec2::config::Builder::from(config).region(r.clone()).build());
         let autoscaling = autoscaling::Client::from_conf(
-            autoscaling::config::Builder::from(config).region(r).build(),
+            autoscaling::config::Builder::from(config)
+                .region(r.clone())
+                .build(),
+        );
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(config).region(r).build(),
         );
         let pricing = aws_sdk_pricing::Client::from_conf(
             aws_sdk_pricing::config::Builder::from(config)
@@ -208,6 +215,7 @@ impl AwsRegion {
             ec2,
             autoscaling,
             pricing,
+            sts,
             calls: Arc::default(),
             pacer: Arc::default(),
         }
@@ -348,6 +356,7 @@ where
 fn iam_action(operation: &str) -> String {
     let service = match operation {
         "GetProducts" => "pricing",
+        "DecodeAuthorizationMessage" => "sts",
         op if op.contains("AutoScaling")
             || op.contains("InstanceRefreshes")
             || matches!(
@@ -986,10 +995,8 @@ impl Actuator for AwsRegion {
 
     async fn delete_template(&self, template_id: &str) -> Result<(), CloudError> {
         self.call("DeleteLaunchTemplate").await?;
-        self.ec2
-            .delete_launch_template()
-            .launch_template_id(template_id)
-            .send()
+        requests::delete_template(template_id)
+            .send_with(&self.ec2)
             .await
             .map(|_| ())
             .map_err(|e| self.error("DeleteLaunchTemplate", e))
@@ -1001,15 +1008,8 @@ impl Actuator for AwsRegion {
         tags: &BTreeMap<String, String>,
     ) -> Result<(), CloudError> {
         self.call("CreateTags").await?;
-        let tags: Vec<ec2::types::Tag> = tags
-            .iter()
-            .map(|(k, v)| ec2::types::Tag::builder().key(k).value(v).build())
-            .collect();
-        self.ec2
-            .create_tags()
-            .resources(instance)
-            .set_tags(Some(tags))
-            .send()
+        requests::tag_instance(instance, tags)
+            .send_with(&self.ec2)
             .await
             .map(|_| ())
             .map_err(|e| self.error("CreateTags", e))
@@ -1037,11 +1037,8 @@ impl Actuator for AwsRegion {
 
     async fn attach(&self, group: &str, instance: &str) -> Result<(), CloudError> {
         self.call("AttachInstances").await?;
-        self.autoscaling
-            .attach_instances()
-            .auto_scaling_group_name(group)
-            .instance_ids(instance)
-            .send()
+        requests::attach(group, instance)
+            .send_with(&self.autoscaling)
             .await
             .map(|_| ())
             .map_err(|e| self.error("AttachInstances", e))
@@ -1049,11 +1046,8 @@ impl Actuator for AwsRegion {
 
     async fn terminate_in_group(&self, instance: &str, decrement: bool) -> Result<(), CloudError> {
         self.call("TerminateInstanceInAutoScalingGroup").await?;
-        self.autoscaling
-            .terminate_instance_in_auto_scaling_group()
-            .instance_id(instance)
-            .should_decrement_desired_capacity(decrement)
-            .send()
+        requests::terminate_in_group(instance, decrement)
+            .send_with(&self.autoscaling)
             .await
             .map(|_| ())
             .map_err(|e| self.error("TerminateInstanceInAutoScalingGroup", e))
@@ -1061,12 +1055,8 @@ impl Actuator for AwsRegion {
 
     async fn detach(&self, group: &str, instance: &str, decrement: bool) -> Result<(), CloudError> {
         self.call("DetachInstances").await?;
-        self.autoscaling
-            .detach_instances()
-            .auto_scaling_group_name(group)
-            .instance_ids(instance)
-            .should_decrement_desired_capacity(decrement)
-            .send()
+        requests::detach(group, instance, decrement)
+            .send_with(&self.autoscaling)
             .await
             .map(|_| ())
             .map_err(|e| self.error("DetachInstances", e))
@@ -1077,10 +1067,8 @@ impl Actuator for AwsRegion {
             return Ok(());
         }
         self.call("TerminateInstances").await?;
-        self.ec2
-            .terminate_instances()
-            .set_instance_ids(Some(instances.to_vec()))
-            .send()
+        requests::terminate(instances)
+            .send_with(&self.ec2)
             .await
             .map(|_| ())
             .map_err(|e| self.error("TerminateInstances", e))
@@ -1088,30 +1076,18 @@ impl Actuator for AwsRegion {
 
     async fn set_max_size(&self, group: &str, max_size: u32) -> Result<(), CloudError> {
         self.call("UpdateAutoScalingGroup").await?;
-        self.autoscaling
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(group)
-            .max_size(max_size as i32)
-            .send()
+        requests::set_max_size(group, max_size)
+            .send_with(&self.autoscaling)
             .await
             .map(|_| ())
             .map_err(|e| self.error("UpdateAutoScalingGroup", e))
     }
 
     async fn tag_group(&self, group: &str, key: &str, value: &str) -> Result<(), CloudError> {
+        let (group, value) = (group.to_string(), value.to_string());
         self.call("CreateOrUpdateTags").await?;
-        self.autoscaling
-            .create_or_update_tags()
-            .tags(
-                autoscaling::types::Tag::builder()
-                    .resource_id(group)
-                    .resource_type("auto-scaling-group")
-                    .key(key)
-                    .value(value)
-                    .propagate_at_launch(false)
-                    .build(),
-            )
-            .send()
+        requests::tag_groups(key, [(&group, &value)])
+            .send_with(&self.autoscaling)
             .await
             .map(|_| ())
             .map_err(|e| self.error("CreateOrUpdateTags", e))
@@ -1125,19 +1101,8 @@ impl Actuator for AwsRegion {
         let all: Vec<(&String, &String)> = values.iter().collect();
         for batch in all.chunks(limits::GROUP_TAG_WRITE_BATCH) {
             self.call("CreateOrUpdateTags").await?;
-            let tags = batch.iter().map(|(group, value)| {
-                autoscaling::types::Tag::builder()
-                    .resource_id(*group)
-                    .resource_type("auto-scaling-group")
-                    .key(key)
-                    .value(*value)
-                    .propagate_at_launch(false)
-                    .build()
-            });
-            self.autoscaling
-                .create_or_update_tags()
-                .set_tags(Some(tags.collect()))
-                .send()
+            requests::tag_groups(key, batch.iter().copied())
+                .send_with(&self.autoscaling)
                 .await
                 .map_err(|e| self.error("CreateOrUpdateTags", e))?;
         }
@@ -1146,19 +1111,117 @@ impl Actuator for AwsRegion {
 
     async fn untag_group(&self, group: &str, key: &str) -> Result<(), CloudError> {
         self.call("DeleteTags").await?;
-        self.autoscaling
-            .delete_tags()
-            .tags(
-                autoscaling::types::Tag::builder()
-                    .resource_id(group)
-                    .resource_type("auto-scaling-group")
-                    .key(key)
-                    .build(),
-            )
-            .send()
+        requests::untag_group(group, key)
+            .send_with(&self.autoscaling)
             .await
             .map(|_| ())
             .map_err(|e| self.error("DeleteTags", e))
+    }
+
+    async fn dry_run(&self, probe: &Probe) -> DryRunAnswer {
+        let op = probe.operation();
+        if let Err(e) = self.call(op).await {
+            return DryRunAnswer::Failed(e);
+        }
+        // The very requests a pass sends, with DryRun set.
+        let ec2 = &self.ec2;
+        match probe {
+            Probe::Fleet(f) => {
+                let r = fleet::request(f).dry_run(true).send_with(ec2).await;
+                self.dry_run_answer(op, r)
+            }
+            Probe::Clone(l) => {
+                let r = run::request(l).dry_run(true).send_with(ec2).await;
+                self.dry_run_answer(op, r)
+            }
+            Probe::Template(t) => {
+                let r = fleet::template_request(t)
+                    .dry_run(true)
+                    .send_with(ec2)
+                    .await;
+                self.dry_run_answer(op, r)
+            }
+            Probe::TagInstance { instance, tags } => {
+                let r = requests::tag_instance(instance, tags)
+                    .dry_run(true)
+                    .send_with(ec2)
+                    .await;
+                self.dry_run_answer(op, r)
+            }
+            Probe::Terminate { instance } => {
+                let r = requests::terminate(std::slice::from_ref(instance))
+                    .dry_run(true)
+                    .send_with(ec2)
+                    .await;
+                self.dry_run_answer(op, r)
+            }
+        }
+    }
+
+    async fn decode_authorization(&self, encoded: &str) -> Result<String, CloudError> {
+        const OP: &str = "DecodeAuthorizationMessage";
+        self.call(OP).await?;
+        let out = self
+            .sts
+            .decode_authorization_message()
+            .encoded_message(encoded)
+            .send()
+            .await
+            .map_err(|e| self.error(OP, e))?;
+        out.decoded_message()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::new(OP, ErrorKind::Other, None, "no decoded message"))
+    }
+}
+
+/// The text after which EC2 puts the encoded authorization message in an
+/// `UnauthorizedOperation` answer (EC2 API reference, "Error codes": "Encoded authorization
+/// failure message"; decoded by `sts:DecodeAuthorizationMessage`).
+const ENCODED_MARKER: &str = "Encoded authorization failure message:";
+
+impl AwsRegion {
+    /// A `DryRun` answer read by its error code: `DryRunOperation` is the allow, an
+    /// unauthorized code the refusal (with its encoded message), anything else a failure.
+    fn dry_run_answer<T, E>(
+        &self,
+        op: &str,
+        r: Result<T, SdkError<E, HttpResponse>>,
+    ) -> DryRunAnswer
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        let e = match r {
+            // A DryRun request never succeeds on AWS: this endpoint ignored DryRun.
+            Ok(_) => {
+                return DryRunAnswer::Failed(CloudError::new(
+                    op,
+                    ErrorKind::Other,
+                    None,
+                    "the endpoint answered a DryRun request as a real one (it may have made \
+                     the change)",
+                ));
+            }
+            Err(e) => e,
+        };
+        match e.code() {
+            Some("DryRunOperation") => DryRunAnswer::Allowed,
+            Some(code) if classify(code) == ErrorKind::Unauthorized => {
+                let message = e.message().unwrap_or_default().to_string();
+                let encoded = message
+                    .split_once(ENCODED_MARKER)
+                    .map(|(_, rest)| rest.trim().to_string())
+                    .filter(|m| !m.is_empty());
+                DryRunAnswer::Refused {
+                    encoded,
+                    message: first_line(
+                        message
+                            .split_once(ENCODED_MARKER)
+                            .map_or(message.as_str(), |(before, _)| before),
+                    ),
+                }
+            }
+            _ => DryRunAnswer::Failed(self.error(op, e)),
+        }
     }
 }
 

@@ -15,8 +15,8 @@ use super::state::{Ctx, RegionState, Template};
 use crate::cloud::activity::{self, Leaving};
 use crate::cloud::limits::{GROUP_TAG_WRITE_BATCH, TERMINATE_BATCH};
 use crate::cloud::{
-    Actuator, CloneLaunch, CloudError, ErrorKind, FleetLaunch, FleetResult, FleetTemplate,
-    OwnedTemplate,
+    Actuator, CloneLaunch, CloudError, DryRunAnswer, ErrorKind, FleetLaunch, FleetResult,
+    FleetTemplate, OwnedTemplate, Probe,
 };
 use crate::model::{Instance, InstanceState, Market};
 use crate::protocol;
@@ -54,6 +54,31 @@ fn check_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<(), CloudErro
         ));
     }
     Ok(())
+}
+
+/// The encoded authorization message of a refused operation: the decoded document, base64
+/// (what EC2 encodes is opaque; only STS can read it, here `decode_authorization`).
+fn encode(decoded: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(decoded)
+}
+
+/// IAM's refusal of `op`, if the test made IAM refuse it: EC2's `UnauthorizedOperation`, its
+/// message ending in the encoded authorization message as EC2's does.
+fn check_denied(r: &RegionState, op: &str) -> Result<(), CloudError> {
+    match r.denied.get(op) {
+        Some(decoded) => Err(CloudError::new(
+            op,
+            ErrorKind::Unauthorized,
+            Some("UnauthorizedOperation"),
+            &format!(
+                "You are not authorized to perform this operation. Encoded authorization \
+                 failure message: {}",
+                encode(decoded)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Whether a launch of `instance_type` in `az` can go ahead: the type is not refused, the AZ
@@ -140,6 +165,7 @@ impl Actuator for MemoryRegion {
         const OP: &str = "RunInstances";
         self.run(OP, |ctx| {
             ctx.call(OP)?;
+            check_denied(ctx.region, OP)?;
             if let Some(id) = ctx.region.client_tokens.get(&l.client_token) {
                 return Ok(id.clone());
             }
@@ -168,6 +194,7 @@ impl Actuator for MemoryRegion {
         const OP: &str = "CreateFleet";
         self.run(OP, |ctx| {
             ctx.call(OP)?;
+            check_denied(ctx.region, OP)?;
             if let Some(launched) = ctx.region.fleet_tokens.get(&f.client_token) {
                 return Ok(FleetResult {
                     launched: launched.clone(),
@@ -534,6 +561,60 @@ impl Actuator for MemoryRegion {
             g.tags.remove(key);
             g.propagated_tag_keys.remove(key);
             Ok(())
+        })
+        .await
+    }
+
+    async fn dry_run(&self, probe: &Probe) -> DryRunAnswer {
+        let op = probe.operation();
+        let answer = self
+            .run(op, |ctx| {
+                ctx.call(op)?;
+                // EC2 checks the instance ids of CreateTags and TerminateInstances before it
+                // checks permissions.
+                if let Probe::TagInstance { instance, .. } | Probe::Terminate { instance } = probe
+                    && !ctx.region.instances.contains_key(instance)
+                {
+                    return Err(CloudError::new(
+                        op,
+                        ErrorKind::NotFound,
+                        Some("InvalidInstanceID.NotFound"),
+                        &format!("The instance ID '{instance}' does not exist"),
+                    ));
+                }
+                Ok(check_denied(ctx.region, op))
+            })
+            .await;
+        match answer {
+            Ok(Ok(())) => DryRunAnswer::Allowed,
+            Ok(Err(e)) => DryRunAnswer::Refused {
+                encoded: e
+                    .message
+                    .split_once("failure message: ")
+                    .map(|(_, m)| m.to_string()),
+                message: "You are not authorized to perform this operation.".into(),
+            },
+            Err(e) => DryRunAnswer::Failed(e),
+        }
+    }
+
+    async fn decode_authorization(&self, encoded: &str) -> Result<String, CloudError> {
+        const OP: &str = "DecodeAuthorizationMessage";
+        self.run(OP, |ctx| {
+            ctx.call(OP)?;
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    CloudError::new(
+                        OP,
+                        ErrorKind::InvalidRequest,
+                        Some("InvalidAuthorizationMessageException"),
+                        "The message is not a valid encoded authorization message",
+                    )
+                })
         })
         .await
     }

@@ -361,6 +361,39 @@ impl MemoryCloud {
         self
     }
 
+    /// Makes IAM refuse `operation` (an AWS name such as `CreateFleet`) in the region, as a
+    /// role without the permission, an SCP or a permissions boundary would: the real call and
+    /// its `DryRun` answer `UnauthorizedOperation` with an encoded authorization message that
+    /// [`Actuator::decode_authorization`](crate::cloud::Actuator::decode_authorization) decodes
+    /// into `action` on `resource`, denied explicitly or for want of an allow.
+    pub fn deny(
+        &self,
+        region: &str,
+        operation: &str,
+        action: &str,
+        resource: &str,
+        explicit: bool,
+    ) -> &Self {
+        // The document STS answers DecodeAuthorizationMessage with (STS API reference).
+        let decoded = serde_json::json!({
+            "allowed": false,
+            "explicitDeny": explicit,
+            "matchedStatements": {"items": []},
+            "failures": {"items": []},
+            "context": {
+                "principal": {"id": "AROAEXAMPLE:spotswap", "arn": "arn:aws:sts::111122223333:assumed-role/spotswap/spotswap"},
+                "action": action,
+                "resource": resource,
+                "conditions": {"items": []}
+            }
+        })
+        .to_string();
+        self.with_region(region, |ctx| {
+            ctx.region.denied.insert(operation.to_string(), decoded)
+        });
+        self
+    }
+
     /// Launches `n` on-demand members of an existing group, round-robin over `azs` (the
     /// region's AZs if empty), running per the boot delay, with the group's propagated tags.
     /// The group's sizes are left as they were put. Returns the new ids.

@@ -124,6 +124,9 @@ pub(super) struct RegionState {
     pub(super) unavailable: HashSet<(String, String)>,
     /// Types whose every launch is refused, with the error.
     pub(super) refused: HashMap<String, CloudError>,
+    /// Operations IAM refuses (as a role, an SCP or a boundary would), by AWS operation name:
+    /// the decoded authorization message EC2 would encode in its `UnauthorizedOperation`.
+    pub(super) denied: HashMap<String, String>,
     /// RunInstances `ClientToken` -> the instance it launched.
     pub(super) client_tokens: HashMap<String, String>,
     /// CreateFleet `ClientToken` -> the instances (and types) it launched.
