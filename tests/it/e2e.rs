@@ -1306,4 +1306,18 @@ async fn the_cli_check_asks_every_write_with_dry_run_and_prints_each_verdict() {
             .iter()
             .all(|c| c["region"] == REGION && c["verdict"].is_string())
     );
+    // Every field is in docs/json-output.md.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/json-output.md"))
+        .unwrap();
+    let keys = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .chain(checks.iter().flat_map(|c| c.as_object().unwrap().keys()));
+    for k in keys {
+        assert!(
+            doc.contains(&format!("`{k}`")),
+            "{k} is not in docs/json-output.md"
+        );
+    }
 }
