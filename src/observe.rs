@@ -151,7 +151,7 @@ pub async fn observe<I: Inventory>(
         let start = now - Duration::minutes(i64::from(window));
         let oses: Vec<Os> = oses.into_iter().collect();
         let (spot, on_demand) = futures::join!(
-            inv.spot_prices(&products, start),
+            inv.spot_prices(&products, start, now),
             on_demand_prices(inv, cache, &oses, now)
         );
         Ok::<_, CloudError>((partial, spot?, on_demand))

@@ -263,12 +263,15 @@ pub trait Inventory: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<BTreeMap<String, BTreeSet<String>>, CloudError>> + Send;
 
-    /// Spot price history since `start` for the given product descriptions
-    /// (`DescribeSpotPriceHistory`), including the price in effect at `start`.
+    /// Spot price history from `start` to `end` for the given product descriptions
+    /// (`DescribeSpotPriceHistory`), including the price in effect at `start`: EC2 promises
+    /// that price only for a closed window, a start and an end time both given (EC2 API
+    /// reference, DescribeSpotPriceHistory, `StartTime`).
     fn spot_prices(
         &self,
         products: &[String],
         start: DateTime<Utc>,
+        end: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<SpotPricePoint>, CloudError>> + Send;
 
     /// On-demand prices of this region for the given operating systems (Pricing

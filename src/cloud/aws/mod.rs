@@ -804,17 +804,11 @@ impl Inventory for AwsRegion {
         &self,
         products: &[String],
         start: DateTime<Utc>,
+        end: DateTime<Utc>,
     ) -> Result<Vec<SpotPricePoint>, CloudError> {
-        let start = aws_smithy_types::DateTime::from_secs(start.timestamp());
         self.paginate("DescribeSpotPriceHistory", |token| async move {
-            let page = self
-                .ec2
-                .describe_spot_price_history()
-                .set_product_descriptions(Some(products.to_vec()))
-                .start_time(start)
-                .max_results(limits::SPOT_PRICE_PAGE)
-                .set_next_token(token)
-                .send()
+            let page = spot_price_request(products, start, end, token)
+                .send_with(&self.ec2)
                 .await
                 .map_err(|e| self.error("DescribeSpotPriceHistory", e))?;
             let items = page
@@ -1174,6 +1168,22 @@ impl Actuator for AwsRegion {
     }
 }
 
+/// One page of `DescribeSpotPriceHistory` over the closed window `start`..`end`.
+fn spot_price_request(
+    products: &[String],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    token: Option<String>,
+) -> ec2::operation::describe_spot_price_history::builders::DescribeSpotPriceHistoryInputBuilder {
+    let time = |t: DateTime<Utc>| aws_smithy_types::DateTime::from_secs(t.timestamp());
+    ec2::operation::describe_spot_price_history::DescribeSpotPriceHistoryInput::builder()
+        .set_product_descriptions(Some(products.to_vec()))
+        .start_time(time(start))
+        .end_time(time(end))
+        .max_results(limits::SPOT_PRICE_PAGE)
+        .set_next_token(token)
+}
+
 /// The text after which EC2 puts the encoded authorization message in an
 /// `UnauthorizedOperation` answer (EC2 API reference, "Error codes": "Encoded authorization
 /// failure message"; decoded by `sts:DecodeAuthorizationMessage`).
@@ -1261,6 +1271,18 @@ mod tests {
         for (operation, action) in cases {
             assert_eq!(iam_action(operation), action);
         }
+    }
+
+    #[test]
+    fn spot_prices_are_asked_over_a_closed_window_ending_at_the_passs_now() {
+        let start: DateTime<Utc> = "2026-12-07T09:00:00Z".parse().unwrap();
+        let now: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
+        let req = spot_price_request(&["Linux/UNIX (Amazon VPC)".into()], start, now, None)
+            .build()
+            .unwrap();
+        assert_eq!(req.start_time().unwrap().secs(), start.timestamp());
+        assert_eq!(req.end_time().unwrap().secs(), now.timestamp());
+        assert_eq!(req.product_descriptions(), ["Linux/UNIX (Amazon VPC)"]);
     }
 
     #[test]

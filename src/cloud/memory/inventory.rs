@@ -336,9 +336,11 @@ impl Inventory for MemoryRegion {
         &self,
         products: &[String],
         start: DateTime<Utc>,
+        end: DateTime<Utc>,
     ) -> Result<Vec<SpotPricePoint>, CloudError> {
         self.read("DescribeSpotPriceHistory", |ctx| {
-            let now = ctx.clock.now;
+            // Nothing after the window's end, nor after the clock's now.
+            let now = ctx.clock.now.min(end);
             let mut found = Vec::new();
             for ((product, instance_type, az), series) in &ctx.region.spot_prices {
                 // No product filter means every product, as in EC2.
@@ -352,7 +354,7 @@ impl Inventory for MemoryRegion {
                     price: *price,
                     timestamp: *timestamp,
                 };
-                // The price in effect at `start`, then every change up to now.
+                // The price in effect at `start`, then every change up to the end.
                 found.extend(series.range(..=start.min(now)).next_back().map(point));
                 if start < now {
                     let since = (Bound::Excluded(start), Bound::Included(now));

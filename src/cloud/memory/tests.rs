@@ -205,7 +205,11 @@ async fn calls_are_counted_per_page_and_batch() {
     }
     let linux = ["Linux/UNIX (Amazon VPC)".to_string()];
     assert_eq!(
-        region.spot_prices(&linux, cloud.now()).await.unwrap().len(),
+        region
+            .spot_prices(&linux, cloud.now(), cloud.now())
+            .await
+            .unwrap()
+            .len(),
         1500
     );
     region.terminate(&[]).await.unwrap();
@@ -329,13 +333,13 @@ async fn spot_prices_start_with_the_price_in_effect_and_stop_at_now() {
     let region = cloud.region(REGION);
     let since = t0 - TimeDelta::minutes(60);
     let points = region
-        .spot_prices(&["Linux/UNIX (Amazon VPC)".into()], since)
+        .spot_prices(&["Linux/UNIX (Amazon VPC)".into()], since, cloud.now())
         .await
         .unwrap();
     let prices: Vec<f64> = points.iter().map(|p| p.price).collect();
     assert_eq!(prices, [0.01, 0.02, 0.03]);
     let windows = region
-        .spot_prices(&["Windows (Amazon VPC)".into()], since)
+        .spot_prices(&["Windows (Amazon VPC)".into()], since, cloud.now())
         .await
         .unwrap();
     assert!(windows.is_empty());
