@@ -618,7 +618,8 @@ async fn run_action<A: Actuator + Inventory>(
         return outcome(Status::DryRun);
     }
     let request = LaunchRequest::of(a);
-    let starts_work = request.is_some() || matches!(a, Action::Swap { .. });
+    let starts_work =
+        request.is_some() || matches!(a, Action::Swap { .. } | Action::AttachClone { .. });
     if starts_work
         && opts
             .deadline
@@ -635,6 +636,9 @@ async fn run_action<A: Actuator + Inventory>(
     // swapped out, and attaching the clone anyway would leave desired capacity one high.
     let (unattached, replaced) = match a {
         Action::Swap {
+            clone, replaces, ..
+        }
+        | Action::AttachClone {
             clone, replaces, ..
         } => (Some(clone), Some(replaces)),
         Action::TerminateOrphan { clone, .. } => (Some(clone), None),
@@ -709,6 +713,23 @@ async fn run_action<A: Actuator + Inventory>(
             Ok(None) => Ok((None, None)),
             Err(e) => Err(e),
         },
+        (
+            Action::AttachClone {
+                clone,
+                max_size,
+                pair,
+                ..
+            },
+            None,
+        ) => attach_clone(act, &d.group, clone, *max_size, pair)
+            .await
+            .map(|()| (None, None)),
+        // The clone goes with desired capacity decremented: the instance it was to replace
+        // keeps serving, and the group's size is the user's again.
+        (Action::UndoSwap { clone, .. }, None) => act
+            .terminate_in_group(clone, true)
+            .await
+            .map(|()| (None, None)),
         (Action::BackOff { backoff }, None) => act
             .tag_group(&d.group, protocol::LAUNCH_BACKOFF, &backoff.value())
             .await
@@ -913,6 +934,26 @@ async fn swap<A: Actuator + Inventory>(
     max_size: Option<crate::plan::MaxSizeChange>,
     pair: &BTreeMap<String, String>,
 ) -> Result<Option<String>, CloudError> {
+    attach_clone(act, group, clone, max_size, pair).await?;
+    // If this fails, the next pass sees the clone attached with the instance still there and
+    // completes the swap; MaxSize stays raised until then, recorded in the tag.
+    let undone = remove_replaced(act, group, clone, replaces).await?;
+    if let Some(m) = max_size {
+        restore_max_size(act, group, m.original).await?;
+    }
+    Ok(undone)
+}
+
+/// The first half of a swap: the clone paired (and, behind load balancers, its attach time
+/// recorded), MaxSize raised if the group is full, the clone attached. A failed attach puts
+/// MaxSize back at once.
+async fn attach_clone<A: Actuator>(
+    act: &A,
+    group: &str,
+    clone: &str,
+    max_size: Option<crate::plan::MaxSizeChange>,
+    pair: &BTreeMap<String, String>,
+) -> Result<(), CloudError> {
     // The pair first: if the pass dies before the attach, the next pass finds the clone paired
     // and swaps it in for the same instance.
     if !pair.is_empty() {
@@ -936,13 +977,7 @@ async fn swap<A: Actuator + Inventory>(
         }
         return Err(e);
     }
-    // If this fails, the next pass sees the clone attached with the instance still there and
-    // completes the swap; MaxSize stays raised until then, recorded in the tag.
-    let undone = remove_replaced(act, group, clone, replaces).await?;
-    if let Some(m) = max_size {
-        restore_max_size(act, group, m.original).await?;
-    }
-    Ok(undone)
+    Ok(())
 }
 
 /// Removes the instance a swap replaces through the group, decrementing desired capacity, once

@@ -673,6 +673,68 @@ pub struct Group {
     pub suspended_processes: Vec<String>,
     #[serde(default)]
     pub members: Vec<Member>,
+    /// The load balancers the group registers its members with: target groups (ARNs) and
+    /// classic load balancers (names). A swap's instance leaves only once the clone is healthy
+    /// in every one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_group_arns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_names: Vec<String>,
+}
+
+impl Group {
+    /// Whether the group serves behind any load balancer.
+    pub fn behind_load_balancers(&self) -> bool {
+        !self.target_group_arns.is_empty() || !self.load_balancer_names.is_empty()
+    }
+
+    /// Every load balancer of the group, as the health reads name them.
+    pub fn load_balancers(&self) -> Vec<LoadBalancer> {
+        self.target_group_arns
+            .iter()
+            .map(|a| LoadBalancer::TargetGroup(a.clone()))
+            .chain(
+                self.load_balancer_names
+                    .iter()
+                    .map(|n| LoadBalancer::Classic(n.clone())),
+            )
+            .collect()
+    }
+}
+
+/// A load balancer a group registers its members with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
+pub enum LoadBalancer {
+    /// An Application, Network or Gateway Load Balancer's target group, by ARN
+    /// (`DescribeTargetHealth`).
+    TargetGroup(String),
+    /// A Classic Load Balancer, by name (`DescribeInstanceHealth`).
+    Classic(String),
+}
+
+impl LoadBalancer {
+    /// Its ARN or name.
+    pub fn name(&self) -> &str {
+        match self {
+            LoadBalancer::TargetGroup(n) | LoadBalancer::Classic(n) => n,
+        }
+    }
+}
+
+/// How one load balancer sees one instance: `healthy` when it serves (a target group's
+/// `healthy`, a classic load balancer's `InService`), otherwise the state it reports
+/// (`initial`, `unhealthy`, `draining`, `unused`, `OutOfService`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetHealth {
+    pub load_balancer: LoadBalancer,
+    pub state: String,
+}
+
+impl TargetHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.state == "healthy"
+    }
 }
 
 impl Group {
@@ -849,6 +911,11 @@ pub struct Snapshot {
     /// are allowed or were not asked about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_refused: Option<PermissionRefusal>,
+    /// How the load balancers of its group see each clone attached in a swap whose instance is
+    /// still a member (read only for those), by instance id; a load balancer that did not
+    /// answer for it is absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_health: BTreeMap<String, Vec<TargetHealth>>,
 }
 
 /// An AWS request that IAM refused: the action, the resource it was refused on, and which

@@ -10,7 +10,7 @@
 //! be read, the bundled catalog and price table stand in, and the snapshot says so. It decides
 //! nothing: that is the planner's job.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -21,7 +21,9 @@ use futures::StreamExt;
 use crate::cache::{CachedRead, Offerings, OsPriceList, ReadCache};
 use crate::catalog::Catalog;
 use crate::cloud::{CloudError, GroupQuery, Inventory};
-use crate::model::{OnDemandPrices, Os, OsPrices, PriceSource, Snapshot};
+use crate::model::{
+    Group, Instance, LoadBalancer, OnDemandPrices, Os, OsPrices, PriceSource, Snapshot,
+};
 use crate::price_table::BundledPrices;
 use crate::pricing::GroupPricing;
 use crate::settings::{GroupPolicy, Settings};
@@ -70,6 +72,7 @@ pub async fn observe<I: Inventory>(
         owned_templates: Vec::new(),
         activities: BTreeMap::new(),
         launch_refused: None,
+        target_health: BTreeMap::new(),
     };
     if groups.is_empty() && clones.is_empty() {
         // Nothing to do here: no need to read types and prices.
@@ -177,7 +180,18 @@ pub async fn observe<I: Inventory>(
         .map(|g| async move { (g, inv.activities(g, since).await) })
         .buffer_unordered(crate::cloud::limits::READ_CONCURRENCY)
         .collect::<Vec<_>>();
-    let (membership, instances, specs_and_prices, types, offerings, owned, activities) = futures::join!(
+    // How its group's load balancers see each clone attached in a swap whose instance is still
+    // a member: the planner lets that instance go only once the clone serves everywhere
+    // (README, "How it decides"). One call per load balancer, only for those clones.
+    let asks = health_asks(&groups, &clones);
+    let health = async {
+        if asks.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            inv.target_health(&asks).await
+        }
+    };
+    let (membership, instances, specs_and_prices, types, offerings, owned, activities, health) = futures::join!(
         membership,
         inv.instances(&wanted),
         specs_and_prices,
@@ -193,7 +207,14 @@ pub async fn observe<I: Inventory>(
         }),
         inv.owned_templates(),
         activities,
+        health,
     );
+    match health {
+        Ok(h) => snapshot.target_health = h,
+        Err(e) => warnings.push(format!(
+            "load balancer health of swapped-in clones unknown, their swaps wait: {e}"
+        )),
+    }
     for (g, read) in activities {
         match read {
             Ok(a) => {
@@ -288,6 +309,43 @@ pub async fn observe<I: Inventory>(
         warnings,
         cached,
     })
+}
+
+/// For each load balancer of a group, the clones attached to that group whose replaced
+/// instance is still a member (a swap waiting for the clone to serve).
+fn health_asks(groups: &[Group], clones: &[Instance]) -> BTreeMap<LoadBalancer, Vec<String>> {
+    let mut asks: BTreeMap<LoadBalancer, Vec<String>> = BTreeMap::new();
+    // Each such group with its members, looked up by id (a scan per clone would be quadratic
+    // in a large group).
+    let by_name: BTreeMap<&str, (&Group, HashSet<&str>)> = groups
+        .iter()
+        .filter(|g| g.behind_load_balancers())
+        .map(|g| {
+            let members = g.members.iter().map(|m| m.instance_id.as_str()).collect();
+            (g.name.as_str(), (g, members))
+        })
+        .collect();
+    if by_name.is_empty() {
+        return asks;
+    }
+    for c in clones {
+        let Some((group, replaces)) = crate::protocol::clone_of(c) else {
+            continue;
+        };
+        let Some((g, members)) = by_name.get(group) else {
+            continue;
+        };
+        if replaces.is_empty()
+            || !members.contains(c.instance_id.as_str())
+            || !members.contains(replaces)
+        {
+            continue;
+        }
+        for lb in g.load_balancers() {
+            asks.entry(lb).or_default().push(c.instance_id.clone());
+        }
+    }
+    asks
 }
 
 /// The cached value if fresh (and the record of its use), else what `read` returns.

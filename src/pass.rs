@@ -346,7 +346,11 @@ async fn region_pass<A: Account>(
                 o.failed()
                     && matches!(
                         o.action,
-                        ActionKind::Swap | ActionKind::CompleteSwap | ActionKind::SettleSwap
+                        ActionKind::Swap
+                            | ActionKind::AttachClone
+                            | ActionKind::CompleteSwap
+                            | ActionKind::UndoSwap
+                            | ActionKind::SettleSwap
                     )
             })
             .map(|o| o.group.clone())

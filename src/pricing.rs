@@ -293,6 +293,7 @@ mod tests {
             offerings: BTreeMap::new(),
             activities: BTreeMap::new(),
             launch_refused: None,
+            target_health: BTreeMap::new(),
             spot_prices: vec![point(
                 "m5.large",
                 "us-east-1a",

@@ -37,13 +37,19 @@ pub const LEASE: &str = "spotswap:lease";
 /// the clone and the instance it replaced had left the group another way), that member, as
 /// space-separated `CLONE>MEMBER` entries, newest last (see [`settled`]).
 pub const SETTLED: &str = "spotswap:settled";
+/// On a clone attached to a group behind load balancers: when it was attached (RFC 3339),
+/// written with its pairing just before the attach. The instance it replaces leaves once the
+/// clone is healthy behind every load balancer; past the group's `healthy-timeout-minutes`
+/// from this time, the swap is undone.
+pub const ATTACHED: &str = "spotswap:attached";
 /// How many entries `spotswap:settled` keeps: a settled attach stays in the scaling activities
 /// a pass reads for an hour, and this many fit a tag value (256 characters).
 pub const SETTLED_KEPT: usize = 6;
 /// Every tag the protocol itself writes; none of them is a setting.
-pub const PROTOCOL_TAGS: [&str; 8] = [
+pub const PROTOCOL_TAGS: [&str; 9] = [
     GROUP,
     REPLACES,
+    ATTACHED,
     MAX_SIZE,
     INTERRUPTED,
     LAUNCH_BACKOFF,
@@ -178,7 +184,9 @@ pub fn clone_tags_within_limit(
 
 /// Every tag a clone would carry, before EC2's limit: see [`clone_tags_within_limit`].
 pub fn clone_tags(group: &Group, replaced: Option<&Instance>) -> BTreeMap<String, String> {
-    let usable = |k: &str| !k.starts_with(AWS_RESERVED_PREFIX) && k != GROUP && k != REPLACES;
+    let usable = |k: &str| {
+        !k.starts_with(AWS_RESERVED_PREFIX) && k != GROUP && k != REPLACES && k != ATTACHED
+    };
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for k in &group.propagated_tag_keys {
         if let Some(v) = group.tags.get(k)

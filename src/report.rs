@@ -194,7 +194,10 @@ impl Totals {
                         t.hourly_savings += o.hourly_saving.unwrap_or(0.0);
                     }
                     ActionKind::RestoreMaxSize => t.max_size_restored += 1,
-                    ActionKind::BackOff
+                    // Half a swap: it counts when it completes (`complete-swap`).
+                    ActionKind::AttachClone
+                    | ActionKind::UndoSwap
+                    | ActionKind::BackOff
                     | ActionKind::EndBackOff
                     | ActionKind::DeleteTemplate
                     | ActionKind::SettleSwap => {}

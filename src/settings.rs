@@ -373,6 +373,18 @@ pub const SETTINGS: &[SettingDef] = &[
         },
     ),
     def(
+        "healthy-timeout-minutes",
+        "10",
+        Scope::Group,
+        None,
+        "A clone attached behind the group's load balancers and not healthy there this long \
+         after its attach is taken out again, and the group backs off",
+        Check::Number {
+            min: 1.0,
+            max: 1440.0,
+        },
+    ),
+    def(
         "interruption-cooldown-minutes",
         "60",
         Scope::Group,
@@ -522,6 +534,9 @@ pub struct GroupSettings {
     pub cron_timezone: Tz,
     pub cron_schedule_state: ScheduleState,
     pub orphan_timeout_minutes: u32,
+    /// How long an attached clone may stay unhealthy behind the group's load balancers before
+    /// its swap is undone.
+    pub healthy_timeout_minutes: u32,
     pub interruption_cooldown_minutes: u32,
     pub allow_burstable: bool,
 }
@@ -842,6 +857,10 @@ fn parse_group<'v>(
             v.parse().map(P::State).map_err(|e: Error| e.to_string())
         }),
         field("orphan-timeout-minutes", &|v| parse_count(v).map(P::Count)),
+        field("healthy-timeout-minutes", &|v| match parse_count(v) {
+            Ok(n @ 1..=1440) => Ok(P::Count(n)),
+            _ => Err("expected a whole number of minutes from 1 to 1440".to_string()),
+        }),
         field("interruption-cooldown-minutes", &|v| {
             parse_count(v).map(P::Count)
         }),
@@ -868,6 +887,7 @@ fn parse_group<'v>(
         cron_timezone: next().timezone(),
         cron_schedule_state: next().state(),
         orphan_timeout_minutes: next().count(),
+        healthy_timeout_minutes: next().count(),
         interruption_cooldown_minutes: next().count(),
         allow_burstable: next().boolean(),
     })

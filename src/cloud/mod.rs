@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::model::{
     Activity, AllocationStrategy, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec,
-    Market, Os, OsPrices, OwnedTemplateRecord, SpotPricePoint,
+    LoadBalancer, Market, Os, OsPrices, OwnedTemplateRecord, SpotPricePoint, TargetHealth,
 };
 use crate::settings::{FilterMode, Settings};
 
@@ -289,6 +289,14 @@ pub trait Inventory: Send + Sync {
         group: &str,
         since: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Activity>, CloudError>> + Send;
+
+    /// How each load balancer sees the instances named for it: `DescribeTargetHealth` for a
+    /// target group, `DescribeInstanceHealth` for a classic load balancer, one call each with
+    /// those instances only. A classic load balancer's `InService` is `healthy`.
+    fn target_health(
+        &self,
+        asks: &BTreeMap<LoadBalancer, Vec<String>>,
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<TargetHealth>>, CloudError>> + Send;
 
     /// The launch templates spotswap created for launch configurations
     /// (`DescribeLaunchTemplates`, by the tag key `spotswap:launch-configuration`).

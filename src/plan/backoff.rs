@@ -3,8 +3,9 @@
 //!
 //! A clone counts as a failure when EC2 lists it terminated without ever joining its group and
 //! for a reason other than a `TerminateInstances` call (`Client.UserInitiatedShutdown` is a
-//! person's decision, or spotswap's own clean-up), or when this pass terminates it as stuck
-//! (never running, or stopped). Each pass that finds new failures adds one to the count in
+//! person's decision, or spotswap's own clean-up), when this pass terminates it as stuck
+//! (never running, or stopped), or when this pass undoes its swap because it never became
+//! healthy behind the group's load balancers. Each pass that finds new failures adds one to the count in
 //! `spotswap:launch-backoff` and waits a cool-down that doubles with each one, from
 //! [`FIRST_COOLDOWN_MINUTES`] up to [`MAX_COOLDOWN_MINUTES`]; a clone launched since that
 //! boots and becomes ready ends the back-off. Swaps of ready clones and clean-up go on
@@ -43,6 +44,7 @@ pub fn check(
     g: GroupCtx,
     recorded: Option<&LaunchBackoff>,
     book: &Bookkeeping,
+    never_healthy: &[&Instance],
     out: &mut Vec<Decision>,
 ) -> Option<Skip> {
     let GroupCtx { ctx, group, .. } = g;
@@ -69,6 +71,16 @@ pub fn check(
             failures.push(Failure {
                 clone: c,
                 reason: format!("{}:{state}", reason.name()),
+            });
+        }
+    }
+    // A clone whose swap is undone this pass because it never served behind the group's load
+    // balancers: the group's launches would only bring more of the same.
+    for &c in never_healthy {
+        if counted(c) {
+            failures.push(Failure {
+                clone: c,
+                reason: "never-healthy".to_string(),
             });
         }
     }
@@ -208,7 +220,7 @@ mod tests {
             pricing: &inputs.group(group).pricing,
         };
         let mut out = Vec::new();
-        let skip = check(g, recorded.as_ref(), &book, &mut out);
+        let skip = check(g, recorded.as_ref(), &book, &[], &mut out);
         let words = out
             .iter()
             .map(|d| match &d.verdict {

@@ -131,35 +131,100 @@ pub fn classify<'a>(
 pub struct AfterCompletions<'a> {
     /// Desired capacity once they are.
     pub desired: u32,
-    /// The instances leaving the group.
+    /// The instances leaving the group, or staying only until their clone serves: neither
+    /// capacity to keep nor instances to replace.
     pub leaving: BTreeSet<&'a str>,
+    /// Clones whose swap is undone this pass because they never became healthy behind the
+    /// group's load balancers: failures the group backs off for.
+    pub never_healthy: Vec<&'a Instance>,
 }
 
-/// Completes half-done swaps: terminates the replaced instance through the group.
+/// Completes half-done swaps: terminates the replaced instance through the group, once the
+/// clone is in service in the group and healthy behind every load balancer of it. Until
+/// then the instance stays (skip `clone-not-healthy`); a clone still not healthy
+/// `healthy-timeout-minutes` after its attach leaves again (`undo-swap`).
 pub fn complete_swaps<'a>(
     g: GroupCtx,
+    policy: &GroupSettings,
     book: &Bookkeeping<'a>,
     out: &mut Vec<Decision>,
 ) -> AfterCompletions<'a> {
     let mut after = AfterCompletions {
         desired: g.group.desired_capacity,
-        leaving: BTreeSet::new(),
+        ..AfterCompletions::default()
     };
+    let now = g.ctx.now();
+    let timeout = Duration::minutes(i64::from(policy.healthy_timeout_minutes));
     for clone in &book.half_done {
         let (_, replaces) = protocol::clone_of(clone).expect("clones are tagged");
-        out.push(costs::swap(
-            g,
-            clone,
-            replaces,
-            Action::CompleteSwap {
+        let Some((load_balancer, state)) = not_serving(g, clone) else {
+            out.push(costs::swap(
+                g,
+                clone,
+                replaces,
+                Action::CompleteSwap {
+                    clone: clone.instance_id.clone(),
+                    replaces: replaces.to_string(),
+                },
+            ));
+            after.desired = after.desired.saturating_sub(1);
+            after.leaving.insert(replaces);
+            continue;
+        };
+        // An attach before spotswap recorded its time: the clone's launch is the earliest
+        // it can have been.
+        let attached = clone
+            .tags
+            .get(protocol::ATTACHED)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(clone.launch_time, |t| t.with_timezone(&chrono::Utc));
+        let left = attached + timeout - now;
+        if left <= Duration::zero() {
+            out.push(costs::removal(
+                g,
+                &clone.instance_id,
+                Action::UndoSwap {
+                    clone: clone.instance_id.clone(),
+                    replaces: replaces.to_string(),
+                    load_balancer,
+                    state,
+                },
+            ));
+            after.desired = after.desired.saturating_sub(1);
+            after.leaving.insert(clone.instance_id.as_str());
+            after.never_healthy.push(clone);
+        } else {
+            let skip = Skip::CloneNotHealthy {
                 clone: clone.instance_id.clone(),
-                replaces: replaces.to_string(),
-            },
-        ));
-        after.desired = after.desired.saturating_sub(1);
-        after.leaving.insert(replaces);
+                load_balancer,
+                state,
+                undone_in_seconds: left.num_seconds(),
+            };
+            out.push(costs::instance_skip(g, replaces, skip));
+            after.leaving.insert(replaces);
+        }
     }
     after
+}
+
+/// Why the replaced instance of an attached clone may not leave yet: the first place the clone
+/// does not serve (the group itself, by lifecycle state, then each load balancer in order) and
+/// what it says there; `None` when it serves everywhere.
+fn not_serving(g: GroupCtx, clone: &Instance) -> Option<(String, String)> {
+    let member = g.ctx.member(g.group, &clone.instance_id)?;
+    if !member.is_in_service() {
+        return Some(("the group".to_string(), member.lifecycle_state.clone()));
+    }
+    let health = g.ctx.snap().target_health.get(&clone.instance_id);
+    for lb in g.group.load_balancers() {
+        let seen = health.and_then(|h| h.iter().find(|t| t.load_balancer == lb));
+        match seen {
+            Some(t) if t.is_healthy() => {}
+            Some(t) => return Some((lb.name().to_string(), t.state.clone())),
+            None => return Some((lb.name().to_string(), "unknown".to_string())),
+        }
+    }
+    None
 }
 
 /// Restores a MaxSize a previous pass left raised. Never below desired capacity, which Auto
@@ -284,6 +349,7 @@ pub fn swaps<'a>(
         restore_pending,
         grace,
         now,
+        waiting: 0,
     };
     let not_needed =
         |clone: &Instance| costs::orphan(ctx, &group.name, clone, OrphanReason::NotNeeded, pricing);
@@ -356,6 +422,9 @@ struct SwapState<'a, 'b> {
     restore_pending: Option<u32>,
     grace: Duration,
     now: chrono::DateTime<chrono::Utc>,
+    /// Clones attached this pass whose instance stays until they serve: desired capacity is
+    /// that much higher.
+    waiting: u32,
 }
 
 impl<'a> SwapState<'a, '_> {
@@ -382,24 +451,38 @@ impl<'a> SwapState<'a, '_> {
         // The attach raises desired capacity by one and fails past MaxSize (Auto Scaling API
         // reference, AttachInstances), so a full group gets one more slot for the length of
         // the swap.
-        let max_change = (self.after.desired + 1 > self.max_size).then_some(MaxSizeChange {
+        let desired = self.after.desired + self.waiting;
+        let max_change = (desired + 1 > self.max_size).then_some(MaxSizeChange {
             original: self.max_size,
-            raised: self.after.desired + 1,
+            raised: desired + 1,
         });
         let blocked_by_restore = max_change.and(self.restore_pending);
         if ready && blocked_by_restore.is_none() {
-            out.push(costs::swap(
-                g,
-                clone,
-                replaces,
-                Action::Swap {
-                    clone: clone.instance_id.clone(),
+            let clone_id = clone.instance_id.clone();
+            let action = if g.group.behind_load_balancers() {
+                // The instance stays until the clone serves (a later pass completes the swap),
+                // so desired capacity stays one higher meanwhile: a second attach this pass
+                // needs its own slot of MaxSize.
+                self.waiting += 1;
+                let mut pair = pair;
+                pair.insert(protocol::ATTACHED.to_string(), self.now.to_rfc3339());
+                Action::AttachClone {
+                    clone: clone_id,
                     replaces: replaces.to_string(),
                     max_size: max_change,
                     pair,
                     tags_left_out,
-                },
-            ));
+                }
+            } else {
+                Action::Swap {
+                    clone: clone_id,
+                    replaces: replaces.to_string(),
+                    max_size: max_change,
+                    pair,
+                    tags_left_out,
+                }
+            };
+            out.push(costs::swap(g, clone, replaces, action));
             return;
         }
         state.unready += 1;

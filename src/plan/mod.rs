@@ -261,12 +261,18 @@ fn plan_group(ctx: &Ctx, group: &Group, out: &mut Vec<Decision>) {
         policy,
         can_swap && !restore_blocks_swaps,
     );
-    let mut after_completions = clones::complete_swaps(g, &book, out);
+    let mut after_completions = clones::complete_swaps(g, policy, &book, out);
     settle::settle_swaps(g, &mut after_completions, out);
     let max_size =
         clones::restore_max_size(group, state.leftover_max, after_completions.desired, out);
     clones::terminate_orphans(g, &book, out);
-    let backing_off = backoff::check(g, state.launch_backoff.as_ref(), &book, out);
+    let backing_off = backoff::check(
+        g,
+        state.launch_backoff.as_ref(),
+        &book,
+        &after_completions.never_healthy,
+        out,
+    );
 
     if let Some(skip) = blocked {
         out.push(costs::group_skip(g, skip));

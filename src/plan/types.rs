@@ -210,9 +210,37 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tags_left_out: Vec<String>,
     },
-    /// A clone is attached but the instance it replaces is still in the group: a pass stopped
-    /// mid-swap. Terminate the replaced instance through the group, decrementing desired.
+    /// The first half of a swap in a group behind load balancers: pair and attach a ready
+    /// clone (raising MaxSize when full, as `swap` does), tagged `spotswap:attached`. The
+    /// replaced instance stays until the clone is healthy behind every load balancer of the
+    /// group; a later pass then completes the swap (`complete-swap`), or undoes it
+    /// (`undo-swap`) past `healthy-timeout-minutes`.
+    AttachClone {
+        clone: String,
+        replaces: String,
+        #[serde(default)]
+        max_size: Option<MaxSizeChange>,
+        /// Tags written on the clone before the attach: the pairing, if not paired yet, and
+        /// `spotswap:attached`.
+        pair: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags_left_out: Vec<String>,
+    },
+    /// A clone is attached but the instance it replaces is still in the group (a pass stopped
+    /// mid-swap, or the clone waited to be healthy behind the group's load balancers, and now
+    /// is). Terminate the replaced instance through the group, decrementing desired.
     CompleteSwap { clone: String, replaces: String },
+    /// A clone attached behind the group's load balancers was not healthy there within the
+    /// group's `healthy-timeout-minutes`: it leaves the group with desired capacity
+    /// decremented (so the instance it was to replace keeps serving) and is terminated; the
+    /// group backs off as for a clone that died at boot.
+    UndoSwap {
+        clone: String,
+        replaces: String,
+        /// The first load balancer that did not call it healthy, and what it said.
+        load_balancer: String,
+        state: String,
+    },
     /// A pass stopped between a swap's attach and the removal of the instance it replaces, and
     /// then one of the pair left the group another way (the group's scaling activities say
     /// so): desired capacity is one above what the user set, and no later pass could finish
@@ -437,6 +465,17 @@ pub enum Skip {
         action: String,
         resource: String,
         denied_by: String,
+    },
+    /// The clone is attached, and the instance it replaces stays until the clone is in
+    /// service in the group and healthy behind every load balancer of it: the first that is
+    /// not, and what it says (`initial`, `unhealthy`, `unknown` when it did not answer; for
+    /// the group itself, the clone's lifecycle state).
+    CloneNotHealthy {
+        clone: String,
+        load_balancer: String,
+        state: String,
+        /// Seconds left before the swap is undone.
+        undone_in_seconds: i64,
     },
 }
 

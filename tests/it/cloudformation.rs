@@ -538,6 +538,11 @@ fn the_deploy_checks_take_what_the_settings_take_and_refuse_the_usual_mistakes()
         ("cron-schedule-state", &["on", "off"], &["maybe"]),
         ("orphan-timeout-minutes", &["0", "60"], &["-5", "soon"]),
         (
+            "healthy-timeout-minutes",
+            &["1", "10", "1440"],
+            &["0", "1441", "soon"],
+        ),
+        (
             "interruption-cooldown-minutes",
             &["0", "60"],
             &["-5", "soon"],

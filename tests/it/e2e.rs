@@ -1321,3 +1321,105 @@ async fn the_cli_check_asks_every_write_with_dry_run_and_prints_each_verdict() {
         );
     }
 }
+
+/// A group behind an Application Load Balancer's target group, through the emulator: the
+/// on-demand instance leaves only in the pass after its clone was attached, once the target
+/// group calls the clone healthy. moto registers an attached instance with the group's target
+/// groups and reports it `healthy` at once (AWS reports `initial` until its health checks
+/// pass, which the in-memory cloud models: tests/it/readiness.rs), so here the wait is one pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_target_group_the_on_demand_instance_leaves_only_once_its_clone_is_healthy() {
+    use aws_sdk_elasticloadbalancingv2 as elbv2;
+    let w = world().await;
+    let config = w.emu.sdk_config(REGION);
+    let lb = elbv2::Client::new(&config);
+    let tg = lb
+        .create_target_group()
+        .name("web")
+        .protocol(elbv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(&w.account.vpc_id)
+        .send()
+        .await
+        .expect("a target group");
+    let tg_arn = tg.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    w.account
+        .create_group(
+            &GroupSpec::new("web", "m5.large")
+                .capacity(1, 1, 2)
+                .grace_secs(0)
+                .launch_template("#!/bin/bash\necho web\n"),
+        )
+        .await;
+    w.account
+        .autoscaling
+        .attach_load_balancer_target_groups()
+        .auto_scaling_group_name("web")
+        .target_group_arns(&tg_arn)
+        .send()
+        .await
+        .expect("the target group attached");
+    let on_demand: Vec<String> = w.account.instance_ids_of("web").await;
+    assert_eq!(on_demand.len(), 1);
+    let health = |id: String| {
+        let lb = lb.clone();
+        let tg_arn = tg_arn.clone();
+        async move {
+            let out = lb
+                .describe_target_health()
+                .target_group_arn(tg_arn)
+                .targets(elbv2::types::TargetDescription::builder().id(&id).build())
+                .send()
+                .await
+                .unwrap();
+            out.target_health_descriptions()[0]
+                .target_health()
+                .and_then(|h| h.state())
+                .map(|s| s.as_str().to_string())
+        }
+    };
+    // Pass 1 launches the clone; pass 2 attaches it and keeps the on-demand instance.
+    let first = w.pass(&[]).await;
+    assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = w.pass(&[]).await;
+    let kinds: Vec<ActionKind> = second.regions[0]
+        .plan
+        .as_ref()
+        .unwrap()
+        .actions()
+        .map(|(_, a)| a.kind())
+        .collect();
+    assert_eq!(kinds, [ActionKind::AttachClone], "{second:#?}");
+    let members = w.account.instance_ids_of("web").await;
+    assert!(
+        members.contains(&on_demand[0]),
+        "still serving: {members:?}"
+    );
+    assert_eq!(members.len(), 2);
+    let clone = members
+        .iter()
+        .find(|m| **m != on_demand[0])
+        .unwrap()
+        .clone();
+    assert_eq!(health(clone.clone()).await.as_deref(), Some("healthy"));
+    assert_eq!(w.account.group("web").await.desired_capacity(), Some(2));
+    // Pass 3 reads the clone healthy and lets the on-demand instance go.
+    let third = w.pass(&[]).await;
+    let kinds: Vec<ActionKind> = third.regions[0]
+        .plan
+        .as_ref()
+        .unwrap()
+        .actions()
+        .map(|(_, a)| a.kind())
+        .collect();
+    assert!(kinds.contains(&ActionKind::CompleteSwap), "{third:#?}");
+    assert_eq!(third.regions[0].calls.get("DescribeTargetHealth"), Some(&1));
+    let members = w.account.instance_ids_of("web").await;
+    assert_eq!(members, [clone]);
+    assert_eq!(w.account.group("web").await.desired_capacity(), Some(1));
+    assert_eq!(third.totals.swaps, 1);
+}

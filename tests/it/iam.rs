@@ -615,6 +615,7 @@ fn group_tag(key: &str) -> bool {
     ![
         protocol::GROUP,
         protocol::REPLACES,
+        protocol::ATTACHED,
         protocol::LAUNCH_CONFIGURATION,
     ]
     .contains(&key)

@@ -25,6 +25,8 @@ mod moto;
 mod pass_memory;
 /// The preflight over the in-memory cloud, with writes refused as IAM refuses them.
 mod preflight;
+/// The readiness gate over the in-memory cloud's target-group health checks.
+mod readiness;
 /// A local implementation of the Lambda runtime API, for running the function binary.
 mod runtime_api;
 /// Every setting changes what the planner or the compatibility checks decide.

@@ -98,7 +98,7 @@ fn launch_ref() -> LaunchRef {
     }
 }
 
-fn group(name: &str, desired: u32, max: u32, extra_tags: &[(&str, &str)]) -> Group {
+pub(crate) fn group(name: &str, desired: u32, max: u32, extra_tags: &[(&str, &str)]) -> Group {
     GroupBuilder::new(name)
         .min(0)
         .desired(desired)

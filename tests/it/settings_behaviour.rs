@@ -39,6 +39,7 @@ const COVERED: &[&str] = &[
     "cron-timezone",
     "cron-schedule-state",
     "orphan-timeout-minutes",
+    "healthy-timeout-minutes",
     "interruption-cooldown-minutes",
     "allow-burstable",
 ];
@@ -183,6 +184,7 @@ fn snapshot(n: usize) -> Snapshot {
         owned_templates: Vec::new(),
         activities: BTreeMap::new(),
         launch_refused: None,
+        target_health: BTreeMap::new(),
     }
 }
 
@@ -949,6 +951,74 @@ fn orphan_timeout_minutes_ends_a_clone_the_schedule_keeps_from_swapping() {
     assert!(orphaned(&default_way(&closed).plan(old.clone())));
     for way in ways(&closed, "orphan-timeout-minutes", "180") {
         assert!(!orphaned(&way.plan(old.clone())), "{}", way.label);
+    }
+}
+
+/// The group behind a target group, with a clone attached for the first instance `attached`
+/// ago that the target group still calls `initial`.
+fn with_clone_attached_unhealthy(attached: Duration) -> Snapshot {
+    let tg = "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/web/0123456789abcdef";
+    let mut snap = snapshot(3);
+    let clone_id = "i-0c10e000000000001";
+    let clone = InstanceBuilder::spot(clone_id, "m5a.large", AZS[0])
+        .subnet("subnet-0")
+        .launched(now() - attached - Duration::minutes(10))
+        .image(AMI)
+        .clone_of(GROUP, instance_id(0))
+        .tag(tags::ATTACHED, (now() - attached).to_rfc3339())
+        .in_group(GROUP)
+        .build();
+    snap.instances.insert(clone_id.into(), clone);
+    let g = &mut snap.groups[0];
+    g.target_group_arns.push(tg.into());
+    g.desired_capacity += 1;
+    g.members.push(spotswap::model::Member {
+        instance_id: clone_id.into(),
+        lifecycle_state: "InService".into(),
+        health_status: "Healthy".into(),
+        protected_from_scale_in: false,
+    });
+    snap.target_health.insert(
+        clone_id.into(),
+        vec![spotswap::model::TargetHealth {
+            load_balancer: spotswap::model::LoadBalancer::TargetGroup(tg.into()),
+            state: "initial".into(),
+        }],
+    );
+    snap
+}
+
+fn undone(plan: &Plan) -> bool {
+    plan.actions()
+        .any(|(_, a)| matches!(a, Action::UndoSwap { clone, .. } if clone == "i-0c10e000000000001"))
+}
+
+#[test]
+fn healthy_timeout_minutes_sets_how_long_an_attached_clone_may_stay_unhealthy() {
+    // Attached 15 minutes ago and still `initial`: past the default 10, the swap is undone;
+    // with 30 it waits (the instance it replaces stays, skip clone-not-healthy).
+    let snap = with_clone_attached_unhealthy(Duration::minutes(15));
+    let plan = default_way(&[]).plan(snap.clone());
+    assert!(undone(&plan), "{plan:#?}");
+    for way in ways(&[], "healthy-timeout-minutes", "30") {
+        let plan = way.plan(snap.clone());
+        assert!(!undone(&plan), "{}: {plan:#?}", way.label);
+        assert_eq!(
+            count_skips(
+                &plan,
+                |s| matches!(s, Skip::CloneNotHealthy { state, undone_in_seconds, .. }
+                if state == "initial" && *undone_in_seconds == 15 * 60)
+            ),
+            1,
+            "{}: {plan:#?}",
+            way.label
+        );
+    }
+    // And shorter: attached 3 minutes ago waits by default, is undone after 2.
+    let young = with_clone_attached_unhealthy(Duration::minutes(3));
+    assert!(!undone(&default_way(&[]).plan(young.clone())));
+    for way in ways(&[], "healthy-timeout-minutes", "2") {
+        assert!(undone(&way.plan(young.clone())), "{}", way.label);
     }
 }
 

@@ -499,7 +499,27 @@ fn describe_action(a: &Action) -> String {
             ),
             None => format!("swap in {clone}"),
         },
+        Action::AttachClone {
+            clone,
+            replaces,
+            max_size,
+            ..
+        } => {
+            let raised = max_size.map_or(String::new(), |m| {
+                format!(" (MaxSize {} -> {})", m.original, m.raised)
+            });
+            format!(
+                "attach {clone} for {replaces}{raised}; {replaces} leaves once {clone} is \
+                 healthy behind the group's load balancers"
+            )
+        }
         Action::CompleteSwap { clone, .. } => format!("complete swap of {clone}"),
+        Action::UndoSwap {
+            clone,
+            load_balancer,
+            state,
+            ..
+        } => format!("undo swap of {clone}: never healthy ({load_balancer}: {state})"),
         Action::SettleSwap {
             clone,
             replaces,

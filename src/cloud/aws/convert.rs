@@ -66,6 +66,8 @@ pub fn group(g: &asg::AutoScalingGroup) -> Option<Group> {
             .filter_map(|p| p.process_name().map(str::to_string))
             .collect(),
         members: g.instances().iter().filter_map(member).collect(),
+        target_group_arns: g.target_group_arns().to_vec(),
+        load_balancer_names: g.load_balancer_names().to_vec(),
     })
 }
 

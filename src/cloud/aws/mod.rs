@@ -36,8 +36,8 @@ use super::{
     GroupQuery, Inventory, OwnedTemplate, Probe, classify, limits,
 };
 use crate::model::{
-    Activity, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
-    OwnedTemplateRecord, SpotPricePoint,
+    Activity, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, LoadBalancer, Os,
+    OsPrices, OwnedTemplateRecord, SpotPricePoint, TargetHealth,
 };
 use crate::pacing::Pacer;
 use crate::settings::CallTimeouts;
@@ -185,6 +185,8 @@ pub struct AwsRegion {
     autoscaling: autoscaling::Client,
     pricing: aws_sdk_pricing::Client,
     sts: aws_sdk_sts::Client,
+    elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    elb: aws_sdk_elasticloadbalancing::Client,
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
     /// The region's request buckets for this handle's pass: every call waits for its token.
     pacer: Arc<Pacer>,
@@ -202,7 +204,19 @@ impl AwsRegion {
                 .build(),
         );
         let sts = aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::from(config).region(r).build(),
+            aws_sdk_sts::config::Builder::from(config)
+                .region(r.clone())
+                .build(),
+        );
+        let elbv2 = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
+                .region(r.clone())
+                .build(),
+        );
+        let elb = aws_sdk_elasticloadbalancing::Client::from_conf(
+            aws_sdk_elasticloadbalancing::config::Builder::from(config)
+                .region(r)
+                .build(),
         );
         let pricing = aws_sdk_pricing::Client::from_conf(
             aws_sdk_pricing::config::Builder::from(config)
@@ -216,6 +230,8 @@ impl AwsRegion {
             autoscaling,
             pricing,
             sts,
+            elbv2,
+            elb,
             calls: Arc::default(),
             pacer: Arc::default(),
         }
@@ -357,6 +373,7 @@ fn iam_action(operation: &str) -> String {
     let service = match operation {
         "GetProducts" => "pricing",
         "DecodeAuthorizationMessage" => "sts",
+        "DescribeTargetHealth" | "DescribeInstanceHealth" => "elasticloadbalancing",
         op if op.contains("AutoScaling")
             || op.contains("InstanceRefreshes")
             || matches!(
@@ -919,6 +936,34 @@ impl Inventory for AwsRegion {
         }
     }
 
+    async fn target_health(
+        &self,
+        asks: &BTreeMap<LoadBalancer, Vec<String>>,
+    ) -> Result<BTreeMap<String, Vec<TargetHealth>>, CloudError> {
+        let asks: Vec<(LoadBalancer, Vec<String>)> = asks
+            .iter()
+            .map(|(lb, ids)| (lb.clone(), ids.clone()))
+            .collect();
+        let answers = stream::iter(asks)
+            .map(|(lb, ids)| async move {
+                let states = self.load_balancer_health(&lb, &ids).await?;
+                Ok::<_, CloudError>((lb, states))
+            })
+            .buffer_unordered(limits::READ_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut out: BTreeMap<String, Vec<TargetHealth>> = BTreeMap::new();
+        for (lb, states) in answers {
+            for (id, state) in states {
+                out.entry(id).or_default().push(TargetHealth {
+                    load_balancer: lb.clone(),
+                    state,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn owned_templates(&self) -> Result<Vec<OwnedTemplateRecord>, CloudError> {
         self.paginate("DescribeLaunchTemplates", |token| async move {
             let page = self
@@ -1165,6 +1210,79 @@ impl Actuator for AwsRegion {
         out.decoded_message()
             .map(str::to_string)
             .ok_or_else(|| CloudError::new(OP, ErrorKind::Other, None, "no decoded message"))
+    }
+}
+
+impl AwsRegion {
+    /// How one load balancer sees `ids`: (instance, state), a classic load balancer's
+    /// `InService` read as `healthy`.
+    async fn load_balancer_health(
+        &self,
+        lb: &LoadBalancer,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, CloudError> {
+        match lb {
+            LoadBalancer::TargetGroup(arn) => {
+                const OP: &str = "DescribeTargetHealth";
+                self.call(OP).await?;
+                let targets = ids.iter().map(|id| {
+                    aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                        .id(id)
+                        .build()
+                });
+                let out = self
+                    .elbv2
+                    .describe_target_health()
+                    .target_group_arn(arn)
+                    .set_targets(Some(targets.collect()))
+                    .send()
+                    .await
+                    .map_err(|e| self.error(OP, e))?;
+                Ok(out
+                    .target_health_descriptions()
+                    .iter()
+                    .filter_map(|d| {
+                        let id = d.target()?.id()?.to_string();
+                        let state = d
+                            .target_health()
+                            .and_then(|h| h.state())
+                            .map_or("unknown", |s| s.as_str());
+                        Some((id, state.to_string()))
+                    })
+                    .collect())
+            }
+            LoadBalancer::Classic(name) => {
+                const OP: &str = "DescribeInstanceHealth";
+                self.call(OP).await?;
+                let instances = ids.iter().map(|id| {
+                    aws_sdk_elasticloadbalancing::types::Instance::builder()
+                        .instance_id(id)
+                        .build()
+                });
+                let out = self
+                    .elb
+                    .describe_instance_health()
+                    .load_balancer_name(name)
+                    .set_instances(Some(instances.collect()))
+                    .send()
+                    .await
+                    .map_err(|e| self.error(OP, e))?;
+                Ok(out
+                    .instance_states()
+                    .iter()
+                    .filter_map(|s| {
+                        let id = s.instance_id()?.to_string();
+                        // A classic load balancer serves an instance it calls InService.
+                        let state = match s.state() {
+                            Some("InService") => "healthy",
+                            Some(other) => other,
+                            None => "unknown",
+                        };
+                        Some((id, state.to_string()))
+                    })
+                    .collect())
+            }
+        }
     }
 }
 

@@ -382,7 +382,7 @@ impl Actuator for MemoryRegion {
             }
             g.desired_capacity += 1;
             let cause = activity::attach_cause(ctx.clock.now, g.desired_capacity);
-            r.add_member(group, instance, "InService");
+            r.add_member(group, instance, "InService", ctx.clock.now);
             ctx.activity(group, format!("{}{instance}", activity::ATTACHING), cause);
             Ok(())
         })

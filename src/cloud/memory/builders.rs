@@ -45,9 +45,23 @@ impl GroupBuilder {
                 read_failures: Vec::new(),
                 suspended_processes: Vec::new(),
                 members: Vec::new(),
+                target_group_arns: Vec::new(),
+                load_balancer_names: Vec::new(),
             },
             max: None,
         }
+    }
+
+    /// A target group the group registers its members with (by ARN).
+    pub fn target_group(mut self, arn: impl Into<String>) -> Self {
+        self.group.target_group_arns.push(arn.into());
+        self
+    }
+
+    /// A classic load balancer the group registers its members with (by name).
+    pub fn classic_load_balancer(mut self, name: impl Into<String>) -> Self {
+        self.group.load_balancer_names.push(name.into());
+        self
     }
 
     /// MinSize.
@@ -265,6 +279,8 @@ mod tests {
             read_failures: Vec::new(),
             suspended_processes: Vec::new(),
             members: Vec::new(),
+            target_group_arns: Vec::new(),
+            load_balancer_names: Vec::new(),
         };
         assert_eq!(group, expected);
     }

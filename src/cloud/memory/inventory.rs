@@ -17,7 +17,7 @@ use super::MemoryRegion;
 use crate::catalog::Catalog;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::state::pages;
+use super::state::{RegionState, pages};
 use crate::cloud::activity;
 use crate::cloud::limits::{
     ACTIVITY_PAGE, GROUP_PAGE, GROUP_TAG_BATCH, IMAGE_BATCH, INSTANCE_ID_BATCH, INSTANCE_PAGE,
@@ -26,8 +26,8 @@ use crate::cloud::limits::{
 };
 use crate::cloud::{CloudError, GroupQuery, Inventory};
 use crate::model::{
-    Activity, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, Os, OsPrices,
-    OwnedTemplateRecord, SpotPricePoint,
+    Activity, Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, LoadBalancer, Os,
+    OsPrices, OwnedTemplateRecord, SpotPricePoint, TargetHealth,
 };
 
 /// The bundled catalog as a list, cloned once for every cloud.
@@ -332,6 +332,36 @@ impl Inventory for MemoryRegion {
         .await
     }
 
+    async fn target_health(
+        &self,
+        asks: &BTreeMap<LoadBalancer, Vec<String>>,
+    ) -> Result<BTreeMap<String, Vec<TargetHealth>>, CloudError> {
+        let mut out: BTreeMap<String, Vec<TargetHealth>> = BTreeMap::new();
+        for (lb, ids) in asks {
+            let op = match lb {
+                LoadBalancer::TargetGroup(_) => "DescribeTargetHealth",
+                LoadBalancer::Classic(_) => "DescribeInstanceHealth",
+            };
+            let states = self
+                .read(op, |ctx| {
+                    let r = &*ctx.region;
+                    let states: Vec<(String, String)> = ids
+                        .iter()
+                        .map(|id| (id.clone(), health(r, ctx.clock.now, lb, id)))
+                        .collect();
+                    (states, 1)
+                })
+                .await?;
+            for (id, state) in states {
+                out.entry(id).or_default().push(TargetHealth {
+                    load_balancer: lb.clone(),
+                    state,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn spot_prices(
         &self,
         products: &[String],
@@ -430,5 +460,26 @@ impl Inventory for MemoryRegion {
             })
             .filter(|(_, n)| *n > 0)
             .collect()
+    }
+}
+
+/// How `lb` sees instance `id`: a member of a group registered with `lb` is `initial` for the
+/// region's health delay after it joined, then `healthy` (or `unhealthy`, if told never to
+/// pass); anything else is not registered (`unused`, as a target group says).
+fn health(r: &RegionState, now: DateTime<Utc>, lb: &LoadBalancer, id: &str) -> String {
+    let registered = r
+        .membership
+        .get(id)
+        .and_then(|g| r.groups.get(g))
+        .is_some_and(|g| g.load_balancers().contains(lb));
+    let Some(joined) = r.joined.get(id).filter(|_| registered) else {
+        return "unused".into();
+    };
+    if now < *joined + r.health_delay {
+        "initial".into()
+    } else if r.never_healthy.contains(id) {
+        "unhealthy".into()
+    } else {
+        "healthy".into()
     }
 }

@@ -361,6 +361,23 @@ impl MemoryCloud {
         self
     }
 
+    /// How long an instance that joins a group behind load balancers stays `initial` there
+    /// before they call it `healthy` (zero, the default: at once).
+    pub fn set_health_delay(&self, region: &str, delay: Duration) -> &Self {
+        let delay = TimeDelta::from_std(delay).expect("a delay that fits");
+        self.with_region(region, |ctx| ctx.region.health_delay = delay);
+        self
+    }
+
+    /// The load balancers of its group never call `instance` healthy (`unhealthy` once the
+    /// health delay is over).
+    pub fn set_never_healthy(&self, region: &str, instance: &str) -> &Self {
+        self.with_region(region, |ctx| {
+            ctx.region.never_healthy.insert(instance.to_string())
+        });
+        self
+    }
+
     /// Makes IAM refuse `operation` (an AWS name such as `CreateFleet`) in the region, as a
     /// role without the permission, an SCP or a permissions boundary would: the real call and
     /// its `DryRun` answer `UnauthorizedOperation` with an encoded authorization message that

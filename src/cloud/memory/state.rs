@@ -110,6 +110,13 @@ pub(super) struct RegionState {
     pub(super) boot_failure: Option<String>,
     /// Instance id -> group name, for every group member.
     pub(super) membership: HashMap<String, String>,
+    /// When each member joined its group: its load balancers register it then.
+    pub(super) joined: HashMap<String, DateTime<Utc>>,
+    /// How long a registered instance stays `initial` before its load balancers call it
+    /// `healthy` (zero: at once, as moto answers).
+    pub(super) health_delay: TimeDelta,
+    /// Instances their load balancers never call healthy (`unhealthy` once the delay is over).
+    pub(super) never_healthy: HashSet<String>,
     pub(super) launch_configs: BTreeMap<String, LaunchSpec>,
     pub(super) templates: BTreeMap<String, Template>,
     pub(super) amis: BTreeMap<String, Ami>,
@@ -204,6 +211,7 @@ impl RegionState {
 
     /// Removes an instance from its group's members; returns the group.
     pub(super) fn remove_member(&mut self, id: &str) -> Option<String> {
+        self.joined.remove(id);
         let group = self.membership.remove(id)?;
         if let Some(g) = self.groups.get_mut(&group) {
             g.members.retain(|m| m.instance_id != id);
@@ -211,7 +219,14 @@ impl RegionState {
         Some(group)
     }
 
-    pub(super) fn add_member(&mut self, group: &str, id: &str, lifecycle_state: &str) {
+    pub(super) fn add_member(
+        &mut self,
+        group: &str,
+        id: &str,
+        lifecycle_state: &str,
+        at: DateTime<Utc>,
+    ) {
+        self.joined.insert(id.to_string(), at);
         if let Some(g) = self.groups.get_mut(group) {
             g.members.push(Member {
                 instance_id: id.to_string(),
@@ -327,7 +342,8 @@ impl Ctx<'_> {
         };
         let id = instance.instance_id.clone();
         self.region.insert(instance);
-        self.region.add_member(group, &id, "Pending");
+        self.region
+            .add_member(group, &id, "Pending", self.clock.now);
         id
     }
 
