@@ -138,7 +138,7 @@ pub async fn execute<A: Actuator + Inventory>(
                     }
                 }
                 if !troubled.is_empty() {
-                    remember_pools(act, snapshot, group, &troubled, avoid).await;
+                    remember_pools(act, group, &troubled, opts.now, avoid).await;
                 }
                 (i, out)
             }
@@ -152,28 +152,24 @@ pub async fn execute<A: Actuator + Inventory>(
 }
 
 /// Records pools that had no capacity in the group's `spotswap:interrupted`, so the next
-/// passes avoid them for the cool-down, as they avoid a pool that interrupted the group. A
-/// failure to record is logged and changes nothing else: the pool is tried again next pass.
-async fn remember_pools<A: Actuator>(
+/// passes avoid them for the cool-down, as they avoid a pool that interrupted the group; merged
+/// with what the tag holds at that moment (`crate::pool_memory`), so an interruption the
+/// events function recorded during the pass is kept. A failure to record is logged and changes
+/// nothing else: the pool is tried again next pass.
+async fn remember_pools<A: Actuator + Inventory>(
     act: &A,
-    snapshot: &Snapshot,
     group: &str,
     pools: &[Interruption],
+    now: DateTime<Utc>,
     cooldown: Duration,
 ) {
-    let empty = BTreeMap::new();
-    let tags = snapshot
-        .groups
-        .iter()
-        .find(|g| g.name == group)
-        .map_or(&empty, |g| &g.tags);
-    let value = protocol::record_pools(tags, pools, cooldown);
+    let value = protocol::record_pools(&BTreeMap::new(), pools, cooldown);
     let names: Vec<String> = pools
         .iter()
         .map(|p| format!("{}@{}", p.instance_type, p.availability_zone))
         .collect();
-    match act.tag_group(group, protocol::INTERRUPTED, &value).await {
-        Ok(()) => {
+    match crate::pool_memory::record(act, group, &value, now, cooldown).await {
+        Ok(_) => {
             info!(pools = %names.join(" "), "pools without capacity avoided for the cool-down")
         }
         Err(e) => warn!(

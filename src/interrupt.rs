@@ -57,9 +57,12 @@ pub enum Decision {
     Replace {
         group: String,
         action: InterruptionAction,
-        /// The new value of `spotswap:interrupted`, when the pool is known.
+        /// The new value of `spotswap:interrupted`, when the pool is known: merged, when
+        /// written, with what the tag holds then (`crate::pool_memory`).
         interrupted_tag: Option<String>,
         pool: Option<String>,
+        /// The group's interruption cool-down: how long an entry stays in the tag.
+        cooldown_minutes: u32,
     },
 }
 
@@ -114,6 +117,7 @@ pub fn decide(
         action: settings.interruption_action,
         interrupted_tag,
         pool: pool.map(|(t, az)| format!("{t}@{az}")),
+        cooldown_minutes: policy.interruption_cooldown_minutes,
     }
 }
 
@@ -212,6 +216,7 @@ async fn react<C: Inventory + Actuator>(
             action,
             interrupted_tag,
             pool,
+            cooldown_minutes,
         } => {
             if !settings.dry_run {
                 // Capacity first: the two minutes are for the replacement, the tag can wait.
@@ -223,8 +228,8 @@ async fn react<C: Inventory + Actuator>(
                 };
                 left.map_err(|e| (group.clone(), e))?;
                 if let Some(value) = &interrupted_tag {
-                    cloud
-                        .tag_group(&group, protocol::INTERRUPTED, value)
+                    let cooldown = Duration::minutes(i64::from(cooldown_minutes));
+                    crate::pool_memory::record(cloud, &group, value, now, cooldown)
                         .await
                         .map_err(|e| (group.clone(), e))?;
                 }
@@ -292,6 +297,7 @@ mod tests {
                 action: InterruptionAction::Terminate,
                 interrupted_tag: Some("m5a.large@us-east-1a@2026-11-23T10:00:00Z".into()),
                 pool: Some("m5a.large@us-east-1a".into()),
+                cooldown_minutes: 60,
             }
         );
     }

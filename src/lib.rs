@@ -23,6 +23,7 @@ pub mod observe;
 pub mod pacing;
 pub mod pass;
 pub mod plan;
+pub mod pool_memory;
 pub mod preflight;
 pub mod price_table;
 pub mod pricing;

@@ -520,10 +520,81 @@ pub fn record_pools(
     entries.join(" ")
 }
 
+/// `spotswap:interrupted` as it is now (`current`, read just before the write) merged with the
+/// value a writer meant to write (`intended`): per pool the newest entry of either, those still
+/// inside the cool-down at `now`, oldest first, dropping the oldest until it fits AWS's tag
+/// value limit. Two writers (a pass and the events function, or two warnings at once) that each
+/// merge before writing never lose each other's entries. An unreadable value adds nothing.
+pub fn merge_interrupted(
+    current: &str,
+    intended: &str,
+    now: DateTime<Utc>,
+    cooldown: chrono::Duration,
+) -> String {
+    let read = |v: &str| {
+        interruptions(&BTreeMap::from([(INTERRUPTED.to_string(), v.to_string())]))
+            .unwrap_or_default()
+    };
+    let mut newest: Vec<Interruption> = Vec::new();
+    for e in read(current).into_iter().chain(read(intended)) {
+        if now - e.at >= cooldown {
+            continue;
+        }
+        match newest
+            .iter_mut()
+            .find(|n| n.is_pool(&e.instance_type, &e.availability_zone))
+        {
+            Some(n) if n.at >= e.at => {}
+            Some(n) => *n = e,
+            None => newest.push(e),
+        }
+    }
+    newest.sort_by(|a, b| a.at.cmp(&b.at).then(a.entry().cmp(&b.entry())));
+    let mut entries: Vec<String> = newest.iter().map(Interruption::entry).collect();
+    while entries.join(" ").len() > TAG_VALUE_MAX && entries.len() > 1 {
+        entries.remove(0);
+    }
+    entries.join(" ")
+}
+
+/// Whether `written` holds every entry of `intended` that is still inside the cool-down (or a
+/// newer one for the same pool): the check after a write that no other writer's write, made at
+/// the same moment, replaced it.
+pub fn holds_interrupted(
+    written: &str,
+    intended: &str,
+    now: DateTime<Utc>,
+    cooldown: chrono::Duration,
+) -> bool {
+    merge_interrupted(written, intended, now, cooldown)
+        == merge_interrupted(written, "", now, cooldown)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cloud::memory::{GroupBuilder, InstanceBuilder};
+
+    #[test]
+    fn two_writers_merged_keep_both_entries_and_the_newest_per_pool() {
+        let now: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
+        let cooldown = chrono::Duration::minutes(60);
+        let a = "m5a.large@us-east-1a@2026-12-07T09:50:00Z";
+        let b = "m6i.large@us-east-1b@2026-12-07T09:55:00Z";
+        let a_newer = "m5a.large@us-east-1a@2026-12-07T09:58:00Z";
+        let old = "c5.large@us-east-1c@2026-12-07T08:00:00Z";
+        assert_eq!(merge_interrupted(a, b, now, cooldown), format!("{a} {b}"));
+        assert_eq!(merge_interrupted(b, a, now, cooldown), format!("{a} {b}"));
+        assert_eq!(
+            merge_interrupted(&format!("{a} {old}"), a_newer, now, cooldown),
+            a_newer
+        );
+        assert_eq!(merge_interrupted("not a tag", b, now, cooldown), b);
+        assert!(holds_interrupted(&format!("{a} {b}"), b, now, cooldown));
+        assert!(!holds_interrupted(a, b, now, cooldown));
+        // An entry past the cool-down need not survive.
+        assert!(holds_interrupted(a, old, now, cooldown));
+    }
     use chrono::Duration;
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

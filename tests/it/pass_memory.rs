@@ -1541,11 +1541,18 @@ async fn a_pass_makes_no_per_instance_calls() {
             .map(|(op, n)| (op.clone(), *n))
             .collect()
     };
-    assert_eq!(reads(&small), reads(&large));
+    // Every read is the same, but for the pool memory: recording the full pools reads the
+    // group's `spotswap:interrupted` fresh before the write and back after it, two calls for
+    // the group whatever its size (`src/pool_memory.rs`).
+    let mut large_reads = reads(&large);
+    *large_reads
+        .get_mut("DescribeTags")
+        .expect("the pool memory's reads") -= 2;
+    assert_eq!(reads(&small), large_reads);
     // Beyond the catalog listings (pages of the region's types), every read is a call or two.
     let catalog = ["DescribeInstanceTypes", "DescribeInstanceTypeOfferings"];
     assert!(
-        reads(&large)
+        large_reads
             .iter()
             .all(|(op, n)| catalog.contains(&op.as_str()) || *n <= 2),
         "{large:?}"
