@@ -158,6 +158,21 @@ pub async fn handle<A: Account>(
         };
         return report;
     }
+    // A rebalance recommendation is a soft signal: the instance may run for hours, or never be
+    // reclaimed. Detached on it, a clone would run outside its group, paid for, for as long, so
+    // it is terminated through the group whatever `interruption-action` says (README,
+    // "Settings").
+    let on_rebalance;
+    let settings = if matches!(event, Event::Rebalance { .. })
+        && settings.interruption_action == InterruptionAction::Detach
+    {
+        let mut s = settings.clone();
+        s.interruption_action = InterruptionAction::Terminate;
+        on_rebalance = s;
+        &on_rebalance
+    } else {
+        settings
+    };
     let cloud = account.region(region);
     report.outcome = match react(&cloud, settings, instance_id, now).await {
         Ok(o) => o,

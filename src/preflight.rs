@@ -268,7 +268,7 @@ async fn launch_probes<R: Inventory>(cloud: &R, found: &Found) -> Vec<Planned> {
     let template = match lc {
         None => Err("no opted-in group launches from a launch configuration".to_string()),
         Some((name, spec)) => Ok(Probe::Template(Box::new(OwnedTemplate {
-            name: protocol::owned_template_name(name),
+            name: protocol::owned_template_name(name, spec),
             launch_configuration: name.clone(),
             spec: spec.clone(),
         }))),
@@ -425,7 +425,7 @@ fn fleet_probe(group: &Group, spec: &LaunchSpec, like: &Instance) -> FleetLaunch
                 .map_or_else(|| version.clone(), |v| v.to_string()),
         ),
         Some(LaunchRef::LaunchConfiguration { name }) => (
-            FleetTemplate::Name(protocol::owned_template_name(name)),
+            FleetTemplate::Name(protocol::owned_template_name(name, spec)),
             "1".to_string(),
         ),
         None => unreachable!("only groups with a launch spec are probed"),

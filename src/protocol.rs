@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Group, Instance};
+use crate::model::{Group, Instance, LaunchRef, LaunchSpec};
 
 /// On a clone: the name of the group it was launched for.
 pub const GROUP: &str = "spotswap:group";
@@ -42,14 +42,20 @@ pub const SETTLED: &str = "spotswap:settled";
 /// clone is healthy behind every load balancer; past the group's `healthy-timeout-minutes`
 /// from this time, the swap is undone.
 pub const ATTACHED: &str = "spotswap:attached";
+/// On a clone: what it was launched from, `lt:ID:VERSION` (the template version resolved) or
+/// `lc:NAME:HASH` (a hash of the configuration's content; see [`launch_identity`]). A clone
+/// whose group launches from something else by the time it could be attached is never
+/// attached: the group would run an instance of a spec it no longer has (orphan `drifted`).
+pub const LAUNCHED_FROM: &str = "spotswap:launched-from";
 /// How many entries `spotswap:settled` keeps: a settled attach stays in the scaling activities
 /// a pass reads for an hour, and this many fit a tag value (256 characters).
 pub const SETTLED_KEPT: usize = 6;
 /// Every tag the protocol itself writes; none of them is a setting.
-pub const PROTOCOL_TAGS: [&str; 9] = [
+pub const PROTOCOL_TAGS: [&str; 10] = [
     GROUP,
     REPLACES,
     ATTACHED,
+    LAUNCHED_FROM,
     MAX_SIZE,
     INTERRUPTED,
     LAUNCH_BACKOFF,
@@ -135,11 +141,36 @@ pub fn stable_hash(s: &str) -> u64 {
     })
 }
 
+/// A hash of everything a launch spec launches with (user data included: it is hashed, never
+/// shown), stable across builds: two specs with the same hash launch the same instance.
+pub fn spec_hash(spec: &LaunchSpec) -> u64 {
+    stable_hash(&serde_json::to_string(spec).unwrap_or_default())
+}
+
+/// What a clone of `spec`, read through `launch`, is launched from: `lt:ID:VERSION` with the
+/// version resolved, or `lc:NAME:HASH` for a launch configuration (its content: a
+/// configuration deleted and created again under the same name with another AMI or user data
+/// is another one).
+pub fn launch_identity(launch: &LaunchRef, spec: &LaunchSpec) -> String {
+    match launch {
+        LaunchRef::LaunchTemplate { id, version, .. } => {
+            let version = spec
+                .resolved_version
+                .map_or_else(|| version.clone(), |v| v.to_string());
+            format!("lt:{id}:{version}")
+        }
+        LaunchRef::LaunchConfiguration { name } => {
+            format!("lc:{name}:{:016x}", spec_hash(spec))
+        }
+    }
+}
+
 /// The name of the launch template spotswap keeps for a launch configuration: readable, within
 /// the characters and length EC2 allows a template name (3 to 128 of `a-zA-Z0-9().-/_`; EC2 API
-/// reference, CreateLaunchTemplate), and unique per configuration name by a hash of it.
-pub fn owned_template_name(launch_configuration: &str) -> String {
-    let hash = stable_hash(launch_configuration);
+/// reference, CreateLaunchTemplate), and unique per configuration content by a hash of its name
+/// and spec, so a configuration created again under the same name gets a template of its own.
+pub fn owned_template_name(launch_configuration: &str, spec: &LaunchSpec) -> String {
+    let hash = stable_hash(&format!("{launch_configuration}\n{:016x}", spec_hash(spec)));
     let readable: String = launch_configuration
         .chars()
         .map(|c| {
@@ -152,6 +183,29 @@ pub fn owned_template_name(launch_configuration: &str) -> String {
         .take(80)
         .collect();
     format!("spotswap-lc-{readable}-{hash:016x}")
+}
+
+/// Adds `spotswap:launched-from` to a clone's launch tags; past EC2's 50 user tags, the last
+/// tag other than the protocol's and `Name` is left out for it (and named in `left_out`).
+pub fn add_launch_identity(
+    tags: &mut BTreeMap<String, String>,
+    left_out: &mut Vec<String>,
+    identity: &str,
+) {
+    tags.insert(LAUNCHED_FROM.to_string(), identity.to_string());
+    let user = |k: &String| !k.starts_with(AWS_RESERVED_PREFIX);
+    if tags.keys().filter(|k| user(k)).count() > TAGS_PER_RESOURCE_MAX {
+        let drop = tags
+            .keys()
+            .rev()
+            .find(|k| user(k) && !PROTOCOL_TAGS.contains(&k.as_str()) && *k != "Name")
+            .cloned();
+        if let Some(k) = drop {
+            tags.remove(&k);
+            left_out.push(k);
+            left_out.sort();
+        }
+    }
 }
 
 /// The tags a clone is launched with, and the keys left out to stay within EC2's limit of 50.
@@ -185,7 +239,8 @@ pub fn clone_tags_within_limit(
 /// Every tag a clone would carry, before EC2's limit: see [`clone_tags_within_limit`].
 pub fn clone_tags(group: &Group, replaced: Option<&Instance>) -> BTreeMap<String, String> {
     let usable = |k: &str| {
-        !k.starts_with(AWS_RESERVED_PREFIX) && k != GROUP && k != REPLACES && k != ATTACHED
+        !k.starts_with(AWS_RESERVED_PREFIX)
+            && ![GROUP, REPLACES, ATTACHED, LAUNCHED_FROM].contains(&k)
     };
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for k in &group.propagated_tag_keys {

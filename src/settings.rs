@@ -147,7 +147,7 @@ pub const SETTINGS: &[SettingDef] = &[
         "terminate",
         Scope::Global,
         None,
-        "What the Lambda does with an opted-in group's spot instance on an interruption warning: terminate (in the group, desired capacity kept, termination hooks run) or detach (the instance leaves the group, which launches a replacement, and runs until reclaimed)",
+        "What the Lambda does with an opted-in group's spot instance on an interruption warning: terminate (in the group, desired capacity kept, termination hooks run) or detach (the instance leaves the group, which launches a replacement, and runs until reclaimed); on a rebalance recommendation it always terminates",
         Check::Choices(&["terminate", "detach"]),
     ),
     def(

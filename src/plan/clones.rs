@@ -51,8 +51,22 @@ pub fn classify<'a>(
     let timeout = grace + Duration::minutes(i64::from(policy.orphan_timeout_minutes));
     let mut book = Bookkeeping::default();
     let mut by_target: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+    // What the group launches from now; unknown when its spec cannot be read, and then no
+    // clone is judged drifted.
+    let current = group.launch.as_ref().and_then(|l| {
+        let spec = ctx.snap().launch_specs.get(&l.key())?;
+        Some(protocol::launch_identity(l, spec))
+    });
     for &c in clones {
         let (_, replaces) = protocol::clone_of(c).expect("clones are tagged");
+        let drifted = current
+            .as_deref()
+            .zip(c.tags.get(protocol::LAUNCHED_FROM))
+            .is_some_and(|(now, from)| now != from);
+        if drifted && is_unattached(ctx, group, c) {
+            book.orphans.push((c, OrphanReason::Drifted));
+            continue;
+        }
         if !is_unattached(ctx, group, c) {
             // A clone is paired before it is attached; an attached one without a pair is an
             // ordinary member.

@@ -123,7 +123,7 @@ pub fn blocked_by_group(group: &Group) -> Option<Skip> {
 }
 
 /// What a group's clones are launched from: its launch reference and what its AMI needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Launch<'a> {
     pub launch_ref: &'a LaunchRef,
     pub ami: &'a Ami,
@@ -138,6 +138,11 @@ pub struct Launch<'a> {
     /// the one a launch configuration's public-IP choice needs): a fleet's overrides cannot,
     /// so its clones launch one `RunInstances` each.
     pub restates_interfaces: bool,
+    /// What a clone launched now is launched from (`spotswap:launched-from`).
+    pub identity: String,
+    /// For a launch configuration: the launch template spotswap keeps for its content, which
+    /// its fleets launch from.
+    pub owned_template: Option<String>,
 }
 
 /// The group's allowed and disallowed lists leave no type of the region's catalog at all
@@ -194,6 +199,13 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
         needs: LaunchNeeds::of(spec),
         on_demand_type: spec.instance_type.as_deref(),
         restates_interfaces: spec.restates_interfaces(),
+        identity: crate::protocol::launch_identity(launch_ref, spec),
+        owned_template: match launch_ref {
+            LaunchRef::LaunchConfiguration { name } => {
+                Some(crate::protocol::owned_template_name(name, spec))
+            }
+            LaunchRef::LaunchTemplate { .. } => None,
+        },
     })
 }
 

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 
 use crate::compat::{AmiNeeds, Reason, Requirements};
-use crate::model::{Instance, InstanceTypeSpec, LaunchRef, Market};
+use crate::model::{Instance, InstanceTypeSpec, Market};
 use crate::pricing::{GroupPricing, PriceUsed, spot_source};
 use crate::protocol::{self, Interruption, PoolTrouble};
 use crate::settings::GroupSettings;
@@ -191,12 +191,7 @@ impl<'a> GroupLaunches<'a> {
                     fallback,
                     key: format!("{az}/{ty}/{set}"),
                     strategy: policy.allocation_strategy,
-                    template: match self.launch.launch_ref {
-                        LaunchRef::LaunchConfiguration { name } => {
-                            Some(protocol::owned_template_name(name))
-                        }
-                        LaunchRef::LaunchTemplate { .. } => None,
-                    },
+                    template: self.launch.owned_template.clone(),
                 });
                 out.push(self.launch_decision(v, ranked, candidates, fleet));
             }
@@ -221,7 +216,8 @@ impl<'a> GroupLaunches<'a> {
             price: first.spot_price,
             source: spot_source(pricing.window),
         };
-        let (tags, tags_left_out) = protocol::launch_tags(group);
+        let (mut tags, mut tags_left_out) = protocol::launch_tags(group);
+        protocol::add_launch_identity(&mut tags, &mut tags_left_out, &self.launch.identity);
         Decision {
             group: group.name.clone(),
             instance: Some(victim.instance_id.clone()),
@@ -312,7 +308,9 @@ impl<'a> GroupLaunches<'a> {
                 continue;
             }
             let now = ctx.inputs.prices.now(pricing, victim);
-            let (tags, tags_left_out) = protocol::clone_tags_within_limit(group, Some(victim));
+            let (mut tags, mut tags_left_out) =
+                protocol::clone_tags_within_limit(group, Some(victim));
+            protocol::add_launch_identity(&mut tags, &mut tags_left_out, &self.launch.identity);
             out.push(Decision {
                 group: group.name.clone(),
                 instance: Some(id.to_string()),

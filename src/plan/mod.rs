@@ -86,18 +86,28 @@ pub fn plan_with(inputs: &Inputs) -> Plan {
 pub const TEMPLATE_MIN_AGE_MINUTES: i64 = 60;
 
 /// Deletes the launch templates spotswap created for launch configurations that no listed
-/// group uses any more (the group moved to another configuration or a template, or is gone).
+/// group uses any more (the group moved to another configuration or a template, or is gone,
+/// or the configuration was created again under its name with other content).
 fn unused_templates(snapshot: &Snapshot, now: DateTime<Utc>, out: &mut Vec<Decision>) {
-    let in_use: BTreeSet<&str> = snapshot
-        .groups
-        .iter()
-        .filter_map(|g| match &g.launch {
-            Some(crate::model::LaunchRef::LaunchConfiguration { name }) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+    // The template each listed configuration's content launches from; every template of a
+    // configuration whose content could not be read is kept.
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let mut unread: BTreeSet<&str> = BTreeSet::new();
+    for g in &snapshot.groups {
+        if let Some(l @ crate::model::LaunchRef::LaunchConfiguration { name }) = &g.launch {
+            match snapshot.launch_specs.get(&l.key()) {
+                Some(spec) => {
+                    wanted.insert(protocol::owned_template_name(name, spec));
+                }
+                None => {
+                    unread.insert(name.as_str());
+                }
+            }
+        }
+    }
     for t in &snapshot.owned_templates {
-        if in_use.contains(t.launch_configuration.as_str())
+        if wanted.contains(&t.name)
+            || unread.contains(t.launch_configuration.as_str())
             || now - t.created < chrono::Duration::minutes(TEMPLATE_MIN_AGE_MINUTES)
         {
             continue;

@@ -319,6 +319,10 @@ pub enum OrphanReason {
     /// Swapping it in would take on-demand capacity below the group's minimum (a spot clone)
     /// or above it (an on-demand one, launched to restore the minimum).
     NotNeeded,
+    /// It was launched from a template version or launch configuration the group no longer
+    /// launches from (`spotswap:launched-from`): attached, the group would run an instance of
+    /// a spec it does not have. A clone of the current spec is launched instead.
+    Drifted,
 }
 
 /// Why a group or an instance is left alone.

@@ -616,6 +616,7 @@ fn group_tag(key: &str) -> bool {
         protocol::GROUP,
         protocol::REPLACES,
         protocol::ATTACHED,
+        protocol::LAUNCHED_FROM,
         protocol::LAUNCH_CONFIGURATION,
     ]
     .contains(&key)
@@ -783,7 +784,7 @@ fn lc_spec() -> LaunchSpec {
 
 fn owned_template() -> OwnedTemplate {
     OwnedTemplate {
-        name: protocol::owned_template_name("web-lc"),
+        name: protocol::owned_template_name("web-lc", &lc_spec()),
         launch_configuration: "web-lc".into(),
         spec: lc_spec(),
     }

@@ -110,6 +110,51 @@ async fn with_detach_the_instance_leaves_the_group_and_keeps_running() {
 }
 
 #[tokio::test]
+async fn on_a_rebalance_recommendation_detach_terminates_in_the_group_instead() {
+    // A detached instance on a soft signal would run outside its group, paid for, until a
+    // reclaim that may never come; the next pass would also take a detached clone for an
+    // orphan. So a rebalance recommendation always terminates through the group.
+    let (cloud, id) = cloud(true);
+    let settings = Settings::from_pairs([
+        ("interruption-action", "detach"),
+        ("handle-rebalance-recommendations", "true"),
+    ])
+    .unwrap();
+    let rebalance = Event::Rebalance {
+        region: REGION.into(),
+        instance_id: id.clone(),
+        time: None,
+    };
+    let report = handle(&cloud, &settings, &rebalance, cloud.now()).await;
+    assert!(
+        matches!(
+            report.outcome,
+            Outcome::Replaced {
+                action: InterruptionAction::Terminate,
+                ..
+            }
+        ),
+        "{report:?}"
+    );
+    assert!(!members(&cloud).contains(&id));
+    assert_eq!(
+        cloud.instance(REGION, &id).unwrap().state,
+        InstanceState::Terminated
+    );
+    assert!(!cloud.total_call_counts().contains_key("DetachInstances"));
+    // A warning still detaches.
+    let (cloud, id) = self::cloud(true);
+    let report = handle(&cloud, &settings, &warning(&id), cloud.now()).await;
+    assert!(matches!(
+        report.outcome,
+        Outcome::Replaced {
+            action: InterruptionAction::Detach,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
 async fn an_instance_of_a_group_not_opted_in_is_left_alone() {
     let (cloud, id) = cloud(false);
     let before = members(&cloud);

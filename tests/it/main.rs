@@ -7,6 +7,8 @@ mod cli;
 mod cloudformation;
 /// The docs match the code, and the decision core stays pure.
 mod docs;
+/// No clone from a stale spec, over the in-memory cloud.
+mod drift;
 /// End to end: the real pass and CLI, through the AWS SDK, against the local emulator.
 mod e2e;
 /// The local AWS emulator (moto plus realistic prices) works through the real AWS SDK.

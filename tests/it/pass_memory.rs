@@ -115,7 +115,7 @@ pub(crate) fn group(name: &str, desired: u32, max: u32, extra_tags: &[(&str, &st
 }
 
 /// The fixture's launch configuration.
-fn fixture_spec() -> LaunchSpec {
+pub(crate) fn fixture_spec() -> LaunchSpec {
     LaunchSpec {
         image_id: AMI.into(),
         instance_type: Some("m5.large".into()),
@@ -1019,7 +1019,7 @@ async fn the_template_kept_for_a_launch_configuration_is_deleted_once_no_group_u
     account.add_group("web", 4, 10, &[]);
     let first = account.pass(&Settings::default()).await;
     assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
-    let name = tags::owned_template_name(LAUNCH_CONFIG);
+    let name = tags::owned_template_name(LAUNCH_CONFIG, &fixture_spec());
     let template = async |account: &Account| -> Option<String> {
         owned_templates(account)
             .await
@@ -1065,7 +1065,7 @@ async fn the_template_kept_for_a_launch_configuration_is_deleted_once_no_group_u
         owned_templates(&account)
             .await
             .iter()
-            .any(|t| t.name == tags::owned_template_name("web-lc-v2"))
+            .any(|t| t.name == tags::owned_template_name("web-lc-v2", &fixture_spec()))
     );
 }
 

@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn a_launch_configurations_template_copies_its_parameters_and_carries_its_name() {
         let t = OwnedTemplate {
-            name: protocol::owned_template_name("web-lc-v2"),
+            name: protocol::owned_template_name("web-lc-v2", &LaunchSpec::default()),
             launch_configuration: "web-lc-v2".into(),
             spec: LaunchSpec {
                 image_id: "ami-1".into(),
