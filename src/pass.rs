@@ -339,24 +339,33 @@ async fn region_pass<A: Account>(
         };
         let outcomes = execute(&cloud, &snapshot, &p, &leases, &exec_opts).await;
         // Groups where a swap may be left in doubt: one of its steps failed, or a swap a
-        // stopped pass left could not be settled. Their leases end by themselves.
+        // stopped pass left could not be settled, or a swap waits for its clone to serve
+        // behind the group's load balancers (for passes, not milliseconds: a fault that takes
+        // the clone or the instance meanwhile must be settled from the scaling activities, as
+        // after a stopped pass). Their leases end by themselves, so the next pass reads them.
         let unfinished: std::collections::BTreeSet<String> = outcomes
             .iter()
             .filter(|o| {
-                o.failed()
+                (o.failed()
                     && matches!(
                         o.action,
                         ActionKind::Swap
-                            | ActionKind::AttachClone
                             | ActionKind::CompleteSwap
                             | ActionKind::UndoSwap
                             | ActionKind::SettleSwap
-                    )
+                    ))
+                    || o.action == ActionKind::AttachClone
             })
             .map(|o| o.group.clone())
             .chain(
                 p.skips()
-                    .filter(|(_, s)| matches!(s, crate::plan::Skip::SwapInDoubt { .. }))
+                    .filter(|(_, s)| {
+                        matches!(
+                            s,
+                            crate::plan::Skip::SwapInDoubt { .. }
+                                | crate::plan::Skip::CloneNotHealthy { .. }
+                        )
+                    })
                     .map(|(d, _)| d.group.clone()),
             )
             .collect();

@@ -108,6 +108,17 @@ pub fn settle_swaps<'a>(
             d.instance = Some(c.to_string());
             d
         };
+        // While a swap is in doubt, whichever of its pair is still in the group is neither
+        // capacity to keep nor an instance to replace this pass: a second clone attached for
+        // the same instance would raise desired capacity twice.
+        let hold = |after: &mut AfterCompletions<'a>| {
+            if c_in {
+                after.leaving.insert(c);
+            }
+            if r_in {
+                after.leaving.insert(replaces);
+            }
+        };
         let gone: Vec<&str> = [(c, c_in), (replaces, r_in)]
             .into_iter()
             .filter(|(_, member)| !member)
@@ -121,6 +132,7 @@ pub fn settle_swaps<'a>(
                 "{c} was attached for {replaces}, and the scaling activities do not say how \
                  {unknown} left the group"
             )));
+            hold(after);
             continue;
         }
         let gone = gone.join(" and ");
@@ -143,6 +155,7 @@ pub fn settle_swaps<'a>(
                 "{gone} left the group after {c} was attached for {replaces}, and no member \
                  can be taken out for it"
             )));
+            hold(after);
             continue;
         };
         if after.leaving.contains(remove) {
@@ -156,6 +169,7 @@ pub fn settle_swaps<'a>(
                  capacity is at the group's MinSize ({}): nothing to take out",
                 group.min_size
             )));
+            hold(after);
             continue;
         }
         // Taking one out must leave the group with desired capacity in service: wait for the
@@ -171,6 +185,7 @@ pub fn settle_swaps<'a>(
                  the group has its desired capacity in service ({in_service} of {})",
                 after.desired
             )));
+            hold(after);
             continue;
         }
         if record.is_some() {

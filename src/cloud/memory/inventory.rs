@@ -466,7 +466,7 @@ impl Inventory for MemoryRegion {
 /// How `lb` sees instance `id`: a member of a group registered with `lb` is `initial` for the
 /// region's health delay after it joined, then `healthy` (or `unhealthy`, if told never to
 /// pass); anything else is not registered (`unused`, as a target group says).
-fn health(r: &RegionState, now: DateTime<Utc>, lb: &LoadBalancer, id: &str) -> String {
+pub(super) fn health(r: &RegionState, now: DateTime<Utc>, lb: &LoadBalancer, id: &str) -> String {
     let registered = r
         .membership
         .get(id)

@@ -40,7 +40,8 @@ use self::state::{Ctx, State, pop_fault};
 use super::activity::Leaving;
 use super::{Account, CloudError, ErrorKind};
 use crate::model::{
-    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, OsPrices, SpotPricePoint,
+    Ami, Group, Instance, InstanceTypeSpec, LaunchRef, LaunchSpec, LoadBalancer, OsPrices,
+    SpotPricePoint,
 };
 
 /// An in-memory AWS account. Clones share one state.
@@ -367,6 +368,17 @@ impl MemoryCloud {
         let delay = TimeDelta::from_std(delay).expect("a delay that fits");
         self.with_region(region, |ctx| ctx.region.health_delay = delay);
         self
+    }
+
+    /// How `lb` sees `instance` now, as `DescribeTargetHealth` would answer, without a call (for
+    /// a test's checks, like [`MemoryCloud::group`]).
+    pub fn target_state(&self, region: &str, lb: &LoadBalancer, instance: &str) -> String {
+        let state = self.lock();
+        let now = state.clock.now;
+        state.regions.get(region).map_or_else(
+            || "unused".into(),
+            |r| inventory::health(r, now, lb, instance),
+        )
     }
 
     /// The load balancers of its group never call `instance` healthy (`unhealthy` once the
