@@ -1381,11 +1381,18 @@ async fn behind_a_target_group_the_on_demand_instance_leaves_only_once_its_clone
                 .map(|s| s.as_str().to_string())
         }
     };
+    // A short lease: the pass that attaches leaves its group's lease to end by itself (a fault
+    // meanwhile is settled from the scaling activities), and the next pass comes after it.
+    let short_lease = [
+        ("lease-seconds", "10"),
+        ("operation-timeout-seconds", "5"),
+        ("attempt-timeout-seconds", "5"),
+    ];
     // Pass 1 launches the clone; pass 2 attaches it and keeps the on-demand instance.
-    let first = w.pass(&[]).await;
+    let first = w.pass(&short_lease).await;
     assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = w.pass(&[]).await;
+    let second = w.pass(&short_lease).await;
     let kinds: Vec<ActionKind> = second.regions[0]
         .plan
         .as_ref()
@@ -1407,8 +1414,10 @@ async fn behind_a_target_group_the_on_demand_instance_leaves_only_once_its_clone
         .clone();
     assert_eq!(health(clone.clone()).await.as_deref(), Some("healthy"));
     assert_eq!(w.account.group("web").await.desired_capacity(), Some(2));
-    // Pass 3 reads the clone healthy and lets the on-demand instance go.
-    let third = w.pass(&[]).await;
+    // Pass 3, once the lease has ended, reads the clone healthy and lets the on-demand
+    // instance go.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let third = w.pass(&short_lease).await;
     let kinds: Vec<ActionKind> = third.regions[0]
         .plan
         .as_ref()
