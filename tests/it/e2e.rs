@@ -1322,6 +1322,17 @@ async fn the_cli_check_asks_every_write_with_dry_run_and_prints_each_verdict() {
     }
 }
 
+/// The kinds of the actions a pass planned in its (one) region, in plan order.
+fn action_kinds(report: &PassReport) -> Vec<ActionKind> {
+    report.regions[0]
+        .plan
+        .as_ref()
+        .unwrap()
+        .actions()
+        .map(|(_, a)| a.kind())
+        .collect()
+}
+
 /// A group behind an Application Load Balancer's target group, through the emulator: the
 /// on-demand instance leaves only in the pass after its clone was attached, once the target
 /// group calls the clone healthy. moto registers an attached instance with the group's target
@@ -1393,13 +1404,7 @@ async fn behind_a_target_group_the_on_demand_instance_leaves_only_once_its_clone
     assert_eq!(first.totals.clones_launched, 1, "{first:#?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = w.pass(&short_lease).await;
-    let kinds: Vec<ActionKind> = second.regions[0]
-        .plan
-        .as_ref()
-        .unwrap()
-        .actions()
-        .map(|(_, a)| a.kind())
-        .collect();
+    let kinds = action_kinds(&second);
     assert_eq!(kinds, [ActionKind::AttachClone], "{second:#?}");
     let members = w.account.instance_ids_of("web").await;
     assert!(
@@ -1418,13 +1423,7 @@ async fn behind_a_target_group_the_on_demand_instance_leaves_only_once_its_clone
     // instance go.
     tokio::time::sleep(Duration::from_secs(16)).await;
     let third = w.pass(&short_lease).await;
-    let kinds: Vec<ActionKind> = third.regions[0]
-        .plan
-        .as_ref()
-        .unwrap()
-        .actions()
-        .map(|(_, a)| a.kind())
-        .collect();
+    let kinds = action_kinds(&third);
     assert!(kinds.contains(&ActionKind::CompleteSwap), "{third:#?}");
     assert_eq!(third.regions[0].calls.get("DescribeTargetHealth"), Some(&1));
     let members = w.account.instance_ids_of("web").await;

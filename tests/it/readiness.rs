@@ -42,16 +42,20 @@ async fn pass(a: &Account, settings: &Settings) -> PassReport {
     report
 }
 
-/// The group's members the target group calls healthy.
-async fn healthy_targets(a: &Account) -> usize {
-    let members: Vec<String> = a
-        .cloud
+/// The ids of the group's members.
+fn member_ids(a: &Account) -> Vec<String> {
+    a.cloud
         .group(REGION, "web")
         .unwrap()
         .members
         .iter()
         .map(|m| m.instance_id.clone())
-        .collect();
+        .collect()
+}
+
+/// The group's members the target group calls healthy.
+async fn healthy_targets(a: &Account) -> usize {
+    let members = member_ids(a);
     let asks = BTreeMap::from([(LoadBalancer::TargetGroup(TARGET_GROUP.into()), members)]);
     let health = a.cloud.region(REGION).target_health(&asks).await.unwrap();
     health
@@ -159,14 +163,7 @@ async fn a_clone_never_healthy_is_taken_out_again_past_the_timeout_and_the_group
     assert_eq!(clones.len(), 1);
     let clone = &clones[0];
     a.cloud.set_never_healthy(REGION, clone);
-    let on_demand: Vec<String> = a
-        .cloud
-        .group(REGION, "web")
-        .unwrap()
-        .members
-        .iter()
-        .map(|m| m.instance_id.clone())
-        .collect();
+    let on_demand = member_ids(&a);
     let mut undone = None;
     for n in 2..=8 {
         a.cloud.advance(Duration::from_secs(300));
