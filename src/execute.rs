@@ -486,6 +486,7 @@ async fn run_fleet<A: Actuator>(
         }
     };
     let f = FleetLaunch {
+        placement_group: placement_group(snapshot, &d0.group),
         group: d0.group.clone(),
         availability_zone: availability_zone.clone(),
         subnets,
@@ -819,6 +820,15 @@ async fn run_action<A: Actuator + Inventory>(
     }
 }
 
+/// The placement group of `group`, which its clones go in as its own instances do.
+fn placement_group(snapshot: &Snapshot, group: &str) -> Option<String> {
+    snapshot
+        .groups
+        .iter()
+        .find(|g| g.name == group)
+        .and_then(|g| g.placement_group.clone())
+}
+
 /// Launches a clone, trying the candidates in order. A capacity error moves on to the next
 /// type. So does a refusal of the request for this type (`InvalidRequest`: EC2 answers
 /// InvalidParameterCombination or InvalidParameterValue for a type that does not support the
@@ -857,6 +867,7 @@ async fn launch<A: Actuator>(
     let mut refusals: (Option<String>, usize) = (None, 0);
     for &ty in &r.types {
         let l = CloneLaunch {
+            placement_group: placement_group(snapshot, group),
             group: group.to_string(),
             replaces: r.replaces.to_string(),
             instance_type: ty.to_string(),

@@ -504,17 +504,50 @@ pub struct LaunchSpec {
     /// core include them launch it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_options: Option<CpuOptions>,
+    /// `PlacementTenancy` of a launch configuration, `Placement.Tenancy` of a template:
+    /// `default`, `dedicated` (single-tenant hardware) or `host` (a Dedicated Host). Unset is
+    /// `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<String>,
+}
+
+/// Why a group's clones launch one `RunInstances` each rather than in a fleet: a stable word
+/// of the plan (`launch-clone`'s `run_instances_because`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunInstancesBecause {
+    /// The spec has network interfaces to restate with the clone's subnet (a template's own,
+    /// or the one a launch configuration's public-IP choice needs), which a fleet's overrides
+    /// cannot.
+    NetworkInterfaces,
+    /// The spec asks for dedicated tenancy, which `CreateFleet` does not take (EC2 API
+    /// reference, Placement: `Tenancy` "is not supported for CreateFleet").
+    DedicatedTenancy,
+}
+
+impl RunInstancesBecause {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunInstancesBecause::NetworkInterfaces => "network-interfaces",
+            RunInstancesBecause::DedicatedTenancy => "dedicated-tenancy",
+        }
+    }
 }
 
 impl LaunchSpec {
-    /// Instance-store volumes this spec maps explicitly.
-    /// Whether a clone of this spec has network interfaces to restate with its subnet (a
-    /// template's own, or the one a launch configuration's public-IP choice needs): it then
-    /// launches by `RunInstances`, one clone a call, since a fleet cannot restate them.
-    pub fn restates_interfaces(&self) -> bool {
-        !self.network_interfaces.is_empty() || self.associate_public_ip_address.is_some()
+    /// Why a clone of this spec launches by `RunInstances`, one clone a call, instead of in a
+    /// fleet; `None` if a fleet carries everything it needs.
+    pub fn run_instances_because(&self) -> Option<RunInstancesBecause> {
+        if !self.network_interfaces.is_empty() || self.associate_public_ip_address.is_some() {
+            Some(RunInstancesBecause::NetworkInterfaces)
+        } else if self.tenancy.as_deref() == Some("dedicated") {
+            Some(RunInstancesBecause::DedicatedTenancy)
+        } else {
+            None
+        }
     }
 
+    /// Instance-store volumes this spec maps explicitly.
     pub fn ephemeral_mappings(&self) -> u32 {
         count_ephemeral(&self.block_device_mappings)
     }
@@ -680,6 +713,10 @@ pub struct Group {
     pub target_group_arns: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_balancer_names: Vec<String>,
+    /// The group's `PlacementGroup`: every instance it launches goes in it, and so does every
+    /// clone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_group: Option<String>,
 }
 
 impl Group {
@@ -781,6 +818,35 @@ pub struct Instance {
     pub auto_scaling_group: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Its placement group and tenancy, where either is not the default (boxed: most
+    /// instances have neither, and a region may hold hundreds of thousands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Box<InstancePlacement>>,
+}
+
+/// An instance's placement beyond its AZ: `Placement.GroupName` and `Placement.Tenancy`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InstancePlacement {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<String>,
+}
+
+impl InstancePlacement {
+    /// The placement of a group name and a tenancy, `None` if both are the default.
+    pub fn of(group_name: Option<&str>, tenancy: Option<&str>) -> Option<Box<Self>> {
+        let group_name = group_name.filter(|g| !g.is_empty()).map(str::to_string);
+        let tenancy = tenancy
+            .filter(|t| !t.is_empty() && *t != "default")
+            .map(str::to_string);
+        (group_name.is_some() || tenancy.is_some()).then(|| {
+            Box::new(InstancePlacement {
+                group_name,
+                tenancy,
+            })
+        })
+    }
 }
 
 impl Instance {

@@ -219,13 +219,13 @@ async fn read<R: Inventory>(cloud: &R, settings: &Settings) -> Result<Found, Clo
 }
 
 /// The launches: a batch goes out as a fleet and a spec whose interfaces must be restated as
-/// one clone a RunInstances (as the planner decides: `LaunchSpec::restates_interfaces`); a
+/// one clone a RunInstances (as the planner decides: `LaunchSpec::run_instances_because`); a
 /// launch configuration's group launches from a template spotswap creates for it.
 async fn launch_probes<R: Inventory>(cloud: &R, found: &Found) -> Vec<Planned> {
     let by_path = |fleet: bool| {
         found.groups.iter().find_map(|g| {
             let spec = found.spec_of(g)?;
-            (spec.restates_interfaces() != fleet).then_some((g, spec))
+            (spec.run_instances_because().is_none() == fleet).then_some((g, spec))
         })
     };
     // One member of a group, read to place the probe where a clone of it would go.
@@ -431,6 +431,7 @@ fn fleet_probe(group: &Group, spec: &LaunchSpec, like: &Instance) -> FleetLaunch
         None => unreachable!("only groups with a launch spec are probed"),
     };
     FleetLaunch {
+        placement_group: group.placement_group.clone(),
         group: group.name.clone(),
         availability_zone: like.availability_zone.clone(),
         subnets: like.subnet_id.iter().cloned().collect(),
@@ -449,6 +450,7 @@ fn fleet_probe(group: &Group, spec: &LaunchSpec, like: &Instance) -> FleetLaunch
 /// A clone of `like` by `RunInstances`, as a pass launches it.
 fn clone_probe(group: &Group, spec: &LaunchSpec, like: &Instance) -> CloneLaunch {
     CloneLaunch {
+        placement_group: group.placement_group.clone(),
         group: group.name.clone(),
         replaces: like.instance_id.clone(),
         instance_type: like.instance_type.clone(),

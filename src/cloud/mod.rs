@@ -339,6 +339,8 @@ pub struct CloneLaunch {
     /// on them); a launch configuration's content is copied.
     pub launch: LaunchRef,
     pub spec: LaunchSpec,
+    /// The group's placement group: the clone goes in it, as the group's own instances do.
+    pub placement_group: Option<String>,
     /// Spot for a clone; on-demand for an instance that restores a group's on-demand floor.
     pub market: Market,
     /// The spot max price, USD per hour (unused on-demand).
@@ -378,6 +380,8 @@ pub struct FleetLaunch {
     pub max_price: f64,
     /// The template configures hibernation: interrupted clones must hibernate.
     pub hibernate: bool,
+    /// The group's placement group: every override puts its clones in it.
+    pub placement_group: Option<String>,
     /// Every tag of the clones; applied in the launch call itself.
     pub tags: BTreeMap<String, String>,
     /// Makes a retried launch idempotent (`ClientToken`).

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::compat::LaunchNeeds;
-use crate::model::{Ami, Group, LaunchRef, Snapshot};
+use crate::model::{Ami, Group, LaunchRef, RunInstancesBecause, Snapshot};
 use crate::protocol::{self, Interruption, LaunchBackoff};
 use crate::schedule::ScheduleState;
 use crate::settings::GroupSettings;
@@ -134,10 +134,9 @@ pub struct Launch<'a> {
     pub needs: LaunchNeeds,
     /// The type the group launches on-demand (its spec's), for restoring its on-demand floor.
     pub on_demand_type: Option<&'a str>,
-    /// The spec has network interfaces to restate with each clone's subnet (a template's, or
-    /// the one a launch configuration's public-IP choice needs): a fleet's overrides cannot,
-    /// so its clones launch one `RunInstances` each.
-    pub restates_interfaces: bool,
+    /// Why the clones launch one `RunInstances` each rather than in a fleet (interfaces to
+    /// restate, dedicated tenancy); `None` launches them in fleets.
+    pub run_instances_because: Option<RunInstancesBecause>,
     /// What a clone launched now is launched from (`spotswap:launched-from`).
     pub identity: String,
     /// For a launch configuration: the launch template spotswap keeps for its content, which
@@ -187,6 +186,9 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
             network_interface_id: id.clone(),
         });
     }
+    if spec.tenancy.as_deref() == Some("host") {
+        return Err(Skip::HostTenancy);
+    }
     let Some(ami) = snap.amis.get(&spec.image_id) else {
         return Err(Skip::AmiNotFound {
             image_id: spec.image_id.clone(),
@@ -198,7 +200,7 @@ pub fn resolve_launch<'a>(snap: &'a Snapshot, group: &'a Group) -> Result<Launch
         ephemeral: spec.ephemeral_mappings().max(ami.ephemeral_mappings()),
         needs: LaunchNeeds::of(spec),
         on_demand_type: spec.instance_type.as_deref(),
-        restates_interfaces: spec.restates_interfaces(),
+        run_instances_because: spec.run_instances_because(),
         identity: crate::protocol::launch_identity(launch_ref, spec),
         owned_template: match launch_ref {
             LaunchRef::LaunchConfiguration { name } => {

@@ -187,12 +187,16 @@ impl<'a> GroupLaunches<'a> {
                     })
                     .map(|c| c.instance_type.clone())
                     .collect();
-                let fleet = (!self.launch.restates_interfaces).then(|| FleetRequest {
-                    fallback,
-                    key: format!("{az}/{ty}/{set}"),
-                    strategy: policy.allocation_strategy,
-                    template: self.launch.owned_template.clone(),
-                });
+                let fleet = self
+                    .launch
+                    .run_instances_because
+                    .is_none()
+                    .then(|| FleetRequest {
+                        fallback,
+                        key: format!("{az}/{ty}/{set}"),
+                        strategy: policy.allocation_strategy,
+                        template: self.launch.owned_template.clone(),
+                    });
                 out.push(self.launch_decision(v, ranked, candidates, fleet));
             }
         }
@@ -239,6 +243,7 @@ impl<'a> GroupLaunches<'a> {
                 rejected: ranked.rejected.clone(),
                 avoid_minutes: self.policy.interruption_cooldown_minutes,
                 fleet,
+                run_instances_because: self.launch.run_instances_because,
             }),
         }
     }

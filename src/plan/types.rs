@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use strum::{EnumDiscriminants, IntoStaticStr};
 
 use crate::compat::Reason;
-use crate::model::{AllocationStrategy, InstanceState, LaunchRef, Os, PriceSource};
+use crate::model::{
+    AllocationStrategy, InstanceState, LaunchRef, Os, PriceSource, RunInstancesBecause,
+};
 use crate::pricing::PriceUsed;
 use crate::protocol::LaunchBackoff;
 
@@ -161,10 +163,12 @@ pub enum Action {
         /// (the group's `interruption-cooldown-minutes`).
         #[serde(default = "default_avoid_minutes")]
         avoid_minutes: u32,
-        /// The fleet this clone is launched in; none when the launch must restate network
-        /// interfaces, which a fleet's overrides cannot.
+        /// The fleet this clone is launched in; none when it launches by `RunInstances`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fleet: Option<FleetRequest>,
+        /// Why the clone launches by `RunInstances` rather than in a fleet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_instances_because: Option<RunInstancesBecause>,
     },
     /// Launch an on-demand instance of the group's own type to replace a spot member: the group
     /// has fewer on-demand instances than its floor (`keep`), because the floor rose or
@@ -462,6 +466,10 @@ pub enum Skip {
     FixedNetworkInterface {
         network_interface_id: String,
     },
+    /// The launch spec asks for `host` tenancy (a Dedicated Host): spot instances do not run on
+    /// Dedicated Hosts (EC2 API reference, SpotPlacement: "The host tenancy is not supported for
+    /// Spot Instances"), so the group has no clone to swap in.
+    HostTenancy,
     /// The preflight found this region's launches refused by IAM (the role, an SCP or a
     /// permissions boundary): no clone is launched until it is fixed, instead of one failed
     /// launch per clone. Swaps of clones already running and clean-up go on.
@@ -601,6 +609,7 @@ mod tests {
                 rejected: BTreeMap::new(),
                 avoid_minutes: 60,
                 fleet: None,
+                run_instances_because: None,
             },
         ];
         for a in &actions {

@@ -742,6 +742,7 @@ fn spec(interfaces: bool) -> LaunchSpec {
 fn a_fleet() -> FleetLaunch {
     let (tags, _) = protocol::launch_tags(&group(true));
     FleetLaunch {
+        placement_group: None,
         group: "web".into(),
         availability_zone: "us-east-1a".into(),
         subnets: vec!["subnet-0a".into(), "subnet-0b".into()],
@@ -760,6 +761,7 @@ fn a_fleet() -> FleetLaunch {
 fn a_clone_launch(launch: LaunchRef, spec: LaunchSpec, market: Market) -> CloneLaunch {
     let (tags, _) = protocol::launch_tags(&group(true));
     CloneLaunch {
+        placement_group: None,
         group: "web".into(),
         replaces: "i-0ondemand".into(),
         instance_type: "m6a.large".into(),

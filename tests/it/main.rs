@@ -25,6 +25,8 @@ mod lambda;
 mod moto;
 /// Component tests: the real pass over the in-memory cloud.
 mod pass_memory;
+// Placement groups and tenancy kept on every launch path.
+mod placement;
 /// The preflight over the in-memory cloud, with writes refused as IAM refuses them.
 mod preflight;
 /// The readiness gate over the in-memory cloud's target-group health checks.

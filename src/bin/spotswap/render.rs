@@ -428,6 +428,7 @@ fn describe_action(a: &Action) -> String {
             tags_left_out,
             avoided,
             fleet,
+            run_instances_because,
             ..
         } => {
             let avoided = if avoided.is_empty() {
@@ -445,7 +446,10 @@ fn describe_action(a: &Action) -> String {
                 .collect();
             let how = match fleet {
                 Some(f) => format!("in fleet {} ({})", f.key, f.strategy.name()),
-                None => "by RunInstances".to_string(),
+                None => match run_instances_because {
+                    Some(why) => format!("by RunInstances ({})", why.name()),
+                    None => "by RunInstances".to_string(),
+                },
             };
             format!(
                 "launch spot clone {how} (max ${max_price:.4}): {}{avoided}{}",

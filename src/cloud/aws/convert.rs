@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use crate::model::{
     AcceleratorKind, AcceleratorSpec, Ami, Architecture, BlockDeviceMapping, BootMode, CpuOptions,
     DiskSpec, DiskType, EbsOptimizedSupport, EbsVolume, EnaSupport, GpuSpec, Group, Instance,
-    InstanceState, InstanceStorage, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
-    MetadataOptions, NetworkInterface, Secret, SpotPricePoint, Virtualization,
+    InstancePlacement, InstanceState, InstanceStorage, InstanceTypeSpec, LaunchRef, LaunchSpec,
+    Market, Member, MetadataOptions, NetworkInterface, Secret, SpotPricePoint, Virtualization,
 };
 
 /// Converts an SDK timestamp.
@@ -68,6 +68,10 @@ pub fn group(g: &asg::AutoScalingGroup) -> Option<Group> {
         members: g.instances().iter().filter_map(member).collect(),
         target_group_arns: g.target_group_arns().to_vec(),
         load_balancer_names: g.load_balancer_names().to_vec(),
+        placement_group: g
+            .placement_group()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -123,6 +127,9 @@ pub fn instance(i: &ec2::Instance) -> Option<Instance> {
         // Auto Scaling tags its members; membership is confirmed separately for clones.
         auto_scaling_group: tags.get("aws:autoscaling:groupName").cloned(),
         tags,
+        placement: i
+            .placement()
+            .and_then(|p| InstancePlacement::of(p.group_name(), p.tenancy().map(|t| t.as_str()))),
     })
 }
 
@@ -415,6 +422,10 @@ pub fn launch_configuration(lc: &asg::LaunchConfiguration) -> Option<LaunchSpec>
         hibernation: false,
         nitro_enclaves: false,
         cpu_options: None,
+        tenancy: lc
+            .placement_tenancy()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -496,6 +507,10 @@ pub fn launch_template_version(v: &ec2::LaunchTemplateVersion) -> Option<LaunchS
                 threads_per_core: c.threads_per_core().and_then(|v| u32::try_from(v).ok()),
             })
             .filter(|c| *c != CpuOptions::default()),
+        tenancy: d
+            .placement()
+            .and_then(|p| p.tenancy())
+            .map(|t| t.as_str().to_string()),
     })
 }
 
@@ -644,6 +659,63 @@ mod tests {
                 id: "lt-1".into(),
                 name: None,
                 version: "$Latest".into()
+            })
+        );
+    }
+
+    #[test]
+    fn placement_groups_and_tenancy_are_read_from_groups_specs_and_instances() {
+        let g = asg::AutoScalingGroup::builder()
+            .auto_scaling_group_name("web")
+            .placement_group("web-cluster")
+            .build();
+        assert_eq!(
+            group(&g).unwrap().placement_group.as_deref(),
+            Some("web-cluster")
+        );
+        let lc = asg::LaunchConfiguration::builder()
+            .image_id("ami-1")
+            .placement_tenancy("dedicated")
+            .build();
+        assert_eq!(
+            launch_configuration(&lc).unwrap().tenancy.as_deref(),
+            Some("dedicated")
+        );
+        let v = ec2::LaunchTemplateVersion::builder()
+            .version_number(1)
+            .launch_template_data(
+                ec2::ResponseLaunchTemplateData::builder()
+                    .image_id("ami-1")
+                    .placement(
+                        ec2::LaunchTemplatePlacement::builder()
+                            .tenancy(ec2::Tenancy::Host)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            launch_template_version(&v).unwrap().tenancy.as_deref(),
+            Some("host")
+        );
+        let i = |p: ec2::Placement| {
+            let i = ec2::Instance::builder()
+                .instance_id("i-1")
+                .instance_type(ec2::InstanceType::from("m5.large"))
+                .placement(p)
+                .build();
+            instance(&i).unwrap().placement.map(|p| *p)
+        };
+        let az = || ec2::Placement::builder().availability_zone("us-east-1a");
+        assert_eq!(i(az().tenancy(ec2::Tenancy::Default).build()), None);
+        assert_eq!(
+            i(az()
+                .group_name("web-cluster")
+                .tenancy(ec2::Tenancy::Dedicated)
+                .build()),
+            Some(InstancePlacement {
+                group_name: Some("web-cluster".into()),
+                tenancy: Some("dedicated".into()),
             })
         );
     }

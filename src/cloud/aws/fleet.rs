@@ -47,6 +47,14 @@ pub fn request(f: &FleetLaunch) -> CreateFleetInputBuilder {
                 .max_price(&max_price)
                 // Lower is higher priority (EC2 API reference, FleetLaunchTemplateOverrides).
                 .priority(rank as f64);
+            // The group's placement group goes on every override (EC2 API reference,
+            // FleetLaunchTemplateOverridesRequest `Placement`: of a placement, CreateFleet
+            // takes the group name; tenancy it does not, which is why a dedicated group's
+            // clones launch by RunInstances).
+            let o = match &f.placement_group {
+                Some(g) => o.placement(ec2::Placement::builder().group_name(g).build()),
+                None => o,
+            };
             overrides.push(match subnet {
                 Some(s) => o.subnet_id(*s).build(),
                 None => o.availability_zone(&f.availability_zone).build(),
@@ -253,6 +261,7 @@ mod tests {
 
     fn fleet() -> FleetLaunch {
         FleetLaunch {
+            placement_group: None,
             group: "web".into(),
             availability_zone: "eu-west-1a".into(),
             subnets: vec!["subnet-a".into(), "subnet-b".into()],
@@ -455,5 +464,35 @@ mod tests {
         let tag = &req.tag_specifications()[0].tags()[0];
         assert_eq!(tag.key(), Some(protocol::LAUNCH_CONFIGURATION));
         assert_eq!(tag.value(), Some("web-lc-v2"));
+    }
+
+    #[test]
+    fn every_override_puts_its_clones_in_the_groups_placement_group() {
+        let none = request(&fleet()).build().unwrap();
+        let overrides = |req: &aws_sdk_ec2::operation::create_fleet::CreateFleetInput| {
+            req.launch_template_configs()[0]
+                .overrides()
+                .iter()
+                .map(|o| {
+                    o.placement()
+                        .and_then(|p| p.group_name())
+                        .map(str::to_string)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(overrides(&none), [None, None, None, None]);
+        let f = FleetLaunch {
+            placement_group: Some("web-cluster".into()),
+            ..fleet()
+        };
+        let req = request(&f).build().unwrap();
+        assert_eq!(overrides(&req), vec![Some("web-cluster".to_string()); 4]);
+        // CreateFleet takes no tenancy: the overrides never name one.
+        assert!(
+            req.launch_template_configs()[0]
+                .overrides()
+                .iter()
+                .all(|o| o.placement().and_then(|p| p.tenancy()).is_none())
+        );
     }
 }

@@ -67,14 +67,10 @@ pub fn request(l: &CloneLaunch) -> RunInstancesInputBuilder {
     if l.market == Market::Spot {
         req = req.instance_market_options(market);
     }
-    if l.subnet_id.is_none() {
-        req = req.placement(
-            ec2::Placement::builder()
-                .availability_zone(&l.availability_zone)
-                .build(),
-        );
-    }
     let s = &l.spec;
+    if let Some(p) = placement(l) {
+        req = req.placement(p);
+    }
     match &l.launch {
         // The version is the number the plan was made from, not $Latest.
         LaunchRef::LaunchTemplate { id, version, .. } => {
@@ -124,6 +120,37 @@ pub fn request(l: &CloneLaunch) -> RunInstancesInputBuilder {
         req = req.set_security_group_ids(Some(s.security_group_ids.clone()));
     }
     req
+}
+
+/// Where the clone goes, if the request must say: the AZ when no subnet decides it, the
+/// group's placement group (Auto Scaling puts every instance of a group with a `PlacementGroup`
+/// in it), and a launch configuration's tenancy (a template's own placement goes with it by
+/// reference: request parameters replace only what they name). `host` tenancy never gets here:
+/// spot instances do not run on Dedicated Hosts, and the planner leaves such a group alone.
+fn placement(l: &CloneLaunch) -> Option<ec2::Placement> {
+    let tenancy = match &l.launch {
+        LaunchRef::LaunchConfiguration { .. } => l
+            .spec
+            .tenancy
+            .as_deref()
+            .filter(|t| *t != "default")
+            .map(ec2::Tenancy::from),
+        LaunchRef::LaunchTemplate { .. } => None,
+    };
+    let az = l
+        .subnet_id
+        .is_none()
+        .then_some(l.availability_zone.as_str());
+    if az.is_none() && tenancy.is_none() && l.placement_group.is_none() {
+        return None;
+    }
+    Some(
+        ec2::Placement::builder()
+            .set_availability_zone(az.map(str::to_string))
+            .set_group_name(l.placement_group.clone())
+            .set_tenancy(tenancy)
+            .build(),
+    )
 }
 
 /// The interfaces a clone is launched with: a template's own, or for a launch configuration
@@ -192,6 +219,7 @@ mod tests {
 
     fn launch(launch: LaunchRef, spec: LaunchSpec) -> CloneLaunch {
         CloneLaunch {
+            placement_group: None,
             group: "web".into(),
             replaces: "i-1".into(),
             instance_type: "m5a.large".into(),
@@ -470,5 +498,42 @@ mod tests {
             input.placement().and_then(|p| p.availability_zone()),
             Some("us-east-1a")
         );
+    }
+
+    #[test]
+    fn the_groups_placement_group_and_a_configurations_tenancy_go_in_the_placement() {
+        let placed = |l: &CloneLaunch| {
+            let input = request(l).build().unwrap();
+            input.placement().map(|p| {
+                (
+                    p.availability_zone().map(str::to_string),
+                    p.group_name().map(str::to_string),
+                    p.tenancy().map(|t| t.as_str().to_string()),
+                )
+            })
+        };
+        let s = |v: &str| Some(v.to_string());
+        // A dedicated configuration in a placement group, in a subnet: no AZ, the subnet
+        // decides it.
+        let mut l = configuration(None);
+        l.spec.tenancy = s("dedicated");
+        l.placement_group = s("web-cluster");
+        assert_eq!(placed(&l), Some((None, s("web-cluster"), s("dedicated"))));
+        // With interfaces to restate, the placement stays at the top of the request.
+        let mut l = configuration(Some(true));
+        l.spec.tenancy = s("dedicated");
+        assert_eq!(placed(&l), Some((None, None, s("dedicated"))));
+        assert_eq!(request(&l).build().unwrap().network_interfaces().len(), 1);
+        // Default tenancy says nothing.
+        let mut l = configuration(None);
+        l.spec.tenancy = s("default");
+        assert_eq!(placed(&l), None);
+        // A template's tenancy goes with it by reference; the group's placement group is
+        // named, next to the AZ when no subnet decides it.
+        let mut l = template(vec![]);
+        l.spec.tenancy = s("dedicated");
+        l.placement_group = s("web-cluster");
+        l.subnet_id = None;
+        assert_eq!(placed(&l), Some((s("us-east-1a"), s("web-cluster"), None)));
     }
 }

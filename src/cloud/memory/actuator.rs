@@ -18,7 +18,7 @@ use crate::cloud::{
     Actuator, CloneLaunch, CloudError, DryRunAnswer, ErrorKind, FleetLaunch, FleetResult,
     FleetTemplate, OwnedTemplate, Probe,
 };
-use crate::model::{Instance, InstanceState, Market};
+use crate::model::{Instance, InstancePlacement, InstanceState, Market};
 use crate::protocol;
 
 /// An Auto Scaling `ValidationError`, as AWS reports size conflicts and unknown groups.
@@ -125,29 +125,33 @@ fn check_pool(r: &RegionState, op: &str, instance_type: &str, az: &str) -> Resul
     Ok(())
 }
 
-/// Puts one launched instance in the region, dying at boot if the test says so.
-fn launch_one(
-    ctx: &mut Ctx<'_>,
-    instance_type: &str,
-    az: &str,
+/// What a launch asks for one instance.
+struct Launched<'a> {
+    instance_type: &'a str,
+    az: &'a str,
     subnet_id: Option<String>,
     market: Market,
-    tags: &BTreeMap<String, String>,
-    image_id: &str,
-) -> String {
+    tags: &'a BTreeMap<String, String>,
+    image_id: &'a str,
+    placement: Option<Box<InstancePlacement>>,
+}
+
+/// Puts one launched instance in the region, dying at boot if the test says so.
+fn launch_one(ctx: &mut Ctx<'_>, l: Launched<'_>) -> String {
     let id = ctx.new_id();
     ctx.region.insert(Instance {
         instance_id: id.clone(),
-        instance_type: instance_type.to_string(),
-        availability_zone: az.to_string(),
-        subnet_id,
-        market,
+        instance_type: l.instance_type.to_string(),
+        availability_zone: l.az.to_string(),
+        subnet_id: l.subnet_id,
+        market: l.market,
         state: InstanceState::Pending,
         state_reason: None,
         launch_time: ctx.clock.now,
-        image_id: Some(image_id.to_string()),
+        image_id: Some(l.image_id.to_string()),
         auto_scaling_group: None,
-        tags: tags.clone(),
+        tags: l.tags.clone(),
+        placement: l.placement,
     });
     // EC2 accepts the launch; the instance then dies at boot.
     if let Some(reason) = ctx.region.boot_failure.clone() {
@@ -173,12 +177,20 @@ impl Actuator for MemoryRegion {
             check_pool(ctx.region, OP, &l.instance_type, &l.availability_zone)?;
             let id = launch_one(
                 ctx,
-                &l.instance_type,
-                &l.availability_zone,
-                l.subnet_id.clone(),
-                l.market,
-                &l.tags,
-                &l.spec.image_id,
+                Launched {
+                    instance_type: &l.instance_type,
+                    az: &l.availability_zone,
+                    subnet_id: l.subnet_id.clone(),
+                    market: l.market,
+                    tags: &l.tags,
+                    image_id: &l.spec.image_id,
+                    // A template's placement goes with it by reference, a configuration's is
+                    // copied into the request: either way the spec's tenancy.
+                    placement: InstancePlacement::of(
+                        l.placement_group.as_deref(),
+                        l.spec.tenancy.as_deref(),
+                    ),
+                },
             );
             if !l.client_token.is_empty() {
                 ctx.region
@@ -246,12 +258,21 @@ impl Actuator for MemoryRegion {
                     while (result.launched.len() as u32) < f.count {
                         let id = launch_one(
                             ctx,
-                            ty,
-                            &f.availability_zone,
-                            subnet.clone(),
-                            Market::Spot,
-                            &f.tags,
-                            &spec.image_id,
+                            Launched {
+                                instance_type: ty,
+                                az: &f.availability_zone,
+                                subnet_id: subnet.clone(),
+                                market: Market::Spot,
+                                tags: &f.tags,
+                                image_id: &spec.image_id,
+                                // CreateFleet takes a placement group but no tenancy (EC2 API
+                                // reference, Placement): a fleet's clones run on shared
+                                // hardware.
+                                placement: InstancePlacement::of(
+                                    f.placement_group.as_deref(),
+                                    None,
+                                ),
+                            },
                         );
                         result.launched.push((id, ty.clone()));
                     }

@@ -47,9 +47,16 @@ impl GroupBuilder {
                 members: Vec::new(),
                 target_group_arns: Vec::new(),
                 load_balancer_names: Vec::new(),
+                placement_group: None,
             },
             max: None,
         }
+    }
+
+    /// The group's placement group.
+    pub fn placement_group(mut self, name: impl Into<String>) -> Self {
+        self.group.placement_group = Some(name.into());
+        self
     }
 
     /// A target group the group registers its members with (by ARN).
@@ -197,6 +204,7 @@ impl InstanceBuilder {
                 image_id: None,
                 auto_scaling_group: None,
                 tags: BTreeMap::new(),
+                placement: None,
             },
         }
     }
@@ -281,6 +289,7 @@ mod tests {
             members: Vec::new(),
             target_group_arns: Vec::new(),
             load_balancer_names: Vec::new(),
+            placement_group: None,
         };
         assert_eq!(group, expected);
     }

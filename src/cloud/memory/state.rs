@@ -17,8 +17,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::cloud::CloudError;
 use crate::cloud::activity::{self, Leaving};
 use crate::model::{
-    Ami, Group, Instance, InstanceState, InstanceTypeSpec, LaunchRef, LaunchSpec, Market, Member,
-    OsPrices,
+    Ami, Group, Instance, InstancePlacement, InstanceState, InstanceTypeSpec, LaunchRef,
+    LaunchSpec, Market, Member, OsPrices,
 };
 use crate::protocol as tags;
 
@@ -325,6 +325,11 @@ impl Ctx<'_> {
             .filter(|(k, _)| g.propagated_tag_keys.contains(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // Auto Scaling puts its instances in the group's placement group, with the spec's tenancy.
+        let placement = InstancePlacement::of(
+            g.placement_group.as_deref(),
+            spec.as_ref().and_then(|s| s.tenancy.as_deref()),
+        );
         let instance = Instance {
             instance_id: self.new_id(),
             instance_type: instance_type.to_string(),
@@ -339,6 +344,7 @@ impl Ctx<'_> {
                 .or_else(|| like.and_then(|i| i.image_id.clone())),
             auto_scaling_group: Some(group.to_string()),
             tags,
+            placement,
         };
         let id = instance.instance_id.clone();
         self.region.insert(instance);

@@ -53,6 +53,7 @@ fn account(n: u32, max: u32) -> (MemoryCloud, Vec<String>) {
 
 fn clone_of(replaces: &str, instance_type: &str, az: &str) -> CloneLaunch {
     CloneLaunch {
+        placement_group: None,
         group: "web".into(),
         replaces: replaces.into(),
         instance_type: instance_type.into(),
