@@ -400,6 +400,7 @@ async fn measure(cloud: &MemoryCloud, size: Size, dry_run: bool) -> PassFigures 
         deadline: (!dry_run).then(|| tokio::time::Instant::now() + LAMBDA_DEADLINE),
         cache: None,
         preflight: None,
+        stop: None,
     };
     let report = pass::run(cloud, &settings, &opts)
         .await
@@ -534,6 +535,7 @@ async fn savings_against_the_oracle() {
             deadline: None,
             cache: None,
             preflight: None,
+            stop: None,
         };
         let report = pass::run(&cloud, &settings, &opts)
             .await

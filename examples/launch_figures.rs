@@ -121,6 +121,7 @@ async fn pass(cloud: &MemoryCloud, settings: &Settings) -> PassReport {
         deadline: None,
         cache: None,
         preflight: None,
+        stop: None,
     };
     pass::run(cloud, settings, &opts)
         .await

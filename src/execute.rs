@@ -38,7 +38,8 @@ pub const GROUP_CONCURRENCY: usize = 4;
 /// each action's outcome (info, or warn for a failure) inside a span for the group. The
 /// actions of a group whose lease this pass could not take (`leases.lost`) are not carried out:
 /// their outcome is `superseded`, with why; those of a group whose lease it did not try to take
-/// (`leases.deferred`: its deadline had passed) are `deferred`.
+/// (`leases.deferred`: its deadline had passed) are `deferred`, as are those not started when
+/// the operator stopped the pass.
 pub async fn execute<A: Actuator + Inventory>(
     act: &A,
     snapshot: &Snapshot,
@@ -415,9 +416,10 @@ async fn run_fleet<A: Actuator>(
     if opts.dry_run {
         return all(Status::DryRun);
     }
-    if opts
-        .deadline
-        .is_some_and(|d| tokio::time::Instant::now() >= d || pacer.next_slot("CreateFleet") >= d)
+    if opts.stopped()
+        || opts.deadline.is_some_and(|d| {
+            tokio::time::Instant::now() >= d || pacer.next_slot("CreateFleet") >= d
+        })
     {
         return all(Status::Deferred);
     }
@@ -617,10 +619,13 @@ async fn run_action<A: Actuator + Inventory>(
     let request = LaunchRequest::of(a);
     let starts_work =
         request.is_some() || matches!(a, Action::Swap { .. } | Action::AttachClone { .. });
-    if starts_work
-        && opts
-            .deadline
-            .is_some_and(|d| tokio::time::Instant::now() >= d)
+    // Stopped by its operator, a pass starts no action at all (one under way finishes its
+    // call in flight, and its next change is refused unsent).
+    if opts.stopped()
+        || (starts_work
+            && opts
+                .deadline
+                .is_some_and(|d| tokio::time::Instant::now() >= d))
     {
         return outcome(Status::Deferred);
     }

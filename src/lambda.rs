@@ -308,6 +308,7 @@ mod tests {
             pass_id: "20261123T100000Z-1".into(),
             started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
             dry_run: false,
+            stopped: false,
             totals: crate::report::Totals {
                 groups_seen: 3,
                 clones_launched: 2,
@@ -371,12 +372,14 @@ mod tests {
                 outcomes: (0..10_000).map(failed).collect(),
                 savings: None,
                 calls: std::collections::BTreeMap::from([("CreateFleet".to_string(), 9_000)]),
+                leases_left: Vec::new(),
             })
             .collect();
         let report = PassReport {
             pass_id: "20261123T100000Z-1".into(),
             started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
             dry_run: false,
+            stopped: false,
             totals: crate::report::Totals::of(&regions),
             regions,
         };
@@ -399,6 +402,7 @@ mod tests {
             pass_id: "20261123T100000Z-1".into(),
             started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
             dry_run: true,
+            stopped: false,
             totals: crate::report::Totals {
                 clones_launched: 2,
                 swaps: 1,

@@ -10,7 +10,8 @@
 //! what to call.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -102,10 +103,38 @@ impl Bucket {
 pub struct Pacer {
     buckets: Mutex<HashMap<String, Bucket>>,
     writes_until: Mutex<Option<Instant>>,
+    /// The operator's stop, while the pass carries out its plan: once it is signalled, no
+    /// change goes.
+    stop: Mutex<Option<Stop>>,
 }
 
 /// The error code of a change not sent because the pass's leases were about to end.
 pub const LEASE_ENDING: &str = "LeaseEnding";
+
+/// The error code of a change not sent because the operator stopped the pass.
+pub const STOPPED: &str = "Stopped";
+
+/// An operator's request that a pass stop (SIGINT or SIGTERM on `spotswap run`): shared by the
+/// signal handler and the pass, cheap to clone. Once signalled, the pass sends no new change:
+/// a call in flight finishes, no launch, swap or lease starts, and the leases are given back
+/// where no swap step is in doubt.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn new() -> Self {
+        Stop::default()
+    }
+
+    /// Signals the stop; every holder of a clone sees it.
+    pub fn signal(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_signalled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// Whether an operation only reads (EC2's and Auto Scaling's naming).
 pub fn is_read(operation: &str) -> bool {
@@ -145,10 +174,32 @@ impl Pacer {
         *w = Some(w.map_or(at, |old| old.min(at)));
     }
 
+    /// Changes go only while `stop` is not signalled, until `honour(None)`: what a pass sets
+    /// around carrying out its plan (its lease release, after, still goes).
+    pub fn honour(&self, stop: Option<Stop>) {
+        *self.stop.lock().expect("pacer lock") = stop;
+    }
+
     /// Whether a call of `operation` may go now: reads always; a change only before the
-    /// instant [`Pacer::stop_writes_at`] set. A change that may not go fails as it would if
-    /// the pass had stopped there, which the swap protocol recovers from at every step.
+    /// instant [`Pacer::stop_writes_at`] set, and before the operator's stop. A change that
+    /// may not go fails as it would if the pass had stopped there, which the swap protocol
+    /// recovers from at every step.
     pub fn admit(&self, operation: &str) -> Result<(), crate::cloud::CloudError> {
+        let stopped = self
+            .stop
+            .lock()
+            .expect("pacer lock")
+            .as_ref()
+            .is_some_and(Stop::is_signalled);
+        if stopped && !is_read(operation) {
+            return Err(crate::cloud::CloudError::new(
+                operation,
+                crate::cloud::ErrorKind::Other,
+                Some(STOPPED),
+                "not sent: the pass was stopped by its operator; the next pass takes up where \
+                 this one stopped",
+            ));
+        }
         let until = *self.writes_until.lock().expect("pacer lock");
         match until {
             Some(u) if !is_read(operation) && Instant::now() >= u => {

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::execute::execute;
 use crate::lease::Leases;
 use crate::observe::observe;
+use crate::pacing::Stop;
 use crate::plan::{ActionKind, Inputs, plan_with};
 use crate::preflight::Preflight;
 use crate::report::{PassReport, RegionReport, Totals};
@@ -73,6 +74,17 @@ pub struct PassOptions {
     /// IAM refuses gets its groups' launches skipped (`launch-not-permitted`), and the report
     /// counts the problems.
     pub preflight: Option<Arc<Preflight>>,
+    /// The operator's stop (`spotswap run` on SIGINT or SIGTERM): once signalled, no change
+    /// is sent, no launch, swap or lease starts, and the leases are given back where no swap
+    /// step is in doubt.
+    pub stop: Option<Stop>,
+}
+
+impl PassOptions {
+    /// Whether the operator has stopped the pass.
+    pub fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(Stop::is_signalled)
+    }
 }
 
 impl PassOptions {
@@ -85,6 +97,7 @@ impl PassOptions {
             deadline: None,
             cache: None,
             preflight: None,
+            stop: None,
         }
     }
 }
@@ -183,10 +196,17 @@ pub async fn run<A: Account>(
             dry_run = opts.dry_run,
             "pass done"
         );
+        if opts.stopped() {
+            info!(
+                deferred = totals.deferred,
+                "stopped by the operator: no change sent since; what was not started is deferred"
+            );
+        }
         Ok(PassReport {
             pass_id,
             started_at: opts.now,
             dry_run: opts.dry_run,
+            stopped: opts.stopped(),
             totals,
             regions: reports,
         })
@@ -208,11 +228,12 @@ async fn take_leases<C: Inventory + Actuator>(
     holder: &str,
     started: tokio::time::Instant,
 ) -> (Leases, PassOptions) {
-    // Past its deadline a pass starts nothing, so it takes no lease: the groups' actions
-    // wait for the next pass, and the groups are left as they are.
-    if opts
-        .deadline
-        .is_some_and(|d| tokio::time::Instant::now() >= d)
+    // Past its deadline, or stopped, a pass starts nothing, so it takes no lease: the groups'
+    // actions wait for the next pass, and the groups are left as they are.
+    if opts.stopped()
+        || opts
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
     {
         let leases = Leases {
             deferred: groups.iter().cloned().collect(),
@@ -337,7 +358,9 @@ async fn region_pass<A: Account>(
             )
             .await
         };
+        cloud.pacer().honour(opts.stop.clone());
         let outcomes = execute(&cloud, &snapshot, &p, &leases, &exec_opts).await;
+        cloud.pacer().honour(None);
         // Groups where a swap may be left in doubt: one of its steps failed, or a swap a
         // stopped pass left could not be settled, or a swap waits for its clone to serve
         // behind the group's load balancers (for passes, not milliseconds: a fault that takes
@@ -369,6 +392,12 @@ async fn region_pass<A: Account>(
                     .map(|(d, _)| d.group.clone()),
             )
             .collect();
+        let mut leases_left: Vec<String> = leases
+            .held
+            .iter()
+            .filter(|g| unfinished.contains(*g))
+            .cloned()
+            .collect();
         if let Err(e) = crate::lease::release(&cloud, &leases, &unfinished).await {
             warn!(
                 operation = %e.operation,
@@ -376,6 +405,7 @@ async fn region_pass<A: Account>(
                 error = %e.message,
                 "could not release the leases: they end by themselves"
             );
+            leases_left = leases.held.iter().cloned().collect();
         }
         // Savings as the pass leaves the groups: its own swaps included.
         let savings = savings(&inputs, &Swapped::from_outcomes(&p, &outcomes));
@@ -395,6 +425,7 @@ async fn region_pass<A: Account>(
             plan: Some(p),
             outcomes,
             calls: cloud.call_counts(),
+            leases_left,
         }
     }
     .instrument(span)

@@ -92,6 +92,11 @@ pub struct RegionReport {
     pub savings: Option<Savings>,
     /// AWS calls made, by operation.
     pub calls: BTreeMap<String, u64>,
+    /// Groups whose lease this pass left to end by itself rather than give back: a swap step
+    /// there is in doubt, or a swap waits for its clone's health (the next pass settles it from
+    /// the scaling activities once the lease ends).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases_left: Vec<String>,
 }
 
 impl RegionReport {
@@ -107,6 +112,7 @@ impl RegionReport {
             outcomes: Vec::new(),
             savings: None,
             calls,
+            leases_left: Vec::new(),
         }
     }
 }
@@ -215,14 +221,26 @@ pub struct PassReport {
     pub pass_id: String,
     pub started_at: DateTime<Utc>,
     pub dry_run: bool,
+    /// The operator stopped the pass (SIGINT or SIGTERM): it sent no change after that, and
+    /// what it did not start is `deferred`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
     pub totals: Totals,
     pub regions: Vec<RegionReport>,
 }
 
+/// The exit code of a pass its operator stopped, as a shell reports a process ended by SIGINT.
+pub const EXIT_STOPPED: u8 = 130;
+
 impl PassReport {
-    /// 0 when everything went through, 1 when some region or action failed.
+    /// 0 when everything went through, 1 when some region or action failed, 130 when the
+    /// operator stopped the pass.
     pub fn exit_code(&self) -> u8 {
-        u8::from(self.totals.failures > 0)
+        if self.stopped {
+            EXIT_STOPPED
+        } else {
+            u8::from(self.totals.failures > 0)
+        }
     }
 }
 

@@ -1326,6 +1326,7 @@ async fn run(seed: u64, overlap_allowed: bool) -> (RunResult, Vec<String>) {
             deadline: None,
             cache: None,
             preflight: None,
+            stop: None,
         }];
         let mut stagger = Duration::ZERO;
         if overlap {

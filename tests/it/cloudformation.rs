@@ -1081,6 +1081,7 @@ fn published_metrics() -> BTreeSet<String> {
         pass_id: "20261123T100000Z-1".into(),
         started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
         dry_run: false,
+        stopped: false,
         totals: Totals {
             instances: 2,
             spot_instances: 1,

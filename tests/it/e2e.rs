@@ -1431,3 +1431,97 @@ async fn behind_a_target_group_the_on_demand_instance_leaves_only_once_its_clone
     assert_eq!(w.account.group("web").await.desired_capacity(), Some(1));
     assert_eq!(third.totals.swaps, 1);
 }
+
+/// The value of a group's `spotswap:lease` tag, if any.
+async fn lease_tag(w: &World, group: &str) -> Option<String> {
+    w.account
+        .group(group)
+        .await
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(spotswap::protocol::LEASE))
+        .and_then(|t| t.value().map(str::to_string))
+}
+
+/// SIGINT to `spotswap run` mid-pass, once its leases are written: the pass sends no new
+/// change, gives its leases back (nothing it did is in doubt), prints what it did and left, and
+/// exits 130; a run right after it finds no lease in its way and acts.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_mid_pass_gives_the_leases_back_so_the_next_run_acts_at_once() {
+    let w = world().await;
+    for name in ["web", "api"] {
+        w.account
+            .create_group(
+                &GroupSpec::new(name, "m5.large")
+                    .capacity(2, 2, 4)
+                    .grace_secs(0)
+                    .launch_template("#!/bin/bash\necho hello\n"),
+            )
+            .await;
+    }
+    let child = w
+        .spotswap(&["run"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spotswap runs");
+    // The leases are written, then read back a second later (`lease::SETTLE`): the signal
+    // goes in that second, mid-pass.
+    let started = std::time::Instant::now();
+    loop {
+        let held = lease_tag(&w, "web")
+            .await
+            .is_some_and(|v| v.contains(" until "));
+        if held {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the pass never took its leases"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .expect("spotswap ends");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("stopping: no new change is sent"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("Stopped by the operator") && stdout.contains("every lease was given back"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deferred to the next pass"), "{stdout}");
+    for g in ["web", "api"] {
+        let lease = lease_tag(&w, g).await.unwrap_or_default();
+        assert!(lease.ends_with(" released"), "{g}: {lease}");
+    }
+    // Right after it: no `leased` skip, and the groups are acted on.
+    let out = w.spotswap(&["run", "--output", "json"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = v.to_string();
+    assert!(!text.contains("\"leased\""), "{v:#}");
+    assert!(
+        v["totals"]["clones_launched"].as_u64().unwrap_or(0) >= 1,
+        "{v:#}"
+    );
+}

@@ -35,3 +35,5 @@ mod readiness;
 mod runtime_api;
 /// Every setting changes what the planner or the compatibility checks decide.
 mod settings_behaviour;
+/// The operator's stop mid-pass over the in-memory cloud.
+mod stop;

@@ -231,7 +231,7 @@ impl Account {
         self.untouched.push((self.group(name), members));
     }
 
-    fn group(&self, name: &str) -> Group {
+    pub(crate) fn group(&self, name: &str) -> Group {
         self.cloud.group(REGION, name).expect("the group exists")
     }
 
@@ -297,20 +297,21 @@ impl Account {
     }
 
     /// One pass over the account as the CLI runs it, then the invariants.
-    async fn pass_with(&self, settings: &Settings, opts: &PassOptions) -> PassReport {
+    pub(crate) async fn pass_with(&self, settings: &Settings, opts: &PassOptions) -> PassReport {
         let report = self.run(settings, opts).await;
         self.check_invariants(settings, &report);
         report
     }
 
     /// A real pass (not a dry run, no deadline).
-    async fn pass(&self, settings: &Settings) -> PassReport {
+    pub(crate) async fn pass(&self, settings: &Settings) -> PassReport {
         let opts = PassOptions {
             dry_run: false,
             now: chrono::Utc::now(),
             deadline: None,
             cache: None,
             preflight: None,
+            stop: None,
         };
         self.pass_with(settings, &opts).await
     }
@@ -322,7 +323,7 @@ impl Account {
 
     /// Runs passes, the clock moving on between them, until one has nothing to do and no clone
     /// is left unattached. Every pass must go through. Returns the passes' reports.
-    async fn converge(&self, settings: &Settings) -> Vec<PassReport> {
+    pub(crate) async fn converge(&self, settings: &Settings) -> Vec<PassReport> {
         let mut reports = Vec::new();
         for n in 1..=MAX_PASSES {
             let report = self.pass(settings).await;
@@ -424,7 +425,11 @@ impl Account {
                         .any(|(d, s)| d.group == base.name && matches!(s, Skip::SwapInDoubt { .. }))
                 })
             });
-            if let Some(lease) = tags::lease(&g.tags).expect("a readable lease") {
+            // (Only this pass's own lease: one another pass left to end is not its to give.)
+            if let Some(lease) = tags::lease(&g.tags)
+                .expect("a readable lease")
+                .filter(|l| l.holder.starts_with(&report.pass_id))
+            {
                 assert!(
                     !lease.active_at(now) || unfinished,
                     "{}: lease kept ({lease:?}), {}",
@@ -709,6 +714,7 @@ async fn dry_run_changes_nothing_in_the_account() {
         deadline: None,
         cache: None,
         preflight: None,
+        stop: None,
     };
     let setting = Settings::from_pairs([("dry-run", "true")]).unwrap();
     assert!(setting.dry_run);
@@ -718,6 +724,7 @@ async fn dry_run_changes_nothing_in_the_account() {
         deadline: None,
         cache: None,
         preflight: None,
+        stop: None,
     };
     for (settings, opts) in [
         (Settings::default(), flag),
@@ -1450,6 +1457,7 @@ async fn a_pass_past_its_deadline_starts_no_launch_or_swap_but_still_cleans_up_o
         deadline: Some(tokio::time::Instant::now()),
         cache: None,
         preflight: None,
+        stop: None,
     };
     let report = account.pass_with(&settings, &opts).await;
 
@@ -1744,6 +1752,7 @@ async fn two_passes_at_once_never_double_a_clone_or_dip_capacity() {
         deadline: None,
         cache: None,
         preflight: None,
+        stop: None,
     };
     let mut converged = false;
     for _ in 0..MAX_PASSES + 4 {
@@ -1953,6 +1962,7 @@ async fn a_multi_region_pass_logs_one_progress_record_per_region_done() {
         deadline: None,
         cache: None,
         preflight: None,
+        stop: None,
     };
     let report = pass::run(&cloud, &Settings::default(), &opts)
         .await
@@ -1994,6 +2004,7 @@ async fn a_pass_logs_each_outcome_failure_and_skip_inside_pass_region_and_group_
                 deadline: None,
                 cache: None,
                 preflight: None,
+                stop: None,
             },
         )
         .await;
@@ -2238,6 +2249,7 @@ async fn a_group_that_scaled_out_to_a_raised_max_size_gets_its_own_back_once_it_
         deadline: None,
         cache: None,
         preflight: None,
+        stop: None,
     };
 
     let report = account.run(&Settings::default(), &opts).await;
@@ -2731,6 +2743,7 @@ async fn every_region_runs_at_once_so_a_busy_region_does_not_hold_up_the_others(
         deadline: None,
         cache: None,
         preflight: None,
+        stop: None,
     };
     let started = tokio::time::Instant::now();
     let report = pass::run(&cloud, &settings, &opts).await.unwrap();
@@ -2759,6 +2772,7 @@ async fn a_launch_that_would_wait_for_ec2s_bucket_past_the_deadline_is_left_to_t
         deadline: Some(tokio::time::Instant::now() + Duration::from_secs(6)),
         cache: None,
         preflight: None,
+        stop: None,
     };
     let report = account.run(&settings, &opts).await;
     let launched = report.totals.clones_launched;
@@ -2785,6 +2799,7 @@ async fn cache_hours_reuses_types_offerings_and_on_demand_prices_and_the_report_
     let with_cache = |settings: &Settings| PassOptions {
         cache: Some(Arc::new(ReadCache::new(settings.cache_hours))),
         preflight: None,
+        stop: None,
         ..PassOptions::new(settings, chrono::Utc::now())
     };
 

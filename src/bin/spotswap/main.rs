@@ -4,7 +4,7 @@
 //! binary owns only its edges: argument parsing ([`args`]), logging to stderr, and the text
 //! renderers ([`render`]). Nothing here decides anything about groups or instances, and
 //! nothing prints user data. Exit codes: 0 done, 1 some actions or regions failed, 2 could not
-//! run.
+//! run, 130 stopped by its operator (SIGINT or SIGTERM).
 
 mod args;
 mod render;
@@ -17,6 +17,7 @@ use spotswap::Error;
 use spotswap::catalog::Catalog;
 use spotswap::like::{AmiOverrides, LikeQuery, like};
 use spotswap::model::Snapshot;
+use spotswap::pacing::Stop;
 use spotswap::pass::{self, PassOptions};
 use spotswap::plan::plan;
 use spotswap::price_table::BundledPrices;
@@ -190,10 +191,17 @@ fn live(
 ) -> Result<(String, u8), Error> {
     runtime()?.block_on(async {
         let account = connect(profile, settings).await?;
-        let opts = PassOptions {
+        let mut opts = PassOptions {
             dry_run: settings.dry_run || kind != Live::Run,
             ..PassOptions::new(settings, Utc::now())
         };
+        // A pass that changes things stops cleanly on SIGINT or SIGTERM; one that only reads
+        // may simply end.
+        if !opts.dry_run {
+            let stop = Stop::new();
+            tokio::spawn(stop_on_signals(stop.clone()));
+            opts.stop = Some(stop);
+        }
         let report = pass::run(&account, settings, &opts).await?;
         if report.regions.is_empty() {
             return Err(Error::Invalid(
@@ -215,6 +223,47 @@ fn live(
         };
         Ok((text, report.exit_code()))
     })
+}
+
+/// The first SIGINT (Ctrl-C) or SIGTERM stops the pass cleanly: no new change, the call in
+/// flight finishes, the leases are given back where no swap step is in doubt, and the process
+/// exits 130 once it has printed what it did and left. A second one exits at once, leaving the
+/// pass's leases to end by themselves.
+async fn stop_on_signals(stop: Stop) {
+    signalled().await;
+    stop.signal();
+    eprintln!(
+        "spotswap: stopping: no new change is sent; the calls in flight finish and the leases \
+         are given back (press Ctrl-C again to exit at once)"
+    );
+    signalled().await;
+    eprintln!(
+        "spotswap: exiting at once: the leases this pass holds end by themselves (lease-seconds)"
+    );
+    std::process::exit(i32::from(spotswap::report::EXIT_STOPPED));
+}
+
+/// The next SIGINT or SIGTERM.
+async fn signalled() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// What `plan --snapshot` reads: a bare snapshot, or a scenario file (as in `tests/golden/`)

@@ -155,6 +155,14 @@ pub fn pass_table(r: &PassReport) -> String {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         let _ = writeln!(s, "AWS calls: {}", calls.join(", "));
+        if !region.leases_left.is_empty() {
+            let _ = writeln!(
+                s,
+                "Leases left to end by themselves (a swap step in doubt, or a clone not yet \
+                 healthy; the next pass settles it): {}",
+                region.leases_left.join(", ")
+            );
+        }
     }
     let t = &r.totals;
     let _ = writeln!(
@@ -172,6 +180,23 @@ pub fn pass_table(r: &PassReport) -> String {
             String::new()
         }
     );
+    if r.stopped {
+        let left: usize = r.regions.iter().map(|g| g.leases_left.len()).sum();
+        let _ = writeln!(
+            s,
+            "Stopped by the operator: no change was sent after the signal; {} actions not \
+             started are deferred to the next pass; {}",
+            t.deferred,
+            if left == 0 {
+                "every lease was given back, so the next pass can start at once".to_string()
+            } else {
+                format!(
+                    "{left} group leases were left to end by themselves (listed above); every \
+                     other lease was given back"
+                )
+            }
+        );
+    }
     s
 }
 

@@ -1,8 +1,9 @@
 //! Test-kit hooks for fault injection over a whole pass (tests/chaos.rs): a process killed
 //! mid-pass, throttling answered as the AWS adapter's SDK retries answer it, a user's or a
-//! scaling policy's change of a group's desired capacity, and an instance terminated from
-//! outside spotswap. Every AWS call of a [`MemoryRegion`](super::MemoryRegion), and the
-//! account's `DescribeRegions`, first passes [`MemoryCloud::gate`].
+//! scaling policy's change of a group's desired capacity, an instance terminated from outside
+//! spotswap, and the operator's stop signalled mid-pass. Every AWS call of a
+//! [`MemoryRegion`](super::MemoryRegion), and the account's `DescribeRegions`, first passes
+//! [`MemoryCloud::gate`].
 //!
 //! A crash makes every call after the armed one wait forever, so a test can drop the pass as
 //! the Lambda service drops a killed invocation: the calls made before it landed, none after.
@@ -15,6 +16,7 @@ use std::time::Duration;
 use super::MemoryCloud;
 use crate::cloud::activity::Leaving;
 use crate::cloud::{CloudError, ErrorKind};
+use crate::pacing::Stop;
 use crate::protocol;
 
 /// Attempts the AWS adapter's SDK makes of a throttled call (`RetryConfig::standard()
@@ -36,6 +38,9 @@ pub(super) struct Chaos {
     /// Throttled attempts retried, and calls that failed after every attempt was throttled.
     retried: u64,
     failed: u64,
+    /// The operator's stop, signalled once the given operation has completed this many more
+    /// times.
+    stop_after: Option<(String, u64, Stop)>,
 }
 
 impl Chaos {
@@ -60,6 +65,28 @@ impl MemoryCloud {
         let mut state = self.lock();
         state.chaos.crash_at = calls.map(|n| state.chaos.calls + n);
         self
+    }
+
+    /// Signals `stop` as the operator's Ctrl-C would, right after the `nth` call of `operation`
+    /// from now has completed (the call in flight when the signal came, which lands whole).
+    pub fn stop_after(&self, operation: &str, nth: u64, stop: Stop) -> &Self {
+        self.lock().chaos.stop_after = Some((operation.to_string(), nth, stop));
+        self
+    }
+
+    /// After a call of `operation` completes: signals the armed stop if it was the one.
+    pub(super) fn after_call(&self, operation: &str) {
+        let mut state = self.lock();
+        let Some((op, left, stop)) = state.chaos.stop_after.as_mut() else {
+            return;
+        };
+        if op == operation {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                stop.signal();
+                state.chaos.stop_after = None;
+            }
+        }
     }
 
     /// Throttles `share` (0 to 1) of the calls, drawn by a generator seeded with `seed`, and

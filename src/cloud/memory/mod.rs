@@ -582,6 +582,7 @@ impl MemoryRegion {
         self.cloud.gate(operation).await?;
         let (result, latency) = self.cloud.operate(&self.name, f);
         pause(latency).await;
+        self.cloud.after_call(operation);
         result
     }
 
