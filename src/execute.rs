@@ -64,6 +64,7 @@ pub async fn execute<A: Actuator + Inventory>(
                 let mut troubled: Vec<Interruption> = Vec::new();
                 let mut avoid = Duration::zero();
                 let mut fleets_done: BTreeSet<&str> = BTreeSet::new();
+                let mut raise_failed = false;
                 // A group whose lease this pass did not take: none of its actions goes.
                 let unleased = if leases.deferred.contains(group) {
                     Some(Status::Deferred)
@@ -100,6 +101,35 @@ pub async fn execute<A: Actuator + Inventory>(
                             "skip"
                         ),
                         Verdict::Act(a) => {
+                            // The MaxSize a group's attaches raise to counts on every earlier
+                            // attach of the pass having landed: after one failed (or was not
+                            // made: superseded, held), a later raise would leave MaxSize a slot
+                            // too high, so it waits for the next pass, which plans from what
+                            // is there.
+                            let raises = matches!(
+                                a,
+                                Action::Swap {
+                                    max_size: Some(_),
+                                    ..
+                                } | Action::AttachClone {
+                                    max_size: Some(_),
+                                    ..
+                                }
+                            );
+                            if raises && raise_failed {
+                                let o = outcome_of(
+                                    d,
+                                    Status::Held {
+                                        reason: "an earlier attach of this group did not land \
+                                                 this pass, so the MaxSize planned for this one \
+                                                 is too high; the next pass plans it again"
+                                            .into(),
+                                    },
+                                );
+                                log_outcome(&o);
+                                out.push(o);
+                                continue;
+                            }
                             let outcomes = match a {
                                 Action::LaunchClone { fleet: Some(f), .. } => {
                                     // The first clone of a fleet launches them all.
@@ -119,6 +149,8 @@ pub async fn execute<A: Actuator + Inventory>(
                             };
                             for o in outcomes {
                                 log_outcome(&o);
+                                raise_failed |= raises
+                                    && !matches!(o.status, Status::Done { .. } | Status::DryRun);
                                 if let Action::LaunchClone {
                                     avoid_minutes,
                                     availability_zone,
@@ -984,8 +1016,15 @@ async fn attach_clone<A: Actuator>(
     }
     if let Err(e) = act.attach(group, clone).await {
         if let Some(m) = max_size {
-            // Nothing was attached: put MaxSize back now rather than next pass.
-            let _ = restore_max_size(act, group, m.original).await;
+            // Nothing was attached: give back this attach's own slot now rather than next
+            // pass. Slots that clones attached earlier in this pass hold stay, with the tag
+            // (MaxSize never goes below desired capacity: Auto Scaling refuses it).
+            let back = m.raised.saturating_sub(1).max(m.original);
+            let _ = if back == m.original {
+                restore_max_size(act, group, m.original).await
+            } else {
+                act.set_max_size(group, back).await
+            };
         }
         return Err(e);
     }

@@ -378,6 +378,10 @@ async fn region_pass<A: Account>(
                             | ActionKind::SettleSwap
                     ))
                     || o.action == ActionKind::AttachClone
+                    // A settling superseded (the member to take out left the group meanwhile,
+                    // another way) leaves the swap still to settle, from the activities again.
+                    || (o.action == ActionKind::SettleSwap
+                        && !matches!(o.status, crate::report::Status::Done { .. }))
             })
             .map(|o| o.group.clone())
             .chain(

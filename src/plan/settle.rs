@@ -31,6 +31,7 @@ pub fn settle_swaps<'a>(
     out: &mut Vec<Decision>,
 ) {
     let (ctx, group) = (g.ctx, g.group);
+    let vanished = hold_vanished(g, after, out);
     if !protocol::in_doubt(&group.tags, ctx.now()) {
         return;
     }
@@ -76,7 +77,10 @@ pub fn settle_swaps<'a>(
         let Some((_, replaces)) = protocol::clone_of(clone) else {
             continue;
         };
-        if replaces.is_empty() || !seen.insert(clone.instance_id.as_str()) {
+        if replaces.is_empty()
+            || vanished.contains(clone.instance_id.as_str())
+            || !seen.insert(clone.instance_id.as_str())
+        {
             continue;
         }
         let since = |id: &str, kind: ActivityKind| {
@@ -208,17 +212,79 @@ pub fn settle_swaps<'a>(
     }
 }
 
+/// Holds the swaps whose attached clone EC2 shows terminated while the group still lists it
+/// with the instance it replaces (a spot interruption or a termination from outside, read
+/// between the group and its instances, or before Auto Scaling has noticed): the attach raised
+/// desired capacity, and the group will replace the clone as it would any member, so the swap
+/// cannot complete and the instance must not get a second clone. Each gets a `swap-in-doubt`
+/// skip, so the pass leaves the group's lease to end and a later pass settles the swap from the
+/// scaling activities once the group has let the clone go. Returns the clones held.
+fn hold_vanished<'a>(
+    g: GroupCtx<'a>,
+    after: &mut AfterCompletions<'a>,
+    out: &mut Vec<Decision>,
+) -> BTreeSet<&'a str> {
+    let (ctx, group) = (g.ctx, g.group);
+    let mut held = BTreeSet::new();
+    let gone = ctx
+        .gone_clones
+        .get(group.name.as_str())
+        .map_or(&[][..], |v| v.as_slice());
+    for &clone in gone {
+        let Some((_, replaces)) = protocol::clone_of(clone) else {
+            continue;
+        };
+        let c = clone.instance_id.as_str();
+        if replaces.is_empty()
+            || ctx.member(group, c).is_none()
+            || ctx.member(group, replaces).is_none()
+        {
+            continue;
+        }
+        let mut d = costs::group_skip(
+            g,
+            Skip::SwapInDoubt {
+                why: format!(
+                    "{c}, attached for {replaces}, is terminated or shutting down while the group \
+                     still lists it: the swap is settled from the scaling activities once the \
+                     group lets it go"
+                ),
+            },
+        );
+        d.instance = Some(c.to_string());
+        out.push(d);
+        after.leaving.insert(c);
+        after.leaving.insert(replaces);
+        held.insert(c);
+    }
+    held
+}
+
 /// The in-service member the group launched last, on-demand first, among those not leaving
-/// and not clones.
+/// and not clones; failing that (spotswap has since swapped the group's replacements too), the
+/// newest clone whose swap is finished (the instance it replaced is no longer a member), so an
+/// extra instance is never left for want of an on-demand one.
 fn newest_member<'a>(g: GroupCtx<'a>, after: &AfterCompletions<'a>) -> Option<&'a str> {
     let snap = g.ctx.snap();
-    g.group
-        .members
-        .iter()
-        .filter(|m| m.is_in_service() && !after.leaving.contains(m.instance_id.as_str()))
-        .filter_map(|m| snap.instances.get(&m.instance_id))
+    let candidates = || {
+        g.group
+            .members
+            .iter()
+            .filter(|m| m.is_in_service() && !after.leaving.contains(m.instance_id.as_str()))
+            .filter_map(|m| snap.instances.get(&m.instance_id))
+    };
+    let newest = |i: &&'a Instance| (i.market == Market::OnDemand, i.launch_time, &i.instance_id);
+    candidates()
         .filter(|i| protocol::clone_of(i).is_none())
-        .max_by_key(|i| (i.market == Market::OnDemand, i.launch_time, &i.instance_id))
+        .max_by_key(newest)
+        .or_else(|| {
+            candidates()
+                .filter(|i| {
+                    protocol::clone_of(i)
+                        .is_some_and(|(_, r)| r.is_empty() || g.ctx.member(g.group, r).is_none())
+                })
+                .max_by_key(newest)
+        })
         .map(|i| i.instance_id.as_str())
 }
 
@@ -313,6 +379,42 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn an_attached_clone_terminated_while_the_group_still_lists_it_holds_its_swap_in_doubt() {
+        let members = [
+            ("i-1", "InService"),
+            ("i-2", "InService"),
+            ("i-3", "InService"),
+            ("i-c1", "InService"),
+        ];
+        for (lease, activities) in [
+            // The last pass gave its lease back: nothing else would settle it.
+            ("p.1 released", None),
+            // In doubt, the activities read before the clone went: they show only the attach.
+            ("p.1 until 2026-11-23T09:54:00Z", Some(&[][..])),
+        ] {
+            let mut snap = snapshot(4, &members, activities, &[("spotswap:lease", lease)]);
+            snap.instances.get_mut("i-c1").unwrap().state = crate::model::InstanceState::Terminated;
+            assert_eq!(
+                settled(&snap),
+                [
+                    "in doubt: i-c1, attached for i-1, is terminated or shutting down while the \
+                     group still lists it: the swap is settled from the scaling activities once \
+                     the group lets it go"
+                ],
+                "lease {lease}"
+            );
+            // The instance it replaces gets no second clone meanwhile.
+            let p = plan(&snap, &Settings::default(), now());
+            assert!(
+                !p.actions()
+                    .any(|(d, a)| matches!(a, Action::LaunchClone { .. })
+                        && d.instance.as_deref() == Some("i-1")),
+                "{p:#?}"
+            );
+        }
     }
 
     #[test]

@@ -250,3 +250,70 @@ async fn a_group_behind_no_load_balancer_still_swaps_in_one_step() {
         "{verdicts:?}"
     );
 }
+
+/// A full group attaches several clones in one pass, each with one more slot of MaxSize. When
+/// one attach fails, the MaxSize planned for the later ones counts on it, so they wait for the
+/// next pass (`held`), and the failed one gives back only its own slot: MaxSize never ends more
+/// than one slot above the user's per swap in flight, and back at the user's once none is.
+#[tokio::test]
+async fn after_a_full_groups_attach_fails_its_later_attaches_wait_and_max_size_comes_back() {
+    let a = Account::new();
+    let mut g: Group = group("web", 3, 3, &[]);
+    g.target_group_arns.push(TARGET_GROUP.into());
+    a.cloud.put_group(REGION, g);
+    a.cloud
+        .launch_group_members(REGION, "web", 3, "m5.large", &[]);
+    let settings = Settings::from_pairs([("replacements-per-pass", "3")]).unwrap();
+    pass(&a, &settings).await;
+    a.cloud.advance(Duration::from_secs(300));
+    a.cloud.fail_next(
+        "AttachInstances",
+        spotswap::cloud::CloudError::new(
+            "AttachInstances",
+            spotswap::cloud::ErrorKind::Other,
+            Some("ServiceUnavailable"),
+            "scripted by the test",
+        ),
+        1,
+    );
+    let report = pass::run(
+        &a.cloud,
+        &settings,
+        &PassOptions::new(&settings, a.cloud.now()),
+    )
+    .await
+    .unwrap();
+    let attaches: Vec<&spotswap::report::Outcome> = report.regions[0]
+        .outcomes
+        .iter()
+        .filter(|o| o.action == ActionKind::AttachClone)
+        .collect();
+    assert_eq!(attaches.len(), 3, "{report:#?}");
+    assert!(attaches[0].failed(), "{:?}", attaches[0]);
+    for o in &attaches[1..] {
+        assert!(
+            matches!(&o.status, spotswap::report::Status::Held { reason } if reason.contains("earlier attach of this group did not land")),
+            "{o:?}"
+        );
+    }
+    let g = a.cloud.group(REGION, "web").unwrap();
+    assert_eq!((g.desired_capacity, g.max_size), (3, 3));
+    assert_eq!(g.tags.get(protocol::MAX_SIZE), None);
+    // The next pass attaches them, one slot each.
+    a.cloud.advance(Duration::from_secs(300));
+    let report = pass(&a, &settings).await;
+    assert_eq!(
+        kinds(&report)
+            .iter()
+            .filter(|k| **k == ActionKind::AttachClone)
+            .count(),
+        3,
+        "{report:#?}"
+    );
+    let g = a.cloud.group(REGION, "web").unwrap();
+    assert_eq!((g.desired_capacity, g.max_size), (6, 6));
+    assert_eq!(
+        g.tags.get(protocol::MAX_SIZE).map(String::as_str),
+        Some("3")
+    );
+}
