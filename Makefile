@@ -117,6 +117,7 @@ package: lambda
 
 deploy: package
 	aws cloudformation deploy --template-file cloudformation/spotswap.yaml \
+	  --s3-bucket $(BUCKET) --s3-prefix spotswap/templates \
 	  --stack-name $(STACK) --capabilities CAPABILITY_IAM $(if $(REGION),--region $(REGION)) \
 	  --parameter-overrides CodeS3Bucket=$(BUCKET) CodeS3Key=$(KEY) Architecture=$(ARCH) $(PARAMS)
 

@@ -1231,3 +1231,44 @@ fn the_dashboard_charts_savings_spot_share_swaps_launches_failures_and_interrupt
         "charted {charted:?}, published {published:?}"
     );
 }
+
+/// CloudFormation takes a template body of at most 51,200 bytes inline (`--template-body`, and
+/// `aws cloudformation deploy --template-file` without `--s3-bucket`; AWS CloudFormation User
+/// Guide, "CloudFormation quotas": template body size in a request). Every command the docs and
+/// the Makefile give for a template over that sends it through S3 instead.
+#[test]
+fn a_template_over_the_inline_limit_is_only_ever_sent_through_s3() {
+    const INLINE_LIMIT: usize = 51_200;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let texts: Vec<(String, String)> = ["Makefile", "README.md", "docs/deploy.md"]
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(root.join(f)).unwrap();
+            (f.to_string(), text)
+        })
+        .collect();
+    for template in TEMPLATES {
+        let size = std::fs::metadata(root.join(template)).unwrap().len() as usize;
+        if size <= INLINE_LIMIT {
+            continue;
+        }
+        for (file, text) in &texts {
+            // Commands, with their backslash-continued lines joined.
+            let joined = text.replace("\\\n", " ");
+            for command in joined.lines().filter(|l| l.contains(template)) {
+                assert!(
+                    !command.contains("--template-body"),
+                    "{file}: {template} is {size} bytes, over the {INLINE_LIMIT} CloudFormation \
+                     takes inline, and is sent with --template-body: {command}"
+                );
+                if command.contains("--template-file") {
+                    assert!(
+                        command.contains("--s3-bucket"),
+                        "{file}: {template} is {size} bytes, over the {INLINE_LIMIT} CloudFormation \
+                         takes inline, and is deployed without --s3-bucket: {command}"
+                    );
+                }
+            }
+        }
+    }
+}
