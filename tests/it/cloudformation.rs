@@ -1187,8 +1187,49 @@ fn alarms_watch_failures_over_passes_missing_passes_and_function_errors() {
         (Some(0.0), &json!("GreaterThanThreshold"))
     );
     assert!(published.contains("PermissionProblems"), "{published:?}");
-    for a in [&failures, &none, &errors, &permissions] {
+    // The failed-invocation queue's visible messages.
+    let queued = alarm("FailedInvocationsAlarm");
+    assert_eq!(
+        (&queued["Namespace"], &queued["MetricName"]),
+        (
+            &json!("AWS/SQS"),
+            &json!("ApproximateNumberOfMessagesVisible")
+        )
+    );
+    assert_eq!(
+        queued["Dimensions"],
+        json!([{"Name": "QueueName", "Value": get_att("FailedInvocations", "QueueName")}])
+    );
+    // Events Lambda dropped for either function.
+    let dropped = alarm("DroppedEventsAlarm");
+    let watched: BTreeSet<(String, String)> = dropped["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.get("MetricStat"))
+        .map(|s| {
+            (
+                s["Metric"]["MetricName"].as_str().unwrap().to_string(),
+                s["Metric"]["Dimensions"][0]["Value"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        watched,
+        BTreeSet::from([
+            ("AsyncEventsDropped".into(), r#ref("Function").to_string()),
+            (
+                "AsyncEventsDropped".into(),
+                r#ref("EventsFunction").to_string()
+            ),
+        ])
+    );
+    for a in [&failures, &none, &errors, &permissions, &queued, &dropped] {
         assert_eq!(a["AlarmActions"], topic);
+    }
+    // Every alarm of the template notifies the topic.
+    for (name, a) in resources_of(&t, "AWS::CloudWatch::Alarm") {
+        assert_eq!(a["Properties"]["AlarmActions"], topic, "{name}");
     }
     // An e-mail subscription only when an address is given.
     let sub = resource(&t, "AlarmEmailSubscription");
@@ -1270,5 +1311,87 @@ fn a_template_over_the_inline_limit_is_only_ever_sent_through_s3() {
                 }
             }
         }
+    }
+}
+
+/// Which of `metric_ids` an alarm's metric-math `expression` uses without `FILL(id, ...)`
+/// around it. A metric with no datapoint in a period makes any arithmetic over it missing, so
+/// an alarm summing a sparse series (a function's errors, published only when there are some)
+/// without FILL stays OK however many the other has (CloudWatch User Guide, "Using metric
+/// math": FILL).
+fn unfilled<'a>(expression: &str, metric_ids: &[&'a str]) -> Vec<&'a str> {
+    let tokens: Vec<String> = expression
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    metric_ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            tokens.iter().any(|t| t == id)
+                && !expression.replace(' ', "").contains(&format!("FILL({id},"))
+        })
+        .collect()
+}
+
+#[test]
+fn alarms_can_publish_to_their_topic_and_metric_math_fills_sparse_series() {
+    // The check itself: it finds what it must.
+    assert_eq!(
+        unfilled("pass + events", &["pass", "events"]),
+        ["pass", "events"]
+    );
+    assert_eq!(
+        unfilled("FILL(pass, 0) + events", &["pass", "events"]),
+        ["events"]
+    );
+    assert!(unfilled("FILL(pass, 0) + FILL(events, 0)", &["pass", "events"]).is_empty());
+    let t = load(MAIN);
+    for (name, a) in resources_of(&t, "AWS::CloudWatch::Alarm") {
+        let Some(metrics) = a["Properties"]["Metrics"].as_array() else {
+            continue;
+        };
+        let ids: Vec<&str> = metrics
+            .iter()
+            .filter(|m| m.get("MetricStat").is_some())
+            .map(|m| m["Id"].as_str().unwrap())
+            .collect();
+        for m in metrics {
+            if let Some(e) = m["Expression"].as_str() {
+                assert!(
+                    unfilled(e, &ids).is_empty(),
+                    "{name}: {e} sums a series that may have no datapoint without FILL"
+                );
+            }
+        }
+    }
+    // The topic's key is one whose policy lets CloudWatch alarms use it: an AWS managed key
+    // (alias/aws/...) cannot (its policy cannot be edited), so every alarm action would fail.
+    for (name, topic) in resources_of(&t, "AWS::SNS::Topic") {
+        let key = &topic["Properties"]["KmsMasterKeyId"];
+        if key.is_null() {
+            continue;
+        }
+        assert!(
+            !key.as_str().is_some_and(|k| k.starts_with("alias/aws/")),
+            "{name} is encrypted with an AWS managed key ({key}), which CloudWatch alarms cannot use"
+        );
+        let key_resource = key["Fn::GetAtt"][0]
+            .as_str()
+            .or_else(|| key["Ref"].as_str())
+            .unwrap_or_else(|| panic!("{name}: its key is a key of this template: {key}"));
+        let policy = &resource(&t, key_resource)["Properties"]["KeyPolicy"];
+        let lets_cloudwatch = statements(policy).iter().any(|st| {
+            st["Effect"] == "Allow"
+                && st["Principal"]["Service"] == "cloudwatch.amazonaws.com"
+                && ["kms:Decrypt", "kms:GenerateDataKey*"]
+                    .iter()
+                    .all(|a| strings(&st["Action"]).iter().any(|x| x == a))
+        });
+        assert!(
+            lets_cloudwatch,
+            "{name}: {key_resource} does not let CloudWatch alarms use it"
+        );
     }
 }
