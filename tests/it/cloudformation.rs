@@ -1395,3 +1395,37 @@ fn alarms_can_publish_to_their_topic_and_metric_math_fills_sparse_series() {
         );
     }
 }
+
+/// A StackSet update resets every parameter it does not name to its default (`DryRun` to
+/// `true`, every setting to spotswap's; AWS CloudFormation API reference, UpdateStackSet
+/// `Parameters` and `UsePreviousValue`). The docs' update keeps every parameter the StackSet
+/// has (read from it) and never sets `DryRun` itself.
+#[test]
+fn the_stack_set_update_keeps_every_parameter_and_never_flips_dry_run() {
+    let docs = read("docs/deploy.md").replace("\\\n", " ");
+    let updates: Vec<&str> = docs
+        .lines()
+        .filter(|l| l.contains("update-stack-set"))
+        .collect();
+    assert!(
+        !updates.is_empty(),
+        "docs/deploy.md shows a StackSet update"
+    );
+    let block = docs
+        .split("```")
+        .find(|b| b.contains("update-stack-set"))
+        .unwrap();
+    assert!(
+        block.contains("describe-stack-set")
+            && block.contains("StackSet.Parameters[].ParameterKey"),
+        "the update reads the StackSet's parameters to keep them: {block}"
+    );
+    assert!(block.contains("UsePreviousValue=true"), "{block}");
+    for u in &updates {
+        assert!(!u.contains("ParameterKey=DryRun,ParameterValue"), "{u}");
+    }
+    assert!(
+        !block.contains("ParameterKey=DryRun,ParameterValue"),
+        "{block}"
+    );
+}
