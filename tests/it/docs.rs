@@ -93,3 +93,24 @@ fn mentions(code: &str, token: &str) -> bool {
             .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
     })
 }
+
+/// The stack's `DryRun` defaults to `false` (a deployed function acts), so the first deploy the
+/// README and the deploy guide show starts with `DryRun=true`: a new operator reads a few
+/// passes' plans before anything changes.
+#[test]
+fn the_first_deploy_shown_plans_only() {
+    for (file, marker) in [
+        ("README.md", "make deploy"),
+        ("docs/deploy.md", "aws cloudformation deploy"),
+    ] {
+        let text = read(file).replace("\\\n", " ");
+        let first = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(marker))
+            .unwrap_or_else(|| panic!("{file} shows a deploy"));
+        assert!(
+            first.contains("DryRun=true"),
+            "{file}: the first deploy goes live: {first}"
+        );
+    }
+}
