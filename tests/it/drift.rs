@@ -5,26 +5,11 @@
 use std::time::Duration;
 
 use spotswap::model::{LaunchRef, LaunchSpec, Secret};
-use spotswap::pass::{self, PassOptions};
 use spotswap::plan::{Action, ActionKind, OrphanReason};
 use spotswap::protocol;
 use spotswap::report::PassReport;
-use spotswap::settings::Settings;
 
-use super::pass_memory::{Account, REGION, fixture_spec, group};
-
-async fn pass(a: &Account) -> PassReport {
-    let settings = Settings::default();
-    let report = pass::run(
-        &a.cloud,
-        &settings,
-        &PassOptions::new(&settings, a.cloud.now()),
-    )
-    .await
-    .expect("the pass starts");
-    assert_eq!(report.totals.failures, 0, "{report:#?}");
-    report
-}
+use super::pass_memory::{Account, REGION, clean_pass as pass, fixture_spec, group};
 
 fn actions(report: &PassReport) -> Vec<Action> {
     report.regions[0]

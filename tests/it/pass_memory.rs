@@ -126,6 +126,20 @@ pub(crate) fn fixture_spec() -> LaunchSpec {
     }
 }
 
+/// One pass with the default settings at the account's clock, which must fail no action.
+pub(crate) async fn clean_pass(a: &Account) -> PassReport {
+    let settings = Settings::default();
+    let report = pass::run(
+        &a.cloud,
+        &settings,
+        &PassOptions::new(&settings, a.cloud.now()),
+    )
+    .await
+    .expect("the pass starts");
+    assert_eq!(report.totals.failures, 0, "{report:#?}");
+    report
+}
+
 /// Adds `region` with `azs` to `cloud`, seeded as the fixture's region: the launch
 /// configuration and its AMI, on-demand prices, and spot prices in every AZ an hour and a half
 /// before the clock's now. No groups.
